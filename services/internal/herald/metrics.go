@@ -1,0 +1,229 @@
+package herald
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Namespace is the CloudWatch namespace of every Herald metric.
+const Namespace = "Herald"
+
+// emfMaxValues is the most values one metric may carry in one EMF document.
+const emfMaxValues = 100
+
+// maxSamplesPerFlush bounds the latency samples kept per metric between two
+// flushes; past it, reservoir sampling keeps a uniform sample (counts stay exact).
+const maxSamplesPerFlush = 1000
+
+// Metrics aggregates counters and latency samples in memory and writes them
+// as CloudWatch Embedded Metric Format lines, one JSON document per line, so
+// CloudWatch Logs extracts metrics with no agent. A nil *Metrics discards
+// everything, which is how metrics are turned off.
+type Metrics struct {
+	env, service string
+	now          func() time.Time
+
+	writeMu sync.Mutex
+	w       io.Writer
+
+	mu       sync.Mutex
+	counters map[metricKey]float64
+	samples  map[metricKey]*reservoir
+	totals   map[string]float64
+}
+
+type metricKey struct {
+	name, dim, value string // dim is "" for the rollup without a breakdown
+}
+
+type reservoir struct {
+	seen   int
+	values []float64
+}
+
+// NewMetrics writes to w, tagging every metric with the environment and service.
+func NewMetrics(w io.Writer, env, service string) *Metrics {
+	return &Metrics{
+		env: env, service: service, w: w, now: time.Now,
+		counters: map[metricKey]float64{},
+		samples:  map[metricKey]*reservoir{},
+		totals:   map[string]float64{},
+	}
+}
+
+// Count adds n to a counter.
+func (m *Metrics) Count(name string, n float64) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	m.counters[metricKey{name: name}] += n
+	m.totals[name] += n
+	m.mu.Unlock()
+}
+
+// CountBy adds n to a counter and to its breakdown by one dimension
+// (Rejected by Reason, Failed by Class).
+func (m *Metrics) CountBy(name, dim, value string, n float64) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	m.counters[metricKey{name: name}] += n
+	m.counters[metricKey{name: name, dim: dim, value: value}] += n
+	m.totals[name] += n
+	m.totals[name+"."+value] += n
+	m.mu.Unlock()
+}
+
+// Observe records one duration sample in milliseconds.
+func (m *Metrics) Observe(name string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	ms := float64(d.Microseconds()) / 1000
+	m.mu.Lock()
+	k := metricKey{name: name}
+	r := m.samples[k]
+	if r == nil {
+		r = &reservoir{}
+		m.samples[k] = r
+	}
+	r.seen++
+	if len(r.values) < maxSamplesPerFlush {
+		r.values = append(r.values, ms)
+	} else if i := rand.IntN(r.seen); i < maxSamplesPerFlush {
+		r.values[i] = ms
+	}
+	m.mu.Unlock()
+}
+
+// Totals returns the counters summed since start ("Rejected", and
+// "Rejected.<reason>" for breakdowns). For tests and diagnostics.
+func (m *Metrics) Totals() map[string]float64 {
+	out := map[string]float64{}
+	if m == nil {
+		return out
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, v := range m.totals {
+		out[k] = v
+	}
+	return out
+}
+
+// Run flushes every interval until ctx ends, then flushes once more.
+func (m *Metrics) Run(ctx context.Context, interval time.Duration) {
+	if m == nil || interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			m.Flush()
+			return
+		case <-t.C:
+			m.Flush()
+		}
+	}
+}
+
+// Flush writes what was gathered since the last flush and resets it.
+func (m *Metrics) Flush() {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	counters, samples := m.counters, m.samples
+	m.counters = map[metricKey]float64{}
+	m.samples = map[metricKey]*reservoir{}
+	m.mu.Unlock()
+
+	// Group by dimension set: one EMF document per set (and per chunk of 100
+	// samples, the EMF limit on values per metric).
+	type group struct {
+		dim, value string
+		counts     map[string]float64
+		units      map[string]string
+		series     map[string][]float64
+	}
+	groups := map[[2]string]*group{}
+	get := func(k metricKey) *group {
+		g := groups[[2]string{k.dim, k.value}]
+		if g == nil {
+			g = &group{dim: k.dim, value: k.value, counts: map[string]float64{}, units: map[string]string{}, series: map[string][]float64{}}
+			groups[[2]string{k.dim, k.value}] = g
+		}
+		return g
+	}
+	for k, v := range counters {
+		g := get(k)
+		g.counts[k.name] = v
+		g.units[k.name] = "Count"
+	}
+	for k, r := range samples {
+		g := get(k)
+		g.series[k.name] = r.values
+		g.units[k.name] = "Milliseconds"
+	}
+	keys := make([][2]string, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i][0]+keys[i][1] < keys[j][0]+keys[j][1] })
+
+	ts := m.now().UnixMilli()
+	m.writeMu.Lock()
+	defer m.writeMu.Unlock()
+	for _, k := range keys {
+		g := groups[k]
+		for chunk := 0; ; chunk++ {
+			doc := map[string]any{"Environment": m.env, "Service": m.service}
+			dims := []string{"Environment", "Service"}
+			if g.dim != "" {
+				doc[g.dim] = g.value
+				dims = append(dims, g.dim)
+			}
+			var defs []map[string]string
+			if chunk == 0 {
+				for name, v := range g.counts {
+					doc[name] = v
+					defs = append(defs, map[string]string{"Name": name, "Unit": "Count"})
+				}
+			}
+			for name, vals := range g.series {
+				lo := chunk * emfMaxValues
+				if lo >= len(vals) {
+					continue
+				}
+				doc[name] = vals[lo:min(lo+emfMaxValues, len(vals))]
+				defs = append(defs, map[string]string{"Name": name, "Unit": g.units[name]})
+			}
+			if len(defs) == 0 {
+				break
+			}
+			sort.Slice(defs, func(i, j int) bool { return defs[i]["Name"] < defs[j]["Name"] })
+			doc["_aws"] = map[string]any{
+				"Timestamp": ts,
+				"CloudWatchMetrics": []any{map[string]any{
+					"Namespace":  Namespace,
+					"Dimensions": [][]string{dims},
+					"Metrics":    defs,
+				}},
+			}
+			line, err := json.Marshal(doc)
+			if err != nil {
+				continue // only plain maps, strings and numbers: cannot fail
+			}
+			m.w.Write(append(line, '\n'))
+		}
+	}
+}
