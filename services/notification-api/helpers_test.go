@@ -76,11 +76,26 @@ type fakeSQS struct {
 	// failEntry, when set, may fail one entry of a SendMessageBatch; seen
 	// is how many times the same body came in earlier calls.
 	failEntry func(id, body string, seen int) *types.BatchResultErrorEntry
+	// silent makes SendMessageBatch report no entry at all, neither
+	// successful nor failed (as goaws did before sqslocal's fix).
+	silent bool
 	// block makes calls wait for ctx to end (a hung queue).
 	block bool
+	// gate, when set, holds every call until it is closed; started gets a
+	// value as each call begins.
+	gate    chan struct{}
+	started chan struct{}
 }
 
 func (f *fakeSQS) callErr(ctx context.Context, op string) error {
+	if f.gate != nil {
+		f.started <- struct{}{}
+		select {
+		case <-f.gate:
+		case <-ctx.Done():
+			return &smithy.OperationError{ServiceID: "SQS", OperationName: op, Err: ctx.Err()}
+		}
+	}
 	if f.block {
 		<-ctx.Done()
 		return &smithy.OperationError{ServiceID: "SQS", OperationName: op, Err: ctx.Err()}
@@ -125,6 +140,9 @@ func (f *fakeSQS) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatch
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := &sqs.SendMessageBatchOutput{}
+	if f.silent {
+		return out, nil
+	}
 	if f.tries == nil {
 		f.tries = map[string]int{}
 	}

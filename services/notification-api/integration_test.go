@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -198,7 +199,7 @@ type emulator struct {
 
 func (e *emulator) Close() { e.once.Do(func() { e.Server.Close() }) }
 
-func startEmulator(t *testing.T, addr string) *emulator {
+func startEmulator(t testing.TB, addr string) *emulator {
 	t.Helper()
 	s, err := sqslocal.Start(sqslocal.Config{Addr: addr, Queues: []sqslocal.Queue{{Name: "herald"}}})
 	if err != nil {
@@ -333,4 +334,57 @@ func receive(t *testing.T, c *sqs.Client, url string, n int) map[string]herald.E
 		t.Fatalf("%d unexpected messages on the queue", len(out.Messages))
 	}
 	return got
+}
+
+// TestShutdownFinishesRequestsInFlight: on SIGTERM (ctx ending) the server
+// stops taking connections, but a request whose SQS call is in flight still
+// gets its 202, and serve returns cleanly after it.
+func TestShutdownFinishesRequestsInFlight(t *testing.T) {
+	f := &fakeSQS{gate: make(chan struct{}), started: make(chan struct{}, 10)}
+	cfg := testConfig()
+	lg := &testLog{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, deps{sqs: f}, slog.New(slog.NewJSONHandler(lg, nil)), nil) }()
+	var addr string
+	pollUntil(t, "listening", func() bool {
+		for _, line := range strings.Split(lg.String(), "\n") {
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "listening" {
+				addr = l.Addr
+			}
+		}
+		return addr != ""
+	})
+	type reply struct {
+		status int
+		err    error
+	}
+	res := make(chan reply, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/notifications", strings.NewReader(valid(nil)))
+		req.Header.Set("Authorization", "Bearer "+testKey)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			res <- reply{err: err}
+			return
+		}
+		resp.Body.Close()
+		res <- reply{status: resp.StatusCode}
+	}()
+	<-f.started // the SendMessageBatch is in flight
+	cancel()
+	pollUntil(t, "shutdown begun", func() bool { return strings.Contains(lg.String(), `"msg":"shutting down"`) })
+	close(f.gate)
+	if r := <-res; r.status != 202 {
+		t.Errorf("in-flight request: %d %v", r.status, r.err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("serve: %v", err)
+	}
+	if len(f.queued()) != 1 {
+		t.Errorf("%d queued", len(f.queued()))
+	}
 }

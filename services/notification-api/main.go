@@ -1,7 +1,3 @@
-// Command notification-api is Herald's Notification API: it authenticates
-// and validates notification requests and queues them on SQS as versioned
-// envelopes for the email sender. See services/README.md for its
-// configuration and the status codes it answers with.
 package main
 
 import (
