@@ -199,11 +199,14 @@ func (k *keyStore) run(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			before := strings.Join(k.ids(), ",")
 			if err := k.refresh(ctx); err != nil {
 				k.log.Warn("API key refresh failed; keeping the last good keys", "err", err)
 				continue
 			}
-			k.log.Debug("API keys refreshed", "keyIds", k.ids())
+			if ids := k.ids(); strings.Join(ids, ",") != before {
+				k.log.Info("API keys changed", "keyIds", ids)
+			}
 		}
 	}
 }
