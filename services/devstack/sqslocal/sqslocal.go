@@ -99,7 +99,7 @@ func Start(cfg Config) (*Server, error) {
 		Endpoint: "http://" + ln.Addr().String(),
 		ln:       ln,
 		srv: &http.Server{
-			Handler:           router.New(),
+			Handler:           jsonProtocolFixes(router.New()),
 			ReadHeaderTimeout: 10 * time.Second,
 			// Long polls last up to 20 s: leave room.
 			WriteTimeout: 60 * time.Second,

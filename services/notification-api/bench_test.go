@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"herald/services/internal/herald"
+)
+
+// countingSQS counts the SQS requests the API makes.
+type countingSQS struct {
+	sqsAPI
+	calls atomic.Int64
+}
+
+func (c *countingSQS) SendMessage(ctx context.Context, in *sqs.SendMessageInput, o ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	c.calls.Add(1)
+	return c.sqsAPI.SendMessage(ctx, in, o...)
+}
+
+func (c *countingSQS) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, o ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	c.calls.Add(1)
+	return c.sqsAPI.SendMessageBatch(ctx, in, o...)
+}
+
+// BenchmarkEnqueue posts single notifications from many goroutines through
+// the handler to the in-process SQS emulator, with coalescing on (the default
+// 2ms linger) and off, and reports SQS requests per notification. The
+// pipeline figures for issue 6 come from `make bench`; this isolates the API.
+//
+//	go test ./services/notification-api -run '^$' -bench Enqueue -benchtime 3000x
+func BenchmarkEnqueue(b *testing.B) {
+	none := filepath.Join(b.TempDir(), "none")
+	b.Setenv("AWS_ACCESS_KEY_ID", "local")
+	b.Setenv("AWS_SECRET_ACCESS_KEY", "local")
+	b.Setenv("AWS_CONFIG_FILE", none)
+	b.Setenv("AWS_SHARED_CREDENTIALS_FILE", none)
+	b.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	for _, linger := range []time.Duration{0, 2 * time.Millisecond} {
+		b.Run("linger="+linger.String(), func(b *testing.B) {
+			emu := startEmulator(b, "127.0.0.1:0")
+			defer emu.Close()
+			awsCfg, err := herald.LoadAWSConfig(context.Background(), "us-east-1", herald.AWSOptions{MaxAttempts: 3, MaxBackoff: 200 * time.Millisecond})
+			if err != nil {
+				b.Fatal(err)
+			}
+			counter := &countingSQS{sqsAPI: sqs.NewFromConfig(awsCfg, func(o *sqs.Options) { o.BaseEndpoint = aws.String(emu.Endpoint) })}
+			cfg := testConfig()
+			cfg.QueueURL = emu.QueueURL("herald")
+			cfg.BatchLinger = linger
+			cfg.EnqueueTimeout = 5 * time.Second
+			s := newServer(cfg, deps{sqs: counter}, herald.NewLogger(discard{}, "error", "bench", serviceName), nil)
+			defer s.enq.close()
+			h := s.handler()
+			body := valid(nil)
+			var failed atomic.Int64
+			b.SetParallelism(16) // 16 per core: concurrent clients, as under load
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req := httptest.NewRequest(http.MethodPost, "/api/notifications", strings.NewReader(body))
+					req.Header.Set("Authorization", "Bearer "+testKey)
+					req.Header.Set("Content-Type", "application/json")
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, req)
+					if rec.Code != http.StatusAccepted {
+						failed.Add(1)
+					}
+				}
+			})
+			b.StopTimer()
+			if n := failed.Load(); n > 0 {
+				b.Fatalf("%d of %d requests not accepted", n, b.N)
+			}
+			b.ReportMetric(float64(counter.calls.Load())/float64(b.N), "sqs-requests/op")
+		})
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

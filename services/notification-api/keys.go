@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+)
+
+// keyPrefix marks Herald API keys, so a leaked one is recognisable in a scan.
+const keyPrefix = "hk_"
+
+// keyEntry is one API key as the service holds it: its id and the SHA-256 of
+// the key. The key itself is never stored.
+type keyEntry struct {
+	ID   string
+	Hash [sha256.Size]byte
+}
+
+// secretsAPI is the one Secrets Manager call the API makes.
+type secretsAPI interface {
+	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+}
+
+// validKeyID keeps key ids safe to put in logs, metrics and the envelope.
+func validKeyID(id string) error {
+	if id == "" || len(id) > 64 {
+		return errors.New("key id must be 1 to 64 characters")
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("key id %q may hold only letters, digits, '-', '_' and '.'", id)
+		}
+	}
+	return nil
+}
+
+func parseHash(id, s string) (keyEntry, error) {
+	if err := validKeyID(id); err != nil {
+		return keyEntry{}, err
+	}
+	b, err := hex.DecodeString(strings.TrimSpace(s))
+	if err != nil || len(b) != sha256.Size {
+		return keyEntry{}, fmt.Errorf("key %q: hash must be %d hex digits (SHA-256)", id, 2*sha256.Size)
+	}
+	k := keyEntry{ID: id}
+	copy(k.Hash[:], b)
+	return k, nil
+}
+
+// parseKeyList reads HERALD_API_KEY_HASHES: "keyid:sha256hex,...".
+func parseKeyList(raw string) ([]keyEntry, error) {
+	var out []keyEntry
+	seen := map[string]bool{}
+	for _, item := range strings.Split(raw, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		id, hash, ok := strings.Cut(item, ":")
+		if !ok {
+			return nil, errors.New("each entry must be keyid:sha256hex")
+		}
+		k, err := parseHash(strings.TrimSpace(id), hash)
+		if err != nil {
+			return nil, err
+		}
+		if seen[k.ID] {
+			return nil, fmt.Errorf("key id %q twice", k.ID)
+		}
+		seen[k.ID] = true
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// parseSecretKeys reads the secret's JSON object {"keyid": "sha256hex"}.
+func parseSecretKeys(s string) ([]keyEntry, error) {
+	var m map[string]string
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		return nil, fmt.Errorf("secret is not a JSON object of key id to SHA-256 hex: %w", err)
+	}
+	ids := make([]string, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	out := make([]keyEntry, 0, len(m))
+	for _, id := range ids {
+		k, err := parseHash(id, m[id])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// keyStore authenticates API keys against the hashes from the environment
+// (fixed) and from a Secrets Manager secret (read again periodically).
+type keyStore struct {
+	static   []keyEntry
+	secretID string
+	secrets  secretsAPI
+	log      *slog.Logger
+	current  atomic.Pointer[[]keyEntry]
+}
+
+func newKeyStore(static []keyEntry, secretID string, secrets secretsAPI, log *slog.Logger) *keyStore {
+	k := &keyStore{static: static, secretID: secretID, secrets: secrets, log: log}
+	set := append([]keyEntry(nil), static...)
+	k.current.Store(&set)
+	return k
+}
+
+// authenticate returns the id of the key whose hash matches. It compares the
+// hash with every entry in constant time and never stops early, so the time
+// taken says nothing about which entry, if any, matched.
+func (k *keyStore) authenticate(key string) (string, bool) {
+	sum := sha256.Sum256([]byte(key))
+	entries := *k.current.Load()
+	match := -1
+	for i := range entries {
+		eq := subtle.ConstantTimeCompare(sum[:], entries[i].Hash[:])
+		match = subtle.ConstantTimeSelect(eq, i, match)
+	}
+	if match < 0 {
+		return "", false
+	}
+	return entries[match].ID, true
+}
+
+// ids lists the key ids in force, for logs.
+func (k *keyStore) ids() []string {
+	entries := *k.current.Load()
+	out := make([]string, len(entries))
+	for i, e := range entries {
+		out[i] = e.ID
+	}
+	return out
+}
+
+// refresh reads the secret and, when it is valid, replaces the secret's keys.
+// On any error the last good set stays in force.
+func (k *keyStore) refresh(ctx context.Context) error {
+	if k.secretID == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := k.secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(k.secretID)})
+	if err != nil {
+		return fmt.Errorf("read API keys secret %s: %w", k.secretID, err)
+	}
+	if out.SecretString == nil {
+		return fmt.Errorf("API keys secret %s has no string value", k.secretID)
+	}
+	fromSecret, err := parseSecretKeys(*out.SecretString)
+	if err != nil {
+		return fmt.Errorf("API keys secret %s: %w", k.secretID, err)
+	}
+	set := append([]keyEntry(nil), k.static...)
+	for _, e := range fromSecret {
+		for _, s := range k.static {
+			if s.ID == e.ID {
+				return fmt.Errorf("API keys secret %s: key id %q is also in HERALD_API_KEY_HASHES", k.secretID, e.ID)
+			}
+		}
+		set = append(set, e)
+	}
+	k.current.Store(&set)
+	return nil
+}
+
+// run refreshes every interval until ctx ends; a failed refresh is logged and
+// keeps the keys already loaded.
+func (k *keyStore) run(ctx context.Context, every time.Duration) {
+	if k.secretID == "" {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			before := strings.Join(k.ids(), ",")
+			if err := k.refresh(ctx); err != nil {
+				k.log.Warn("API key refresh failed; keeping the last good keys", "err", err)
+				continue
+			}
+			if ids := k.ids(); strings.Join(ids, ",") != before {
+				k.log.Info("API keys changed", "keyIds", ids)
+			}
+		}
+	}
+}
+
+// newKey mints a 256-bit random API key.
+func newKey() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("random key: %w", err)
+	}
+	return keyPrefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// keygen is the `keygen [key-id]` subcommand: it prints a new key once and
+// the entries to store, which hold only its hash.
+func keygen(args []string, stdout io.Writer) error {
+	if len(args) > 1 {
+		return errors.New("usage: notification-api keygen [key-id]")
+	}
+	var id string
+	if len(args) == 1 {
+		id = args[0]
+	} else {
+		var b [4]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return fmt.Errorf("random key id: %w", err)
+		}
+		id = "key-" + hex.EncodeToString(b[:])
+	}
+	if err := validKeyID(id); err != nil {
+		return err
+	}
+	key, err := newKey()
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256([]byte(key))
+	hash := hex.EncodeToString(sum[:])
+	secret, _ := json.Marshal(map[string]string{id: hash})
+	_, err = fmt.Fprintf(stdout, `API key %s (shown once; give it to the client, Herald keeps only its hash):
+%s
+
+Entry for HERALD_API_KEY_HASHES (comma-separated list):
+%s:%s
+
+Entry for the Secrets Manager secret named by HERALD_API_KEYS_SECRET_ID (merge into its JSON object):
+%s
+`, id, key, id, hash, secret)
+	return err
+}
