@@ -1,0 +1,146 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"herald/services/internal/herald"
+)
+
+const (
+	serviceName = "email-sender"
+	defaultAddr = ":8081"
+)
+
+// config is the sender's environment (services/README.md), read once.
+type config struct {
+	herald.Common
+	DLQURL      string
+	Transport   string // "ses" or "smtp"
+	Pollers     int
+	Workers     int
+	WaitTime    time.Duration
+	Visibility  time.Duration
+	SendTimeout time.Duration
+	// SendRate is sends per second; 0 means the SES account's rate, or no
+	// limit on SMTP.
+	SendRate     float64
+	RetryBase    time.Duration
+	RetryMax     time.Duration
+	SESConfigSet string
+	SMTPAddr     string
+	SMTPUsername string
+	SMTPPassword string
+	SMTPSecretID string
+	SMTPTLS      string // "starttls" or "none"
+	SMTPCAFile   string
+	StallAfter   time.Duration
+}
+
+// readConfig reads and checks every variable, reporting all problems at once,
+// each naming its variable.
+func readConfig(getenv func(string) string) (config, error) {
+	e := herald.NewEnv(getenv)
+	c := config{Common: herald.ReadCommon(e, defaultAddr)}
+	c.DLQURL = e.Required("HERALD_DLQ_URL")
+	c.Transport = e.OneOf("HERALD_TRANSPORT", "ses", "ses", "smtp")
+	c.Pollers = e.Int("HERALD_POLLERS", 2, 1, 64)
+	c.Workers = e.Int("HERALD_WORKERS", 32, 1, 4096)
+	c.WaitTime = wholeSeconds(e, "HERALD_WAIT_TIME", e.Duration("HERALD_WAIT_TIME", 20*time.Second, 0, 20*time.Second))
+	c.Visibility = wholeSeconds(e, "HERALD_VISIBILITY_TIMEOUT", e.Duration("HERALD_VISIBILITY_TIMEOUT", 60*time.Second, 2*time.Second, 12*time.Hour))
+	c.SendTimeout = e.Duration("HERALD_SEND_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute)
+	c.SendRate = e.Float("HERALD_SEND_RATE", 0, 0, 1_000_000)
+	c.RetryBase = e.Duration("HERALD_RETRY_BASE", 5*time.Second, time.Second, 12*time.Hour)
+	c.RetryMax = e.Duration("HERALD_RETRY_MAX", 15*time.Minute, time.Second, 12*time.Hour)
+	if c.RetryBase > c.RetryMax {
+		e.Failf("HERALD_RETRY_BASE", "%s is above HERALD_RETRY_MAX (%s)", c.RetryBase, c.RetryMax)
+	}
+	c.SESConfigSet = e.String("HERALD_SES_CONFIGURATION_SET", "")
+	c.SMTPTLS = e.OneOf("HERALD_SMTP_TLS", "starttls", "starttls", "none")
+	c.SMTPUsername = e.String("HERALD_SMTP_USERNAME", "")
+	c.SMTPPassword = e.String("HERALD_SMTP_PASSWORD", "")
+	c.SMTPSecretID = e.String("HERALD_SMTP_SECRET_ID", "")
+	c.SMTPCAFile = e.String("HERALD_SMTP_CA_FILE", "")
+	if c.Transport == "smtp" {
+		c.SMTPAddr = e.Required("HERALD_SMTP_ADDR")
+		checkSMTP(e, &c)
+	}
+	c.StallAfter = e.Duration("HERALD_STALL_AFTER", 90*time.Second, time.Second, time.Hour)
+	if c.StallAfter <= c.WaitTime {
+		e.Failf("HERALD_STALL_AFTER", "%s must be longer than HERALD_WAIT_TIME (%s): a healthy long poll lasts that long", c.StallAfter, c.WaitTime)
+	}
+	if err := e.Err(); err != nil {
+		return config{}, fmt.Errorf("configuration: %w", err)
+	}
+	return c, nil
+}
+
+func checkSMTP(e *herald.Env, c *config) {
+	if c.SMTPAddr != "" {
+		host, port, err := net.SplitHostPort(c.SMTPAddr)
+		switch {
+		case err != nil:
+			e.Failf("HERALD_SMTP_ADDR", "%q is not host:port: %v", c.SMTPAddr, err)
+		case host == "" || port == "":
+			e.Failf("HERALD_SMTP_ADDR", "%q needs a host and a port", c.SMTPAddr)
+		case c.SMTPTLS == "none" && !isLoopback(host):
+			e.Failf("HERALD_SMTP_TLS", "none is allowed only with a loopback HERALD_SMTP_ADDR (127.0.0.1, ::1, localhost), not %q", host)
+		}
+	}
+	if (c.SMTPUsername == "") != (c.SMTPPassword == "") {
+		e.Failf("HERALD_SMTP_PASSWORD", "HERALD_SMTP_USERNAME and HERALD_SMTP_PASSWORD are set together or not at all")
+	}
+	if c.SMTPSecretID != "" && c.SMTPUsername != "" {
+		e.Failf("HERALD_SMTP_SECRET_ID", "set either it or HERALD_SMTP_USERNAME/HERALD_SMTP_PASSWORD, not both")
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// wholeSeconds refuses fractions for values SQS takes in seconds.
+func wholeSeconds(e *herald.Env, name string, d time.Duration) time.Duration {
+	if d%time.Second != 0 {
+		e.Failf(name, "%s is not a whole number of seconds (SQS counts in seconds)", d)
+		return d.Truncate(time.Second)
+	}
+	return d
+}
+
+// LogValue is the configuration as logged at start: secrets masked.
+func (c config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("env", c.Env),
+		slog.String("region", c.Region),
+		slog.String("queueUrl", c.QueueURL),
+		slog.String("dlqUrl", c.DLQURL),
+		slog.String("httpAddr", c.HTTPAddr),
+		slog.String("logLevel", c.LogLevel),
+		slog.String("metricsInterval", c.MetricsInterval.String()),
+		slog.String("shutdownTimeout", c.ShutdownTimeout.String()),
+		slog.String("transport", c.Transport),
+		slog.Int("pollers", c.Pollers),
+		slog.Int("workers", c.Workers),
+		slog.String("waitTime", c.WaitTime.String()),
+		slog.String("visibilityTimeout", c.Visibility.String()),
+		slog.String("sendTimeout", c.SendTimeout.String()),
+		slog.Float64("sendRate", c.SendRate),
+		slog.String("retryBase", c.RetryBase.String()),
+		slog.String("retryMax", c.RetryMax.String()),
+		slog.String("sesConfigurationSet", c.SESConfigSet),
+		slog.String("smtpAddr", c.SMTPAddr),
+		slog.String("smtpUsername", herald.MaskSecret(c.SMTPUsername)),
+		slog.String("smtpPassword", herald.MaskSecret(c.SMTPPassword)),
+		slog.String("smtpSecretId", c.SMTPSecretID),
+		slog.String("smtpTls", c.SMTPTLS),
+		slog.String("smtpCaFile", c.SMTPCAFile),
+		slog.String("stallAfter", c.StallAfter.String()),
+	)
+}

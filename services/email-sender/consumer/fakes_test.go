@@ -1,0 +1,234 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"herald/services/internal/herald"
+)
+
+// fakeSQS hands out queued messages and records every call.
+type fakeSQS struct {
+	mu      sync.Mutex
+	pending []types.Message
+	arrived chan struct{} // closed when pending grows
+
+	receiveErrs  []error
+	asked        []int32 // MaxNumberOfMessages per receive
+	deleteCalls  [][]string
+	visibility   []visChange
+	batchVis     [][]visChange
+	batchVisErr  error
+	dlq          []*sqs.SendMessageInput
+	dlqErr       error
+	onVisibility func(visChange)
+}
+
+type visChange struct {
+	receipt string
+	seconds int32
+}
+
+func newFakeSQS() *fakeSQS { return &fakeSQS{arrived: make(chan struct{})} }
+
+func (f *fakeSQS) put(msgs ...types.Message) {
+	f.mu.Lock()
+	f.pending = append(f.pending, msgs...)
+	close(f.arrived)
+	f.arrived = make(chan struct{})
+	f.mu.Unlock()
+}
+
+func (f *fakeSQS) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, _ ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	for {
+		f.mu.Lock()
+		if len(f.receiveErrs) > 0 {
+			err := f.receiveErrs[0]
+			f.receiveErrs = f.receiveErrs[1:]
+			f.mu.Unlock()
+			return nil, err
+		}
+		if len(f.pending) > 0 {
+			f.asked = append(f.asked, in.MaxNumberOfMessages)
+			n := min(len(f.pending), int(in.MaxNumberOfMessages))
+			out := append([]types.Message(nil), f.pending[:n]...)
+			f.pending = f.pending[n:]
+			f.mu.Unlock()
+			return &sqs.ReceiveMessageOutput{Messages: out}, nil
+		}
+		ch := f.arrived
+		f.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (f *fakeSQS) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	var receipts []string
+	for _, e := range in.Entries {
+		receipts = append(receipts, aws.ToString(e.ReceiptHandle))
+	}
+	f.mu.Lock()
+	f.deleteCalls = append(f.deleteCalls, receipts)
+	f.mu.Unlock()
+	return &sqs.DeleteMessageBatchOutput{}, nil
+}
+
+func (f *fakeSQS) ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+	v := visChange{aws.ToString(in.ReceiptHandle), in.VisibilityTimeout}
+	f.mu.Lock()
+	f.visibility = append(f.visibility, v)
+	hook := f.onVisibility
+	f.mu.Unlock()
+	if hook != nil {
+		hook(v)
+	}
+	return &sqs.ChangeMessageVisibilityOutput{}, nil
+}
+
+func (f *fakeSQS) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.batchVisErr != nil {
+		return nil, f.batchVisErr
+	}
+	var batch []visChange
+	for _, e := range in.Entries {
+		batch = append(batch, visChange{aws.ToString(e.ReceiptHandle), e.VisibilityTimeout})
+	}
+	f.batchVis = append(f.batchVis, batch)
+	return &sqs.ChangeMessageVisibilityBatchOutput{}, nil
+}
+
+func (f *fakeSQS) SendMessage(ctx context.Context, in *sqs.SendMessageInput, _ ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.dlqErr != nil {
+		return nil, f.dlqErr
+	}
+	f.dlq = append(f.dlq, in)
+	return &sqs.SendMessageOutput{MessageId: aws.String("dlq-" + strconv.Itoa(len(f.dlq)))}, nil
+}
+
+// read runs fn under the fake's lock.
+func (f *fakeSQS) read(fn func(f *fakeSQS)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
+func (f *fakeSQS) visibilityChanges() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.visibility)
+}
+
+func (f *fakeSQS) deletedReceipts() []string {
+	var out []string
+	f.read(func(f *fakeSQS) {
+		for _, c := range f.deleteCalls {
+			out = append(out, c...)
+		}
+	})
+	return out
+}
+
+// senderFunc adapts a function to Sender.
+type senderFunc func(ctx context.Context, e *herald.Envelope) (string, error)
+
+func (s senderFunc) Send(ctx context.Context, e *herald.Envelope) (string, error) { return s(ctx, e) }
+
+func okSender() Sender {
+	return senderFunc(func(ctx context.Context, e *herald.Envelope) (string, error) { return "ok-" + e.ID, nil })
+}
+
+// envelopeBody is a valid queue message body.
+func envelopeBody(t *testing.T, id string) string {
+	t.Helper()
+	e := herald.Envelope{ID: id, CreatedAt: time.Now(), From: "sender@example.com", To: []string{"alice@example.com"}, Subject: "Hi", Text: "hello"}
+	b, err := e.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// sqsMessage is one delivery of a message; receipt handles differ per delivery.
+func sqsMessage(id, body string, receiveCount, delivery int) types.Message {
+	return types.Message{
+		MessageId:     aws.String(id),
+		ReceiptHandle: aws.String(fmt.Sprintf("rh-%s-%d", id, delivery)),
+		Body:          aws.String(body),
+		Attributes: map[string]string{
+			"SentTimestamp":           strconv.FormatInt(time.Now().UnixMilli(), 10),
+			"ApproximateReceiveCount": strconv.Itoa(receiveCount),
+		},
+	}
+}
+
+func testConfig() Config {
+	return Config{
+		QueueURL: "http://sqs.local/000000000000/q", DeadLetterURL: "http://sqs.local/000000000000/dlq",
+		Pollers: 1, Workers: 4, WaitTime: time.Second, Visibility: 30 * time.Second,
+		SendTimeout: 5 * time.Second, RetryBase: time.Second, RetryMax: time.Hour,
+		ShutdownTimeout: 10 * time.Second, BatchLinger: 10 * time.Millisecond,
+	}
+}
+
+// start runs c until the returned stop is called; stop returns Run's error.
+func start(t *testing.T, c *Consumer) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	var once sync.Once
+	var result error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case result = <-done:
+			case <-time.After(30 * time.Second):
+				result = errors.New("Run did not return within 30 s of its context ending")
+			}
+		})
+		return result
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+func newConsumer(t *testing.T, cfg Config, d Deps) *Consumer {
+	t.Helper()
+	c, err := New(cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// waitFor polls cond until it holds or 10 s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+var errBoom = errors.New("boom")
