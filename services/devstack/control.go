@@ -59,6 +59,17 @@ func (s *Stack) Running(c Component) (pid int, ok bool) {
 	return p.running()
 }
 
+// Exited is closed when the component's current process exits.
+func (s *Stack) Exited(c Component) <-chan struct{} {
+	p, err := s.proc(c)
+	if err != nil {
+		closed := make(chan struct{})
+		close(closed)
+		return closed
+	}
+	return p.exited()
+}
+
 // ExitErr is how a component's last process ended; nil for exit status 0
 // (or while it runs).
 func (s *Stack) ExitErr(c Component) error {
