@@ -38,8 +38,11 @@ ifneq ($(STACKS_MK),)
 	$(MAKE) test-stacks tfsec
 endif
 
+# The end-to-end tests run verbosely, so their figures (sent, duplicates,
+# lost, elapsed) show in the output.
 test-go: tools
-	$(GO) test -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '^herald/tests$$')
+	$(GO) test -v -timeout $(TEST_TIMEOUT) ./tests
 
 # The request decoder's fuzz target, run briefly (its corpus lives in testdata/).
 fuzz:
