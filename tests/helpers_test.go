@@ -172,6 +172,23 @@ func (a *api) post(ctx context.Context, n notification) (reply, error) {
 	return a.do(ctx, "/api/notifications", "application/json", a.key, mustJSON(n))
 }
 
+// postBatch sends notifications to the batch endpoint with the dev key.
+func (a *api) postBatch(ctx context.Context, ns []notification) (reply, error) {
+	return a.do(ctx, "/api/notifications/batch", "application/json", a.key, mustJSON(map[string]any{"notifications": ns}))
+}
+
+// batchReply is the batch endpoint's answer: a result per notification.
+type batchReply struct {
+	Status   int `json:"status"`
+	Accepted int `json:"accepted"`
+	Rejected int `json:"rejected"`
+	Results  []struct {
+		Index  int    `json:"index"`
+		Status int    `json:"status"`
+		ID     string `json:"id"`
+	} `json:"results"`
+}
+
 // accepted is the 202 body.
 type accepted struct {
 	ID     string `json:"id"`

@@ -90,6 +90,36 @@ func TestNotificationArrives(t *testing.T) {
 		})
 	}
 	t.Logf("figures: sent 1, delivered 1, duplicates 0, lost 0, elapsed %s", time.Since(start).Round(time.Millisecond))
+
+	// A batch with one bad notification: 207, a result per item, and the
+	// good ones delivered.
+	batchStart := time.Now()
+	prefix := "batch " + runID() + " #"
+	r, err = a.postBatch(ctx, []notification{
+		{To: []string{"erin@example.org"}, Subject: prefix + "0", Text: "first"},
+		{To: []string{"frank@example.org"}, Subject: prefix + "1"}, // no body
+		{To: []string{"grace@example.org"}, Subject: prefix + "2", HTML: "<p>third</p>"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var br batchReply
+	if err := json.Unmarshal(r.Body, &br); err != nil || r.Status != http.StatusMultiStatus || br.Accepted != 2 || br.Rejected != 1 || len(br.Results) != 3 {
+		t.Fatalf("batch: %s, want 207 with 2 accepted and 1 rejected", r)
+	}
+	for i, want := range []int{http.StatusAccepted, http.StatusBadRequest, http.StatusAccepted} {
+		if res := br.Results[i]; res.Index != i || res.Status != want || (want == http.StatusAccepted) != (res.ID != "") {
+			t.Errorf("batch result %d: %+v, want status %d", i, res, want)
+		}
+	}
+	waitFor(t, 30*time.Second, "batch delivered", func() (bool, string) {
+		per, _ := delivered(s, prefix)
+		return per[prefix+"0"] == 1 && per[prefix+"2"] == 1, fmt.Sprint(per)
+	})
+	if per, _ := delivered(s, prefix); per[prefix+"1"] != 0 || len(per) != 2 {
+		t.Errorf("delivered %v, want exactly the two valid ones", per)
+	}
+	t.Logf("figures: batch of 3, accepted 2, rejected 1, delivered 2, elapsed %s", time.Since(batchStart).Round(time.Millisecond))
 }
 
 // A permanent failure (a From the API allows but SES has not verified)

@@ -558,13 +558,14 @@ func (s *Stack) waitReady(ctx context.Context, p *proc, ready func(context.Conte
 // DevKeyID is the key id of the development API key.
 const DevKeyID = "dev"
 
-// MintKey makes an API key and its SHA-256 hex, the form the API stores.
+// MintKey makes an API key as `notification-api keygen` does (hk_ and 256
+// random bits) and its SHA-256 hex, the form the API stores.
 func MintKey() (key, sha256Hex string, err error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", "", fmt.Errorf("mint API key: %w", err)
 	}
-	key = "hk_" + DevKeyID + "_" + base64.RawURLEncoding.EncodeToString(b)
+	key = "hk_" + base64.RawURLEncoding.EncodeToString(b)
 	sum := sha256.Sum256([]byte(key))
 	return key, hex.EncodeToString(sum[:]), nil
 }
