@@ -186,6 +186,8 @@ func TestSenderKilledInFlightLosesNothing(t *testing.T) {
 		VisibilityTimeout: 5 * time.Second,
 		// Slow enough that hundreds are still queued or in flight at the kill.
 		MaxSendRate: 100,
+		// The posts come faster than the default per-key rate.
+		APIEnv: map[string]string{"HERALD_RATE_LIMIT": "10000", "HERALD_RATE_BURST": "10000"},
 	})
 	a := newAPI(s)
 	ctx := context.Background()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -22,8 +23,10 @@ import (
 //
 //	go test -run '^$' -bench Pipeline ./tests
 //
-// Figures: posted/s (API accepts), sent/s (SES accepts, first to last send)
-// and mails/s end to end (first post to last send).
+// Figures: posted/s (API accepts); sent/s (SES accepts from the first send
+// to the one that completes 99%); mails/s@99% and mails/s end to end (from
+// the first post until 99% and until all are accepted by SES: the last few
+// show the tail, e.g. a batch that waited out a visibility timeout).
 func BenchmarkPipeline(b *testing.B) {
 	mails := 2000
 	if v := os.Getenv("HERALD_BENCH_MAILS"); v != "" {
@@ -42,7 +45,7 @@ func BenchmarkPipeline(b *testing.B) {
 	ctx := context.Background()
 	const clients = 16
 
-	var postRate, sendRate, e2eRate float64
+	var postRate, sendRate, e2eRate, e2eRate99 float64
 	b.ResetTimer()
 	for iter := 0; iter < b.N; iter++ {
 		prefix := fmt.Sprintf("bench %s #", runID())
@@ -75,24 +78,31 @@ func BenchmarkPipeline(b *testing.B) {
 			per, _ := delivered(s, prefix)
 			return len(per) == mails, fmt.Sprintf("%d of %d", len(per), mails)
 		})
-		sends := s.Gate().Sends()
-		first, last := sends[0].At, sends[0].At
-		for _, x := range sends {
-			if x.At.Before(first) {
-				first = x.At
-			}
-			if x.At.After(last) {
-				last = x.At
+		// The first SES accept of each notification, in time order.
+		firstSend := map[string]time.Time{}
+		for _, x := range s.Gate().Sends() {
+			if t, ok := firstSend[x.Subject]; !ok || x.At.Before(t) {
+				firstSend[x.Subject] = x.At
 			}
 		}
+		times := make([]time.Time, 0, len(firstSend))
+		for _, t := range firstSend {
+			times = append(times, t)
+		}
+		sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+		first, last := times[0], times[len(times)-1]
+		n99 := (len(times)*99 + 99) / 100
+		t99 := times[n99-1]
 		postRate = float64(mails) / posted.Seconds()
-		sendRate = float64(len(sends)) / last.Sub(first).Seconds()
+		sendRate = float64(n99) / t99.Sub(first).Seconds()
 		e2eRate = float64(mails) / last.Sub(start).Seconds()
-		b.Logf("%d mails: posted in %s (%.0f/s), sent in %s (%.0f/s), end to end %s (%.0f mails/s)",
-			mails, posted.Round(time.Millisecond), postRate, last.Sub(first).Round(time.Millisecond), sendRate,
+		e2eRate99 = float64(n99) / t99.Sub(start).Seconds()
+		b.Logf("%d mails: posted in %s (%.0f/s); 99%% sent %s after the first post (%.0f mails/s end to end, %.0f sent/s), all %s (%.0f mails/s)",
+			mails, posted.Round(time.Millisecond), postRate, t99.Sub(start).Round(time.Millisecond), e2eRate99, sendRate,
 			last.Sub(start).Round(time.Millisecond), e2eRate)
 	}
 	b.ReportMetric(postRate, "posted/s")
 	b.ReportMetric(sendRate, "sent/s")
+	b.ReportMetric(e2eRate99, "mails/s@99%")
 	b.ReportMetric(e2eRate, "mails/s")
 }

@@ -459,9 +459,10 @@ func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error,
 		env["HERALD_DLQ_URL"] = s.dlqURL
 		env["HERALD_TRANSPORT"] = "ses"
 		env["HERALD_VISIBILITY_TIMEOUT"] = s.cfg.VisibilityTimeout.String()
-		// Local retries come back quickly; production keeps 5s / 15m.
-		env["HERALD_RETRY_BASE"] = "250ms"
-		env["HERALD_RETRY_MAX"] = "5s"
+		// Local retries come back quickly (SQS visibility has whole seconds);
+		// production keeps 5s / 15m.
+		env["HERALD_RETRY_BASE"] = "1s"
+		env["HERALD_RETRY_MAX"] = "10s"
 	}
 	for k, v := range extra {
 		env[k] = v

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -75,15 +76,14 @@ func (s *Stack) ClearEmails(ctx context.Context) error {
 	return nil
 }
 
-// SQSClient is an SDK client for the SQS emulator (of the current run: call
-// it again after restarting SQS only if the endpoint could change, which it
-// does not).
+// SQSClient is an SDK client for the SQS emulator; its HTTP timeout leaves
+// room for 20 s long polls. (A restarted emulator keeps its endpoint.)
 func (s *Stack) SQSClient() *sqs.Client {
 	return sqs.New(sqs.Options{
 		Region:       s.cfg.Region,
 		BaseEndpoint: aws.String(s.SQSEndpoint()),
 		Credentials:  credentials.NewStaticCredentialsProvider("local", "local", ""),
-		HTTPClient:   s.http,
+		HTTPClient:   &http.Client{Timeout: 30 * time.Second, Transport: s.http.Transport},
 	})
 }
 
