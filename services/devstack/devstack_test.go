@@ -390,3 +390,69 @@ func TestStartFailureCleansUp(t *testing.T) {
 		t.Fatalf("SQS was not stopped after the failed start; its log:\n%s", b)
 	}
 }
+
+func TestFullStackStopKillRestartLeavesNothing(t *testing.T) {
+	root, err := FindRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if api, sender := Available(root); !api || !sender {
+		t.Fatal("services/notification-api and services/email-sender are needed")
+	}
+	ctx := context.Background()
+	s, err := Start(ctx, Config{BinDir: binDir, LogDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+
+	pids := map[Component]int{}
+	for _, c := range Components {
+		pid, ok := s.Running(c)
+		if !ok {
+			t.Fatalf("%s not running after Start", c)
+		}
+		pids[c] = pid
+	}
+	if err := s.get(ctx, s.APIURL()+"/readyz"); err != nil {
+		t.Fatal(err)
+	}
+
+	// SIGTERM: each service drains and exits with status 0.
+	for _, c := range []Component{Sender, API} {
+		if err := s.Stop(c); err != nil {
+			t.Fatalf("%s on SIGTERM: %v", c, err)
+		}
+		waitGone(t, pids[c])
+		if err := s.Restart(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		pids[c], _ = s.Running(c)
+	}
+	// SIGKILL, then a restart on the same address.
+	apiURL := s.APIURL()
+	if err := s.Kill(API); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, pids[API])
+	if err := s.get(ctx, apiURL+"/healthz"); err == nil {
+		t.Fatal("the killed API still answers")
+	}
+	if err := s.Restart(ctx, API); err != nil {
+		t.Fatal(err)
+	}
+	if s.APIURL() != apiURL {
+		t.Fatalf("API came back on %s, was %s", s.APIURL(), apiURL)
+	}
+	pids[API], _ = s.Running(API)
+
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	for c, pid := range pids {
+		if alive(pid) {
+			t.Errorf("%s (pid %d) alive after Close", c, pid)
+		}
+	}
+	waitGone(t, pids[SQS], pids[SES], pids[API], pids[Sender])
+}
