@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"herald/services/devstack"
+	"herald/services/devstack/sesgate"
 )
 
 // A notification posted to the API arrives in the SES emulator's store with
@@ -331,4 +332,53 @@ func TestSQSOutage(t *testing.T) {
 	})
 	t.Logf("figures: %d posts during the outage -> %v (no 202) in %s; API accepting %s after the restart; delivery resumed after %s",
 		tries, codes, answered.Round(time.Millisecond), recovered.Round(time.Millisecond), time.Since(restarted).Round(time.Millisecond))
+}
+
+// SES failing for a while (503, then throttling) is transient: the sender
+// retries with backoff and every notification is delivered once SES answers
+// again; none is dead-lettered.
+func TestSESOutageRetried(t *testing.T) {
+	s := startStack(t, devstack.Config{})
+	a := newAPI(s)
+	ctx := context.Background()
+	const total = 10
+	prefix := "ses outage " + runID() + " #"
+	start := time.Now()
+
+	// Given: SES answers the next 20 calls with 503, then throttles 5 more.
+	if err := s.Gate().SetFault(sesgate.Fault{Mode: sesgate.FaultUnavailable, Count: 20}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < total; i++ {
+		if r, err := a.post(ctx, notification{To: []string{"a@example.org"}, Subject: fmt.Sprintf("%s%d", prefix, i), Text: "x"}); err != nil || r.Status != http.StatusAccepted {
+			t.Fatalf("post %d: %v %s", i, err, r)
+		}
+	}
+	waitFor(t, 30*time.Second, "the sender to meet the 503s", func() (bool, string) {
+		st := s.Gate().Stats()
+		return st.Faulted >= 20, fmt.Sprintf("%+v", st)
+	})
+	if err := s.Gate().SetFault(sesgate.Fault{Mode: sesgate.FaultThrottle, Count: 5}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Then: all are delivered, exactly once, and nothing is dead-lettered.
+	waitFor(t, 60*time.Second, "every notification delivered", func() (bool, string) {
+		per, _ := delivered(s, prefix)
+		return len(per) == total, fmt.Sprintf("%d of %d", len(per), total)
+	})
+	per, sends := delivered(s, prefix)
+	dead, err := s.PeekDeadLetters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := s.Gate().Stats()
+	t.Logf("figures: sent %d, delivered %d, duplicates %d, lost %d, dead-lettered %d, SES calls faulted %d, elapsed %s",
+		total, len(per), sends-len(per), total-len(per), len(dead), st.Faulted, time.Since(start).Round(time.Millisecond))
+	if len(dead) != 0 {
+		t.Errorf("%d dead-lettered: a 503 or a throttle is not permanent", len(dead))
+	}
+	if sends != total {
+		t.Errorf("%d sends for %d notifications", sends, total)
+	}
 }
