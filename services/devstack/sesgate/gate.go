@@ -433,7 +433,10 @@ func (g *Gate) serveSendEmail(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for k, vs := range r.Header {
-		if k == "Connection" || k == "Keep-Alive" || k == "Transfer-Encoding" || k == "Upgrade" {
+		switch k {
+		// Hop-by-hop headers stay here; without Accept-Encoding the answer
+		// comes back uncompressed, so its MessageId can be read.
+		case "Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Accept-Encoding":
 			continue
 		}
 		out.Header[k] = vs
