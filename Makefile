@@ -30,8 +30,12 @@ STACKS_MK := $(wildcard stacks/stacks.mk)
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
+# The launcher is built and exec'ed (not `go run`), so Ctrl-C reaches it
+# directly and it stops everything it started before exiting.
 dev: node_modules/.package-lock.json ## run the whole pipeline locally; Ctrl-C stops it
-	$(GO) run ./services/devstack/herald-dev $(ARGS)
+	@mkdir -p .dev/bin
+	$(GO) build -o .dev/bin/herald-dev ./services/devstack/herald-dev
+	@exec .dev/bin/herald-dev $(ARGS)
 
 test: tools fmt-check vet test-go fuzz ## the one test command: tools, gofmt, vet, all tests, a short fuzz run
 ifneq ($(STACKS_MK),)
