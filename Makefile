@@ -1,0 +1,94 @@
+# Herald: `make dev` runs the whole pipeline locally, `make test` runs every
+# test. Both install what they need first (npm packages from the committed
+# lock file, tool binaries into ./bin), so a fresh clone works.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO  ?= go
+NPM ?= npm
+BIN := $(CURDIR)/bin
+# Tools installed into ./bin (mailpit for the SMTP tests) come first on PATH.
+export PATH := $(BIN):$(PATH)
+
+MAILPIT_VERSION ?= v1.33.1
+# go test's own deadline for one package; the whole run stays far below it.
+TEST_TIMEOUT ?= 20m
+FUZZTIME     ?= 20s
+# Extra flags for herald-dev, e.g. make dev ARGS='-api-addr 127.0.0.1:8080'.
+ARGS ?=
+
+# The binaries Herald builds, where they exist yet.
+CMDS := $(foreach d,services/notification-api services/email-sender services/devstack/sqs-local services/devstack/herald-dev,$(if $(wildcard $(d)/*.go),./$(d)))
+
+# The infrastructure's own targets (test-stacks, tfsec), once stacks/ has them.
+STACKS_MK := $(wildcard stacks/stacks.mk)
+-include $(STACKS_MK)
+
+.PHONY: help dev test test-go fuzz bench tools build fmt fmt-check vet clean distclean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+# The launcher is built and exec'ed (not `go run`), so Ctrl-C reaches it
+# directly and it stops everything it started before exiting.
+dev: node_modules/.package-lock.json ## run the whole pipeline locally; Ctrl-C stops it
+	@mkdir -p .dev/bin
+	$(GO) build -o .dev/bin/herald-dev ./services/devstack/herald-dev
+	@exec .dev/bin/herald-dev $(ARGS)
+
+test: tools fmt-check vet test-go fuzz ## the one test command: tools, gofmt, vet, all tests, a short fuzz run
+ifneq ($(STACKS_MK),)
+	$(MAKE) test-stacks tfsec
+endif
+
+# The end-to-end tests run verbosely, so their figures (sent, duplicates,
+# lost, elapsed) show in the output.
+test-go: tools
+	$(GO) test -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '^herald/tests$$')
+	$(GO) test -v -timeout $(TEST_TIMEOUT) ./tests
+
+# The request decoder's fuzz target, run briefly (its corpus lives in testdata/).
+fuzz:
+	@if grep -qs 'func FuzzDecode' services/notification-api/*_test.go; then \
+		echo "$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./services/notification-api"; \
+		$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./services/notification-api; \
+	else \
+		echo "fuzz: services/notification-api has no FuzzDecode yet"; \
+	fi
+
+bench: tools ## benchmarks, with their figures (mails per second through the local pipeline)
+	$(GO) test -run='^$$' -bench=. -benchmem -timeout $(TEST_TIMEOUT) ./...
+
+tools: node_modules/.package-lock.json $(BIN)/.mailpit-$(MAILPIT_VERSION) ## install the SES emulator (npm ci) and mailpit into ./bin
+
+# npm writes this file on every install, so it is newer than the lock file
+# exactly when node_modules matches it.
+node_modules/.package-lock.json: package.json package-lock.json
+	$(NPM) ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(BIN)/.mailpit-$(MAILPIT_VERSION):
+	GOBIN=$(BIN) $(GO) install github.com/axllent/mailpit@$(MAILPIT_VERSION)
+	@rm -f $(BIN)/.mailpit-*
+	@touch $@
+
+build: ## compile everything, and the service and launcher binaries into ./bin
+	$(GO) build ./...
+	$(GO) build -o $(BIN)/ $(CMDS)
+
+fmt: ## gofmt every Go file
+	$(GO) fmt ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$($(GO) list -f '{{.Dir}}' ./...)); \
+	if [ -n "$$out" ]; then echo "not gofmt'ed (run make fmt):"; echo "$$out"; exit 1; fi
+
+vet: ## go vet
+	$(GO) vet ./...
+
+clean: ## remove build outputs and local pipeline state
+	rm -rf $(BIN) .dev cdktf.out coverage.out
+
+distclean: clean ## also remove node_modules
+	rm -rf node_modules

@@ -1,0 +1,572 @@
+// Package devstack runs Herald's whole pipeline on one machine, on loopback:
+// the SQS emulator (sqs-local, goaws), the SES v2 emulator (npm
+// aws-ses-v2-local) behind an SES gate (package sesgate), the notification
+// API and the email sender. Each emulator and service is a child process of
+// its own, so a test can stop, kill (SIGKILL) and restart any of them while
+// the others run. The launcher `herald-dev` (make dev) and the end-to-end
+// tests in tests/ both use it.
+//
+// The services get exactly the environment described in services/README.md,
+// pointed at the emulators, with a development API key minted at start.
+package devstack
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"herald/services/devstack/sesgate"
+	"herald/services/devstack/sqslocal"
+)
+
+// Component names one process of the stack.
+type Component string
+
+const (
+	SQS    Component = "sqs"    // the SQS emulator (sqs-local)
+	SES    Component = "ses"    // the SES v2 emulator (node)
+	API    Component = "api"    // notification-api
+	Sender Component = "sender" // email-sender
+)
+
+// Components in start order; Close stops them in reverse.
+var Components = []Component{SQS, SES, Sender, API}
+
+// Config says what to start and how. The zero value, with BinDir set, starts
+// the whole pipeline on free loopback ports.
+type Config struct {
+	// Root is the repository root (it holds node_modules); "" finds it from
+	// the working directory.
+	Root string
+	// BinDir holds the sqs-local, notification-api and email-sender
+	// binaries (see Build).
+	BinDir string
+	// LogDir receives one log file per component; "" makes a temporary one.
+	LogDir string
+	// Echo, when set, also gets every child's output, each line prefixed
+	// with the component's name.
+	Echo io.Writer
+	// Logger gets the stack's own events; nil discards them.
+	Logger *slog.Logger
+	// EmulatorsOnly starts SQS, SES and the gate without the two services.
+	EmulatorsOnly bool
+
+	// Listen addresses (loopback host:port); "" picks a free port.
+	SQSAddr, SESAddr, GateAddr, APIAddr, SenderAddr string
+
+	Region            string        // "" means us-east-1
+	QueueName         string        // "" means herald-notifications
+	DLQName           string        // "" means herald-notifications-dlq
+	MaxReceiveCount   int           // redrive to the DLQ after this many receives; 0 means 5
+	VisibilityTimeout time.Duration // the queue's (and the sender's); 0 means 30s
+
+	// DefaultFrom is the API's default sender; "" means noreply@example.com.
+	DefaultFrom string
+	// AllowedFrom is the API's sender allow-list; nil means @example.com and
+	// @example.net.
+	AllowedFrom []string
+	// Verified are the identities the SES gate accepts; nil means
+	// example.com. So, by default, a From at example.net passes the API and
+	// is rejected by SES: the permanent-failure path.
+	Verified []string
+	// MaxSendRate is the SES account's sends per second; 0 means 200.
+	MaxSendRate float64
+	// MetricsInterval is HERALD_METRICS_INTERVAL; 0 means 5s.
+	MetricsInterval time.Duration
+	// APIEnv and SenderEnv add to or override the services' environment.
+	APIEnv, SenderEnv map[string]string
+
+	// StartTimeout bounds each component's wait for readiness; 0 means 30s.
+	StartTimeout time.Duration
+	// StopTimeout is the grace after SIGTERM before SIGKILL; 0 means 15s.
+	StopTimeout time.Duration
+	// Node is the node command for the SES emulator; "" means node on PATH.
+	Node string
+}
+
+// Stack is a running pipeline. Close stops everything it started.
+type Stack struct {
+	cfg  Config
+	log  *slog.Logger
+	http *http.Client
+
+	mu    sync.Mutex // guards the fields below and serialises component control
+	procs map[Component]*proc
+	addrs map[Component]string // fixed after the first start, for restarts
+
+	gate        *sesgate.Server
+	apiKey      string
+	apiKeyHash  string
+	sqsEndpoint string
+	queueURL    string
+	dlqURL      string
+	sesURL      string
+	closed      bool
+
+	sqsReady chan sqslocal.Ready
+	sesPort  chan int
+}
+
+// Start brings the stack up, each component ready before the next starts.
+// On error everything already started is stopped again.
+func Start(ctx context.Context, cfg Config) (*Stack, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	s := &Stack{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		http:  &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}},
+		procs: map[Component]*proc{},
+		addrs: map[Component]string{
+			SQS: cfg.SQSAddr, SES: cfg.SESAddr, API: cfg.APIAddr, Sender: cfg.SenderAddr,
+		},
+	}
+	key, hash, err := MintKey()
+	if err != nil {
+		return nil, err
+	}
+	s.apiKey, s.apiKeyHash = key, hash
+	for _, c := range Components {
+		s.procs[c] = &proc{name: string(c), logPath: filepath.Join(cfg.LogDir, string(c)+".log"), echo: cfg.Echo}
+	}
+	if err := s.startAll(ctx); err != nil {
+		return nil, errors.Join(err, s.Close())
+	}
+	return s, nil
+}
+
+func (cfg *Config) defaults() error {
+	if cfg.BinDir == "" {
+		return errors.New("devstack: Config.BinDir is required (see devstack.Build)")
+	}
+	if cfg.Root == "" {
+		root, err := FindRoot(".")
+		if err != nil {
+			return fmt.Errorf("devstack: %w", err)
+		}
+		cfg.Root = root
+	}
+	if cfg.LogDir == "" {
+		dir, err := os.MkdirTemp("", "herald-devstack-")
+		if err != nil {
+			return fmt.Errorf("devstack: log directory: %w", err)
+		}
+		cfg.LogDir = dir
+	} else if err := os.MkdirAll(cfg.LogDir, 0o755); err != nil {
+		return fmt.Errorf("devstack: log directory: %w", err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	for _, a := range []string{cfg.SQSAddr, cfg.SESAddr, cfg.GateAddr, cfg.APIAddr, cfg.SenderAddr} {
+		if err := checkLoopback(a); err != nil {
+			return fmt.Errorf("devstack: %w", err)
+		}
+	}
+	def := func(v *string, d string) {
+		if *v == "" {
+			*v = d
+		}
+	}
+	def(&cfg.Region, "us-east-1")
+	def(&cfg.QueueName, "herald-notifications")
+	def(&cfg.DLQName, "herald-notifications-dlq")
+	def(&cfg.DefaultFrom, "noreply@example.com")
+	if cfg.AllowedFrom == nil {
+		cfg.AllowedFrom = []string{"@example.com", "@example.net"}
+	}
+	if cfg.Verified == nil {
+		cfg.Verified = []string{"example.com"}
+	}
+	if cfg.MaxReceiveCount == 0 {
+		cfg.MaxReceiveCount = 5
+	}
+	if cfg.VisibilityTimeout == 0 {
+		cfg.VisibilityTimeout = 30 * time.Second
+	}
+	if cfg.VisibilityTimeout < time.Second || cfg.VisibilityTimeout%time.Second != 0 {
+		return fmt.Errorf("devstack: VisibilityTimeout %s must be whole seconds", cfg.VisibilityTimeout)
+	}
+	if cfg.MaxSendRate == 0 {
+		cfg.MaxSendRate = 200
+	}
+	if cfg.MetricsInterval == 0 {
+		cfg.MetricsInterval = 5 * time.Second
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 30 * time.Second
+	}
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = 15 * time.Second
+	}
+	def(&cfg.Node, "node")
+	node, err := exec.LookPath(cfg.Node)
+	if err != nil {
+		return fmt.Errorf("devstack: Node.js (%s) is needed for the SES emulator: %w", cfg.Node, err)
+	}
+	cfg.Node = node
+	need := []string{filepath.Join(cfg.BinDir, BinSQSLocal)}
+	if !cfg.EmulatorsOnly {
+		need = append(need, filepath.Join(cfg.BinDir, BinNotificationAPI), filepath.Join(cfg.BinDir, BinEmailSender))
+	}
+	for _, f := range need {
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("devstack: binary %s is missing (build it with devstack.Build): %w", f, err)
+		}
+	}
+	if _, err := os.Stat(sesCLI(cfg.Root)); err != nil {
+		return fmt.Errorf("devstack: the SES emulator is not installed (run `make tools`, or `npm ci` at the repository root): %w", err)
+	}
+	return nil
+}
+
+func checkLoopback(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("address %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("address %q is not on loopback", addr)
+	}
+	return nil
+}
+
+func sesCLI(root string) string {
+	return filepath.Join(root, "node_modules", "aws-ses-v2-local", "dist", "cli.js")
+}
+
+func (s *Stack) startAll(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.launch(ctx, SQS); err != nil {
+		return err
+	}
+	if err := s.launch(ctx, SES); err != nil {
+		return err
+	}
+	gateAddr := s.cfg.GateAddr
+	if gateAddr == "" {
+		gateAddr = "127.0.0.1:0"
+	}
+	gate, err := sesgate.Start(gateAddr, sesgate.Config{
+		Upstream:    s.sesURL,
+		Verified:    s.cfg.Verified,
+		MaxSendRate: s.cfg.MaxSendRate,
+		Region:      s.cfg.Region,
+		Logger:      s.log.With("component", "sesgate"),
+	})
+	if err != nil {
+		return fmt.Errorf("devstack: %w", err)
+	}
+	s.gate = gate
+	s.log.Info("ready", "component", "sesgate", "url", gate.URL)
+	if s.cfg.EmulatorsOnly {
+		return nil
+	}
+	if err := s.launch(ctx, Sender); err != nil {
+		return err
+	}
+	return s.launch(ctx, API)
+}
+
+// launch starts one component and waits until it is ready. A service whose
+// free port was taken between choosing it and binding it is started again
+// on another one. Callers hold s.mu.
+func (s *Stack) launch(ctx context.Context, c Component) error {
+	p := s.procs[c]
+	for attempt := 1; ; attempt++ {
+		autoPort := s.addrs[c] == ""
+		spec, ready, err := s.spec(c)
+		if err != nil {
+			return err
+		}
+		s.log.Info("starting", "component", c, "log", p.logPath)
+		if err := p.start(spec); err != nil {
+			return fmt.Errorf("devstack: %w", err)
+		}
+		err = s.waitReady(ctx, p, ready)
+		if err == nil {
+			pid, _ := p.running()
+			s.log.Info("ready", "component", c, "pid", pid, "addr", s.addrs[c])
+			return nil
+		}
+		p.kill()
+		if autoPort && attempt < 3 && strings.Contains(p.tail(20), "address already in use") {
+			s.addrs[c] = ""
+			continue
+		}
+		return fmt.Errorf("devstack: %s: %w", c, err)
+	}
+}
+
+// spec says how to run a component and how to tell it is ready.
+func (s *Stack) spec(c Component) (procSpec, func(context.Context) error, error) {
+	switch c {
+	case SQS:
+		return s.sqsSpec()
+	case SES:
+		return s.sesSpec()
+	case API, Sender:
+		return s.serviceSpec(c)
+	}
+	return procSpec{}, nil, fmt.Errorf("devstack: unknown component %q", c)
+}
+
+func (s *Stack) sqsSpec() (procSpec, func(context.Context) error, error) {
+	addr := s.addrs[SQS]
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	readyCh := make(chan sqslocal.Ready, 1)
+	spec := procSpec{
+		path: filepath.Join(s.cfg.BinDir, BinSQSLocal),
+		args: []string{
+			"-addr", addr,
+			"-queue", s.cfg.QueueName,
+			"-dlq", s.cfg.DLQName,
+			"-max-receive-count", strconv.Itoa(s.cfg.MaxReceiveCount),
+			"-visibility-timeout", s.cfg.VisibilityTimeout.String(),
+		},
+		env: baseEnv(),
+		dir: s.cfg.Root,
+		onStdout: func(line string) {
+			var r sqslocal.Ready
+			if json.Unmarshal([]byte(line), &r) == nil && r.Ready {
+				select {
+				case readyCh <- r:
+				default:
+				}
+			}
+		},
+	}
+	ready := func(context.Context) error {
+		select {
+		case r := <-readyCh:
+			u, err := url.Parse(r.Endpoint)
+			if err != nil {
+				return fmt.Errorf("ready line endpoint %q: %w", r.Endpoint, err)
+			}
+			s.addrs[SQS] = u.Host
+			s.sqsEndpoint, s.queueURL, s.dlqURL = r.Endpoint, r.QueueURL, r.DLQURL
+			return nil
+		default:
+			return errors.New("no ready line yet")
+		}
+	}
+	return spec, ready, nil
+}
+
+// sesRunning matches the emulator's start line ("server running at
+// http://localhost:PORT") to learn the port it bound.
+var sesRunning = regexp.MustCompile(`server running at \S*:(\d+)`)
+
+func (s *Stack) sesSpec() (procSpec, func(context.Context) error, error) {
+	port := "0"
+	if a := s.addrs[SES]; a != "" {
+		_, p, err := net.SplitHostPort(a)
+		if err != nil {
+			return procSpec{}, nil, err
+		}
+		port = p
+	}
+	portCh := make(chan string, 1)
+	spec := procSpec{
+		path: s.cfg.Node,
+		args: []string{sesCLI(s.cfg.Root), "--host", "127.0.0.1", "--port", port},
+		env:  baseEnv(),
+		dir:  s.cfg.Root,
+		onStdout: func(line string) {
+			if m := sesRunning.FindStringSubmatch(line); m != nil {
+				select {
+				case portCh <- m[1]:
+				default:
+				}
+			}
+		},
+	}
+	var bound string
+	ready := func(ctx context.Context) error {
+		if bound == "" {
+			select {
+			case bound = <-portCh:
+			default:
+				return errors.New("no start line yet")
+			}
+		}
+		base := "http://" + net.JoinHostPort("127.0.0.1", bound)
+		if err := s.get(ctx, base+"/health-check"); err != nil {
+			return err
+		}
+		s.addrs[SES] = net.JoinHostPort("127.0.0.1", bound)
+		s.sesURL = base
+		return nil
+	}
+	return spec, ready, nil
+}
+
+func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error, error) {
+	if s.addrs[c] == "" {
+		port, err := freePort()
+		if err != nil {
+			return procSpec{}, nil, fmt.Errorf("devstack: %s: %w", c, err)
+		}
+		s.addrs[c] = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	}
+	env := map[string]string{
+		"AWS_REGION":              s.cfg.Region,
+		"AWS_ENDPOINT_URL_SQS":    s.sqsEndpoint,
+		"AWS_ENDPOINT_URL_SESV2":  s.gate.URL,
+		"HERALD_ENV":              "local",
+		"HERALD_QUEUE_URL":        s.queueURL,
+		"HERALD_HTTP_ADDR":        s.addrs[c],
+		"HERALD_LOG_LEVEL":        "info",
+		"HERALD_METRICS_INTERVAL": s.cfg.MetricsInterval.String(),
+		// Well inside StopTimeout, so a SIGTERM drain is seen to finish.
+		"HERALD_SHUTDOWN_TIMEOUT": "5s",
+	}
+	bin, path := BinNotificationAPI, "/readyz"
+	extra := s.cfg.APIEnv
+	if c == API {
+		env["HERALD_DEFAULT_FROM"] = s.cfg.DefaultFrom
+		env["HERALD_ALLOWED_FROM"] = strings.Join(s.cfg.AllowedFrom, ",")
+		env["HERALD_API_KEY_HASHES"] = DevKeyID + ":" + s.apiKeyHash
+	} else {
+		bin, path = BinEmailSender, "/healthz"
+		extra = s.cfg.SenderEnv
+		env["HERALD_DLQ_URL"] = s.dlqURL
+		env["HERALD_TRANSPORT"] = "ses"
+		env["HERALD_VISIBILITY_TIMEOUT"] = s.cfg.VisibilityTimeout.String()
+		// Local retries come back quickly (SQS visibility has whole seconds);
+		// production keeps 5s / 15m.
+		env["HERALD_RETRY_BASE"] = "1s"
+		env["HERALD_RETRY_MAX"] = "10s"
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	vars := baseEnv()
+	for _, k := range keys {
+		vars = append(vars, k+"="+env[k])
+	}
+	health := "http://" + s.addrs[c] + path
+	spec := procSpec{path: filepath.Join(s.cfg.BinDir, bin), env: vars, dir: s.cfg.Root}
+	return spec, func(ctx context.Context) error { return s.get(ctx, health) }, nil
+}
+
+// baseEnv is what every child inherits: enough to run, and AWS settings
+// that keep the SDK away from real AWS (static dummy credentials, no shared
+// config files, no instance metadata).
+func baseEnv() []string {
+	env := []string{
+		"AWS_ACCESS_KEY_ID=local",
+		"AWS_SECRET_ACCESS_KEY=local",
+		"AWS_CONFIG_FILE=" + os.DevNull,
+		"AWS_SHARED_CREDENTIALS_FILE=" + os.DevNull,
+		"AWS_EC2_METADATA_DISABLED=true",
+	}
+	for _, k := range []string{"PATH", "HOME", "TMPDIR", "LANG", "TZ", "SYSTEMROOT"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// get succeeds when url answers 200.
+func (s *Stack) get(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
+	}
+	return nil
+}
+
+// waitReady polls ready until it succeeds, the process exits, or the start
+// timeout passes.
+func (s *Stack) waitReady(ctx context.Context, p *proc, ready func(context.Context) error) error {
+	deadline := time.Now().Add(s.cfg.StartTimeout)
+	exited := p.exited()
+	for {
+		err := ready(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("exited before it was ready (%s); last lines of %s:\n%s", exitText(p.exitErr()), p.logPath, p.tail(15))
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready within %s (%v); last lines of %s:\n%s", s.cfg.StartTimeout, err, p.logPath, p.tail(15))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-exited:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// DevKeyID is the key id of the development API key.
+const DevKeyID = "dev"
+
+// MintKey makes an API key as `notification-api keygen` does (hk_ and 256
+// random bits) and its SHA-256 hex, the form the API stores.
+func MintKey() (key, sha256Hex string, err error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", fmt.Errorf("mint API key: %w", err)
+	}
+	key = "hk_" + base64.RawURLEncoding.EncodeToString(b)
+	sum := sha256.Sum256([]byte(key))
+	return key, hex.EncodeToString(sum[:]), nil
+}

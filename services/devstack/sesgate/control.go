@@ -1,0 +1,117 @@
+package sesgate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// serveControl answers the gate's own endpoints:
+//
+//	GET    /_gate/sends[?since=<unix ms>]  {"sends":[Send...]}
+//	GET    /_gate/stats                    Stats
+//	PUT    /_gate/fault                    body Fault; starts it
+//	DELETE /_gate/fault                    ends it
+//	POST   /_gate/reset                    forgets sends and counters
+func (g *Gate) serveControl(w http.ResponseWriter, r *http.Request) {
+	switch route := r.Method + " " + r.URL.Path; route {
+	case "GET /_gate/sends":
+		var since int64
+		if v := r.URL.Query().Get("since"); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				http.Error(w, "since must be a Unix time in milliseconds", http.StatusBadRequest)
+				return
+			}
+			since = n
+		}
+		sends := []Send{}
+		for _, s := range g.Sends() {
+			if s.AtMs >= since {
+				sends = append(sends, s)
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string][]Send{"sends": sends})
+	case "GET /_gate/stats":
+		writeJSON(w, http.StatusOK, g.Stats())
+	case "PUT /_gate/fault":
+		var f Fault
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&f); err != nil {
+			http.Error(w, "fault: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := g.SetFault(f); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	case "DELETE /_gate/fault":
+		g.ClearFault()
+		w.WriteHeader(http.StatusNoContent)
+	case "POST /_gate/reset":
+		g.Reset()
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		http.Error(w, "unknown gate endpoint "+route, http.StatusNotFound)
+	}
+}
+
+// Server is a gate listening on an address.
+type Server struct {
+	*Gate
+	// URL is the base URL for AWS_ENDPOINT_URL_SESV2.
+	URL  string
+	srv  *http.Server
+	done chan struct{}
+}
+
+// Start makes a gate and serves it on addr ("127.0.0.1:0" picks a port).
+func Start(addr string, cfg Config) (*Server, error) {
+	g, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("sesgate: listen on %s: %w", addr, err)
+	}
+	s := &Server{
+		Gate: g,
+		URL:  "http://" + ln.Addr().String(),
+		srv: &http.Server{
+			Handler:           g,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       60 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       120 * time.Second,
+		},
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(s.done)
+		s.srv.Serve(ln)
+	}()
+	return s, nil
+}
+
+// Close stops serving, waiting briefly for requests in flight.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		err = errors.Join(err, s.srv.Close())
+	}
+	<-s.done
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}

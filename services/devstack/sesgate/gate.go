@@ -1,0 +1,549 @@
+// Package sesgate is a reverse proxy in front of the SES v2 emulator that
+// adds what real SES does and the emulator does not, on the real wire
+// protocol, so the email sender's failure paths can be exercised locally:
+//
+//   - verified identities: a send whose From address (or its domain) is not
+//     verified gets SES's MessageRejected error;
+//   - the account's maximum send rate: sends above it get
+//     TooManyRequestsException (HTTP 429);
+//   - GetAccount answers with a send quota, as a production account does;
+//   - a fault switch for tests: answer 503, throttle, or drop connections, for
+//     a while or for a number of requests;
+//   - a record of each accepted send's MessageId with a millisecond timestamp
+//     (the emulator's store has whole seconds), for tests and benchmarks.
+//
+// Everything else (the emulator's web page, /store, templates) passes through.
+// The gate's own endpoints live under /_gate/.
+package sesgate
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/mail"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// DefaultMaxSendRate is the send rate of a new SES production account.
+const DefaultMaxSendRate = 14
+
+// maxRequestBytes bounds a send request: SES's 40 MB message limit, base64.
+const maxRequestBytes = 56 << 20
+
+// Config sets up a gate.
+type Config struct {
+	// Upstream is the base URL of the SES v2 emulator.
+	Upstream string
+	// Verified identities: email addresses ("noreply@example.com") or domains
+	// ("example.com", which also covers its subdomains). Empty: every sender
+	// is accepted, as if all were verified.
+	Verified []string
+	// MaxSendRate is the account's maximum sends per second; 0 means
+	// DefaultMaxSendRate. Real SES counts recipients; the gate counts
+	// SendEmail calls.
+	MaxSendRate float64
+	// Max24HourSend is reported by GetAccount; 0 means 50000.
+	Max24HourSend float64
+	// Region appears in error messages, as in SES's; "" means us-east-1.
+	Region string
+	// Logger receives one line per rejected, throttled or faulted request;
+	// nil discards.
+	Logger *slog.Logger
+}
+
+// FaultMode is what the gate does to SES API calls while a fault is set.
+type FaultMode string
+
+const (
+	// FaultUnavailable answers 503 ServiceUnavailable.
+	FaultUnavailable FaultMode = "unavailable"
+	// FaultThrottle answers 429 TooManyRequestsException.
+	FaultThrottle FaultMode = "throttle"
+	// FaultRefuse drops the connection without an answer.
+	FaultRefuse FaultMode = "refuse"
+)
+
+// Fault applies to SES API calls (paths under /v2/) until it expires: after
+// For has passed, or after Count calls, whichever comes first; with neither
+// set it lasts until cleared.
+type Fault struct {
+	Mode  FaultMode `json:"mode"`
+	For   Duration  `json:"for,omitempty"`
+	Count int       `json:"count,omitempty"`
+}
+
+// Duration is a time.Duration written in JSON as "500ms", "5s".
+type Duration time.Duration
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"5s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Send is one send the emulator accepted.
+type Send struct {
+	MessageID string    `json:"messageId"`
+	At        time.Time `json:"at"`
+	AtMs      int64     `json:"atMs"`
+	From      string    `json:"from"`
+	To        []string  `json:"to,omitempty"`
+	Cc        []string  `json:"cc,omitempty"`
+	Bcc       []string  `json:"bcc,omitempty"`
+	Subject   string    `json:"subject,omitempty"`
+}
+
+// Stats counts what the gate did with SES API calls.
+type Stats struct {
+	Accepted       int64 `json:"accepted"`
+	Rejected       int64 `json:"rejected"`
+	Throttled      int64 `json:"throttled"`
+	Faulted        int64 `json:"faulted"`
+	UpstreamErrors int64 `json:"upstreamErrors"`
+}
+
+// Gate is the proxy; it is an http.Handler.
+type Gate struct {
+	upstream *url.URL
+	proxy    *httputil.ReverseProxy
+	client   *http.Client
+	log      *slog.Logger
+	region   string
+	max24h   float64
+
+	mu       sync.Mutex
+	verified map[string]bool
+	rate     float64
+	limiter  *rate.Limiter
+	fault    *activeFault
+	sends    []Send
+	stats    Stats
+}
+
+type activeFault struct {
+	mode  FaultMode
+	until time.Time // zero: no time limit
+	left  int       // 0: no count limit
+}
+
+// New makes a gate for cfg.Upstream.
+func New(cfg Config) (*Gate, error) {
+	u, err := url.Parse(cfg.Upstream)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("sesgate: upstream %q is not an absolute URL", cfg.Upstream)
+	}
+	if cfg.MaxSendRate < 0 || math.IsNaN(cfg.MaxSendRate) || math.IsInf(cfg.MaxSendRate, 0) {
+		return nil, fmt.Errorf("sesgate: MaxSendRate %g must be a positive number (0 for the default)", cfg.MaxSendRate)
+	}
+	if cfg.MaxSendRate == 0 {
+		cfg.MaxSendRate = DefaultMaxSendRate
+	}
+	if cfg.Max24HourSend <= 0 {
+		cfg.Max24HourSend = 50000
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	g := &Gate{
+		upstream: u,
+		log:      cfg.Logger,
+		region:   cfg.Region,
+		max24h:   cfg.Max24HourSend,
+		client: &http.Client{Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			MaxIdleConns:        256,
+			MaxIdleConnsPerHost: 256,
+			IdleConnTimeout:     90 * time.Second,
+		}},
+	}
+	if err := g.SetVerified(cfg.Verified); err != nil {
+		return nil, err
+	}
+	g.SetMaxSendRate(cfg.MaxSendRate)
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(u) },
+		Transport: g.client.Transport,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			g.log.Warn("upstream unreachable", "path", r.URL.Path, "err", err)
+			http.Error(w, "SES emulator unreachable", http.StatusBadGateway)
+		},
+	}
+	return g, nil
+}
+
+// SetVerified replaces the verified identities; empty accepts every sender.
+func (g *Gate) SetVerified(identities []string) error {
+	v := map[string]bool{}
+	for _, id := range identities {
+		id = strings.ToLower(strings.TrimSpace(id))
+		if id == "" || strings.HasPrefix(id, "@") || strings.Count(id, "@") > 1 {
+			return fmt.Errorf("sesgate: identity %q is neither an address nor a domain", id)
+		}
+		v[id] = true
+	}
+	g.mu.Lock()
+	g.verified = v
+	g.mu.Unlock()
+	return nil
+}
+
+// SetMaxSendRate changes the account's sends per second (0: the default).
+func (g *Gate) SetMaxSendRate(perSecond float64) {
+	if perSecond <= 0 {
+		perSecond = DefaultMaxSendRate
+	}
+	burst := int(math.Ceil(perSecond))
+	g.mu.Lock()
+	g.rate = perSecond
+	g.limiter = rate.NewLimiter(rate.Limit(perSecond), burst)
+	g.mu.Unlock()
+}
+
+// SetFault starts a fault; a zero Mode clears it.
+func (g *Gate) SetFault(f Fault) error {
+	switch f.Mode {
+	case "":
+		g.ClearFault()
+		return nil
+	case FaultUnavailable, FaultThrottle, FaultRefuse:
+	default:
+		return fmt.Errorf("sesgate: fault mode %q is not one of unavailable, throttle, refuse", f.Mode)
+	}
+	if f.For < 0 || f.Count < 0 {
+		return errors.New("sesgate: fault for and count must not be negative")
+	}
+	a := &activeFault{mode: f.Mode, left: f.Count}
+	if f.For > 0 {
+		a.until = time.Now().Add(time.Duration(f.For))
+	}
+	g.mu.Lock()
+	g.fault = a
+	g.mu.Unlock()
+	return nil
+}
+
+// ClearFault ends any fault.
+func (g *Gate) ClearFault() {
+	g.mu.Lock()
+	g.fault = nil
+	g.mu.Unlock()
+}
+
+// Sends returns the accepted sends so far, oldest first.
+func (g *Gate) Sends() []Send {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]Send(nil), g.sends...)
+}
+
+// Stats returns the counters.
+func (g *Gate) Stats() Stats {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.stats
+}
+
+// Reset forgets the recorded sends and counters.
+func (g *Gate) Reset() {
+	g.mu.Lock()
+	g.sends = nil
+	g.stats = Stats{}
+	g.mu.Unlock()
+}
+
+func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	switch {
+	case strings.HasPrefix(p, "/_gate/"):
+		g.serveControl(w, r)
+	case strings.HasPrefix(p, "/v2/"):
+		g.serveSES(w, r)
+	default:
+		g.proxy.ServeHTTP(w, r)
+	}
+}
+
+func (g *Gate) serveSES(w http.ResponseWriter, r *http.Request) {
+	if mode, ok := g.takeFault(); ok {
+		g.count(func(s *Stats) { s.Faulted++ })
+		g.log.Info("fault injected", "mode", string(mode), "path", r.URL.Path)
+		switch mode {
+		case FaultRefuse:
+			// Tells net/http to drop the connection without a response.
+			panic(http.ErrAbortHandler)
+		case FaultThrottle:
+			writeError(w, http.StatusTooManyRequests, "TooManyRequestsException", "Maximum sending rate exceeded.")
+		default:
+			writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "Service is unavailable. Please try again later.")
+		}
+		return
+	}
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/v2/email/account":
+		g.serveGetAccount(w)
+	case r.Method == http.MethodPost && r.URL.Path == "/v2/email/outbound-emails":
+		g.serveSendEmail(w, r)
+	default:
+		g.proxy.ServeHTTP(w, r)
+	}
+}
+
+// takeFault reports whether a fault applies to this call, using up one of
+// its count.
+func (g *Gate) takeFault() (FaultMode, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	f := g.fault
+	if f == nil {
+		return "", false
+	}
+	if !f.until.IsZero() && time.Now().After(f.until) {
+		g.fault = nil
+		return "", false
+	}
+	if f.left > 0 {
+		f.left--
+		if f.left == 0 {
+			g.fault = nil
+		}
+	}
+	return f.mode, true
+}
+
+func (g *Gate) count(f func(*Stats)) {
+	g.mu.Lock()
+	f(&g.stats)
+	g.mu.Unlock()
+}
+
+func (g *Gate) serveGetAccount(w http.ResponseWriter) {
+	g.mu.Lock()
+	maxRate := g.rate
+	sent := 0
+	cutoff := time.Now().Add(-24 * time.Hour)
+	for _, s := range g.sends {
+		if s.At.After(cutoff) {
+			sent++
+		}
+	}
+	g.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"DedicatedIpAutoWarmupEnabled": false,
+		"EnforcementStatus":            "HEALTHY",
+		"ProductionAccessEnabled":      true,
+		"SendingEnabled":               true,
+		"SendQuota": map[string]float64{
+			"Max24HourSend":   g.max24h,
+			"MaxSendRate":     maxRate,
+			"SentLast24Hours": float64(sent),
+		},
+		"SuppressionAttributes": map[string][]string{"SuppressedReasons": {}},
+	})
+}
+
+// sendEmailRequest is the part of SendEmail the gate reads.
+type sendEmailRequest struct {
+	FromEmailAddress string
+	Destination      struct {
+		ToAddresses, CcAddresses, BccAddresses []string
+	}
+	Content struct {
+		Simple *struct {
+			Subject struct{ Data string }
+		}
+		Raw *struct {
+			Data string
+		}
+	}
+}
+
+func (g *Gate) serveSendEmail(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "BadRequestException", "Could not read the request: "+err.Error())
+		return
+	}
+	var req sendEmailRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "BadRequestException", "The request body is not valid JSON.")
+		return
+	}
+	from, subject := req.FromEmailAddress, ""
+	if req.Content.Simple != nil {
+		subject = req.Content.Simple.Subject.Data
+	}
+	if req.Content.Raw != nil {
+		rawFrom, rawSubject := rawHeaders(req.Content.Raw.Data)
+		if from == "" {
+			from = rawFrom
+		}
+		subject = rawSubject
+	}
+	addr, err := mail.ParseAddress(from)
+	if err != nil {
+		g.count(func(s *Stats) { s.Rejected++ })
+		writeError(w, http.StatusBadRequest, "BadRequestException", fmt.Sprintf("Illegal address: %q", from))
+		return
+	}
+	if !g.isVerified(addr.Address) {
+		g.count(func(s *Stats) { s.Rejected++ })
+		g.log.Info("sender not verified", "from", addr.Address)
+		writeError(w, http.StatusBadRequest, "MessageRejected", fmt.Sprintf(
+			"Email address is not verified. The following identities failed the check in region %s: %s",
+			strings.ToUpper(g.region), addr.Address))
+		return
+	}
+	if !g.allow() {
+		g.count(func(s *Stats) { s.Throttled++ })
+		writeError(w, http.StatusTooManyRequests, "TooManyRequestsException", "Maximum sending rate exceeded.")
+		return
+	}
+
+	out, err := http.NewRequestWithContext(r.Context(), r.Method, g.upstream.JoinPath(r.URL.Path).String(), bytes.NewReader(body))
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "InternalFailure", err.Error())
+		return
+	}
+	for k, vs := range r.Header {
+		switch k {
+		// Hop-by-hop headers stay here; without Accept-Encoding the answer
+		// comes back uncompressed, so its MessageId can be read.
+		case "Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Accept-Encoding":
+			continue
+		}
+		out.Header[k] = vs
+	}
+	resp, err := g.client.Do(out)
+	if err != nil {
+		g.count(func(s *Stats) { s.UpstreamErrors++ })
+		g.log.Warn("upstream unreachable", "path", r.URL.Path, "err", err)
+		http.Error(w, "SES emulator unreachable", http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	respBody, err := io.ReadAll(resp.Body)
+	if err != nil {
+		g.count(func(s *Stats) { s.UpstreamErrors++ })
+		http.Error(w, "SES emulator answer cut off", http.StatusBadGateway)
+		return
+	}
+	if resp.StatusCode == http.StatusOK {
+		var sent struct{ MessageId string }
+		if json.Unmarshal(respBody, &sent) == nil && sent.MessageId != "" {
+			now := time.Now()
+			g.mu.Lock()
+			g.sends = append(g.sends, Send{
+				MessageID: sent.MessageId, At: now, AtMs: now.UnixMilli(),
+				From: from, To: req.Destination.ToAddresses, Cc: req.Destination.CcAddresses,
+				Bcc: req.Destination.BccAddresses, Subject: subject,
+			})
+			g.stats.Accepted++
+			g.mu.Unlock()
+		}
+	}
+	for k, vs := range resp.Header {
+		if k == "Connection" || k == "Keep-Alive" || k == "Transfer-Encoding" || k == "Content-Length" {
+			continue
+		}
+		w.Header()[k] = vs
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(respBody)))
+	w.WriteHeader(resp.StatusCode)
+	w.Write(respBody)
+}
+
+// rawHeaders reads From and Subject from a base64 MIME message.
+func rawHeaders(data string) (from, subject string) {
+	raw, err := base64.StdEncoding.DecodeString(data)
+	if err != nil {
+		return "", ""
+	}
+	m, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		return "", ""
+	}
+	return m.Header.Get("From"), m.Header.Get("Subject")
+}
+
+// isVerified: the address itself, its domain or a parent domain is verified.
+func (g *Gate) isVerified(addr string) bool {
+	addr = strings.ToLower(addr)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.verified) == 0 || g.verified[addr] {
+		return true
+	}
+	at := strings.LastIndexByte(addr, '@')
+	for domain := addr[at+1:]; domain != ""; {
+		if g.verified[domain] {
+			return true
+		}
+		dot := strings.IndexByte(domain, '.')
+		if dot < 0 {
+			break
+		}
+		domain = domain[dot+1:]
+	}
+	return false
+}
+
+func (g *Gate) allow() bool {
+	g.mu.Lock()
+	l := g.limiter
+	g.mu.Unlock()
+	return l.Allow()
+}
+
+// writeError answers as SES v2 does (restJson1): the error code in the
+// x-amzn-ErrorType header, the message in a JSON body.
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("x-amzn-ErrorType", code)
+	w.Header().Set("x-amzn-RequestId", requestID())
+	writeJSON(w, status, map[string]string{"message": message})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+var reqSeq atomic.Uint64
+
+func requestID() string {
+	return fmt.Sprintf("sesgate-%d-%d", time.Now().UnixNano(), reqSeq.Add(1))
+}
