@@ -111,6 +111,12 @@ func runBuild(ctx context.Context, log *slog.Logger, args []string, getenv func(
 	if err != nil {
 		return err
 	}
+	for i := range built {
+		// Report the layout as the caller named it, relative to the checkout.
+		if rel, err := filepath.Rel(root, built[i].Dir); err == nil && !strings.HasPrefix(rel, "..") {
+			built[i].Dir = rel
+		}
+	}
 	printBuilt(stdout, built)
 	return nil
 }
