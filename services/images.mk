@@ -3,7 +3,7 @@
 #
 #   make images                        both images, as OCI layouts in images/
 #   make push API_REPO=<ecr url> SENDER_REPO=<ecr url>
-#                                      (or ECR_API_REPOSITORY_URL / ECR_SENDER_REPOSITORY_URL
+#                                      (or API_REPOSITORY_URL / SENDER_REPOSITORY_URL
 #                                      in the environment, or REGISTRY=<host>/<prefix>)
 
 GO              ?= go

@@ -26,8 +26,8 @@ type service struct {
 }
 
 var services = []service{
-	{Name: "notification-api", Port: 8080, ImageEnv: "HERALD_API_IMAGE", RepoEnv: "ECR_API_REPOSITORY_URL", RepoFlag: "api-repo"},
-	{Name: "email-sender", Port: 8081, ImageEnv: "HERALD_SENDER_IMAGE", RepoEnv: "ECR_SENDER_REPOSITORY_URL", RepoFlag: "sender-repo"},
+	{Name: "notification-api", Port: 8080, ImageEnv: "HERALD_API_IMAGE", RepoEnv: "API_REPOSITORY_URL", RepoFlag: "api-repo"},
+	{Name: "email-sender", Port: 8081, ImageEnv: "HERALD_SENDER_IMAGE", RepoEnv: "SENDER_REPOSITORY_URL", RepoFlag: "sender-repo"},
 }
 
 func lookupService(name string) (service, error) {
