@@ -273,15 +273,7 @@ func (e Environment) WithDefaults() Environment {
 		e.State.Region = orString(e.State.Region, e.Region)
 	}
 
-	n := &e.Network
-	if n.Existing == nil {
-		n.CIDR = orString(n.CIDR, defaultCIDR)
-		n.AZCount = orInt(n.AZCount, 2)
-		n.SubnetNewBits = orInt(n.SubnetNewBits, defaultSubnetNewBits)
-		n.NATGateways = orInt(n.NATGateways, 1)
-	} else {
-		n.SkipFlowLogs = true
-	}
+	e.Network = e.Network.withDefaults()
 
 	m := &e.Mesh
 	m.Mode = MeshMode(orString(string(m.Mode), string(MeshServiceConnect)))
@@ -324,6 +316,18 @@ func (e Environment) WithDefaults() Environment {
 		o.SenderFailurePercent = defaultErrorPercent
 	}
 	return e
+}
+
+func (n NetworkConfig) withDefaults() NetworkConfig {
+	if n.Existing != nil {
+		n.SkipFlowLogs = true // the VPC's owner decides about its flow logs
+		return n
+	}
+	n.CIDR = orString(n.CIDR, defaultCIDR)
+	n.AZCount = orInt(n.AZCount, 2)
+	n.SubnetNewBits = orInt(n.SubnetNewBits, defaultSubnetNewBits)
+	n.NATGateways = orInt(n.NATGateways, 1)
+	return n
 }
 
 func (s ServiceConfig) withDefaults(sender bool) ServiceConfig {

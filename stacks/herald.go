@@ -251,11 +251,15 @@ func (h *HeraldStack) newProviderAndBackend(id string, env Environment) {
 
 // image resolves a service's image: the configured one, or the stack's own
 // repository at the default tag (with a warning).
-func (h *HeraldStack) image(field string, configured string, repository *Repository, tag string) (string, string) {
+func (h *HeraldStack) image(service string, configured string, repository *Repository, tag string) (string, string) {
+	field, variable := "API.Image", APIImageVariable
+	if service == senderService {
+		field, variable = "Sender.Image", SenderImageVariable
+	}
 	if configured == "" {
 		configured = repository.URL + ":" + tag
 		h.warn(fmt.Sprintf("%s is not set: using %s from the stack's own ECR repository; push that tag before deploying, or set %s to an image digest",
-			field, configured, map[string]string{"API.Image": APIImageVariable, "Sender.Image": SenderImageVariable}[field]))
+			field, configured, variable))
 	}
 	ref, err := ParseImage(configured)
 	if err != nil {
@@ -300,93 +304,79 @@ func (h *HeraldStack) egress(service string, public []EgressRule) []EgressRule {
 	}, public...)
 }
 
-func (h *HeraldStack) apiProps(id string, env Environment) *FargateServiceProps {
-	image, repoARN := h.image("API.Image", env.API.Image, h.Repositories.ByImage[apiService], env.Repositories.DefaultTag)
-	apiKeys := h.Secrets.Secrets[apiKeysSecret]
-	defaultFrom := h.Secrets.ParameterARNs[defaultFromName]
-	vars := h.commonVariables(env, env.API, ":"+strconv.Itoa(apiPort))
-	vars["HERALD_ALLOWED_FROM"] = strings.Join(env.Email.AllowedFrom, ",")
-	vars["HERALD_MAX_MESSAGE_BYTES"] = strconv.Itoa(h.Queue.MaxMessageBytes)
-	props := &FargateServiceProps{
-		Name: apiService, Prefix: id, Account: env.Account, Region: env.Region, Environment: env.Name,
+// viaService limits a KMS grant to use through one AWS service.
+func viaService(service, region string) []Condition {
+	return []Condition{{Test: "StringEquals", Variable: "kms:ViaService", Values: []string{service + "." + region + ".amazonaws.com"}}}
+}
+
+// serviceBase is what both services' props share: names, image, size,
+// network, scaling, logs and the mesh.
+func (h *HeraldStack) serviceBase(id string, env Environment, name string, svc ServiceConfig, port int, portName string, public []EgressRule) *FargateServiceProps {
+	image, repoARN := h.image(name, svc.Image, h.Repositories.ByImage[name], env.Repositories.DefaultTag)
+	return &FargateServiceProps{
+		Name: name, Prefix: id, Account: env.Account, Region: env.Region, Environment: env.Name,
 		ClusterARN: h.Cluster.Cluster.Arn(), ClusterName: h.Cluster.Name,
 		Image: image, ImageRepositoryARN: repoARN,
-		HealthCheckCommand: []string{"CMD", "/" + apiService, "healthcheck"},
-		CPU:                env.API.CPU, Memory: env.API.Memory,
-		Port: apiPort, PortName: "http",
-		Variables: vars,
-		// The key-hash secret's name comes from a parameter as well: tfsec
-		// flags every plain variable named *SECRET* and cannot take an
-		// inline ignore for generated container definitions, so the
-		// variable stays out of them and the check stays on for the rest.
-		Secrets: map[string]string{
-			"HERALD_DEFAULT_FROM":       defaultFrom,
-			"HERALD_API_KEYS_SECRET_ID": h.Secrets.ParameterARNs[apiKeysSecretIDName],
-		},
-		ExecutionParameterARNs: []string{*h.Secrets.Parameters[defaultFromName].Arn(), *h.Secrets.Parameters[apiKeysSecretIDName].Arn()},
-		TaskStatements: []Statement{
-			{Sid: "EnqueueNotifications", Actions: []string{"sqs:GetQueueAttributes", "sqs:SendMessage"}, Resources: []string{*h.Queue.Queue.Arn()}},
-			{
-				Sid: "EncryptQueuedMessages", Actions: []string{"kms:Decrypt", "kms:GenerateDataKey"}, Resources: []string{*h.Queue.Key.Key.Arn()},
-				Conditions: []Condition{{Test: "StringEquals", Variable: "kms:ViaService", Values: []string{"sqs." + env.Region + ".amazonaws.com"}}},
-			},
-			{Sid: "ReadApiKeyHashes", Actions: []string{"secretsmanager:GetSecretValue"}, Resources: []string{*apiKeys.Arn()}},
-			{
-				Sid: "DecryptApiKeyHashes", Actions: []string{"kms:Decrypt"}, Resources: []string{*h.Secrets.Key.Key.Arn()},
-				Conditions: []Condition{{Test: "StringEquals", Variable: "kms:ViaService", Values: []string{"secretsmanager." + env.Region + ".amazonaws.com"}}},
-			},
-		},
-		VPCID: h.Network.VPCID, SubnetIDs: h.Network.PrivateSubnetIDs,
-		EgressRules:  h.egress(apiService, nil),
-		LoadBalancer: &LoadBalancerTarget{TargetGroupARN: h.Ingress.TargetGroup.Arn(), SecurityGroupID: h.Ingress.SecurityGroup.Id()},
-		MinTasks:     env.API.MinTasks, MaxTasks: env.API.MaxTasks, CPUTarget: env.API.CPUTarget,
+		HealthCheckCommand: []string{"CMD", "/" + name, "healthcheck"},
+		CPU:                svc.CPU, Memory: svc.Memory,
+		Port: port, PortName: portName,
+		Variables: h.commonVariables(env, svc, ":"+strconv.Itoa(port)),
+		VPCID:     h.Network.VPCID, SubnetIDs: h.Network.PrivateSubnetIDs,
+		EgressRules: h.egress(name, public),
+		MinTasks:    svc.MinTasks, MaxTasks: svc.MaxTasks, CPUTarget: svc.CPUTarget,
 		LogKeyARN: h.LogKey.Key.Arn(), LogRetentionDays: env.Observability.LogRetentionDays,
-		DependsOn: h.Ingress.Listeners,
 	}
+}
+
+func (h *HeraldStack) apiProps(id string, env Environment) *FargateServiceProps {
+	props := h.serviceBase(id, env, apiService, env.API, apiPort, "http", nil)
+	props.Variables["HERALD_ALLOWED_FROM"] = strings.Join(env.Email.AllowedFrom, ",")
+	props.Variables["HERALD_MAX_MESSAGE_BYTES"] = strconv.Itoa(h.Queue.MaxMessageBytes)
+	// The key-hash secret's name comes from a parameter as well: tfsec flags
+	// every plain variable named *SECRET* and cannot take an inline ignore
+	// for generated container definitions, so the variable stays out of them
+	// and the check stays on for the rest.
+	props.Secrets = map[string]string{
+		"HERALD_DEFAULT_FROM":       h.Secrets.ParameterARNs[defaultFromName],
+		"HERALD_API_KEYS_SECRET_ID": h.Secrets.ParameterARNs[apiKeysSecretIDName],
+	}
+	props.ExecutionParameterARNs = []string{*h.Secrets.Parameters[defaultFromName].Arn(), *h.Secrets.Parameters[apiKeysSecretIDName].Arn()}
+	apiKeys := *h.Secrets.Secrets[apiKeysSecret].Arn()
+	props.TaskStatements = []Statement{
+		// GetQueueAttributes answers /readyz
+		{Sid: "EnqueueNotifications", Actions: []string{"sqs:GetQueueAttributes", "sqs:SendMessage"}, Resources: []string{*h.Queue.Queue.Arn()}},
+		{Sid: "EncryptQueuedMessages", Actions: []string{"kms:Decrypt", "kms:GenerateDataKey"}, Resources: []string{*h.Queue.Key.Key.Arn()}, Conditions: viaService("sqs", env.Region)},
+		{Sid: "ReadApiKeyHashes", Actions: []string{"secretsmanager:GetSecretValue"}, Resources: []string{apiKeys}},
+		{Sid: "DecryptApiKeyHashes", Actions: []string{"kms:Decrypt"}, Resources: []string{*h.Secrets.Key.Key.Arn()}, Conditions: viaService("secretsmanager", env.Region)},
+	}
+	props.LoadBalancer = &LoadBalancerTarget{TargetGroupARN: h.Ingress.TargetGroup.Arn(), SecurityGroupID: h.Ingress.SecurityGroup.Id()}
+	props.DependsOn = h.Ingress.Listeners
 	h.meshSettings(props, env, true, nil)
 	return props
 }
 
 func (h *HeraldStack) senderProps(id string, env Environment) *FargateServiceProps {
-	image, repoARN := h.image("Sender.Image", env.Sender.Image, h.Repositories.ByImage[senderService], env.Repositories.DefaultTag)
-	sendRate := h.Secrets.ParameterARNs[sendRateName]
-	vars := h.commonVariables(env, env.Sender, ":"+strconv.Itoa(senderPort))
-	vars["HERALD_DLQ_URL"] = h.Queue.DeadLetterURL
-	vars["HERALD_TRANSPORT"] = env.Email.Transport
-	vars["HERALD_WAIT_TIME"] = durationSeconds(h.Queue.WaitTime)
-	vars["HERALD_VISIBILITY_TIMEOUT"] = durationSeconds(h.Queue.VisibilityTimeout)
-	vars["HERALD_SEND_TIMEOUT"] = durationSeconds(env.Email.SendTimeout)
-	secrets := map[string]string{"HERALD_SEND_RATE": sendRate}
+	var public []EgressRule
+	var extraIgnored []int
 	statements := []Statement{
 		{Sid: "ConsumeNotifications", Actions: []string{"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"}, Resources: []string{*h.Queue.Queue.Arn()}},
 		{Sid: "DeadLetterPermanentFailures", Actions: []string{"sqs:SendMessage"}, Resources: []string{*h.Queue.DeadLetter.Arn()}},
-		{
-			Sid: "DecryptAndEncryptQueuedMessages", Actions: []string{"kms:Decrypt", "kms:GenerateDataKey"}, Resources: []string{*h.Queue.Key.Key.Arn()},
-			Conditions: []Condition{{Test: "StringEquals", Variable: "kms:ViaService", Values: []string{"sqs." + env.Region + ".amazonaws.com"}}},
-		},
+		{Sid: "DecryptAndEncryptQueuedMessages", Actions: []string{"kms:Decrypt", "kms:GenerateDataKey"}, Resources: []string{*h.Queue.Key.Key.Arn()}, Conditions: viaService("sqs", env.Region)},
 	}
-	props := &FargateServiceProps{
-		Name: senderService, Prefix: id, Account: env.Account, Region: env.Region, Environment: env.Name,
-		ClusterARN: h.Cluster.Cluster.Arn(), ClusterName: h.Cluster.Name,
-		Image: image, ImageRepositoryARN: repoARN,
-		HealthCheckCommand: []string{"CMD", "/" + senderService, "healthcheck"},
-		CPU:                env.Sender.CPU, Memory: env.Sender.Memory,
-		Port: senderPort, PortName: "health",
-		ExecutionParameterARNs: []string{*h.Secrets.Parameters[sendRateName].Arn()},
-		VPCID:                  h.Network.VPCID, SubnetIDs: h.Network.PrivateSubnetIDs,
-		MinTasks: env.Sender.MinTasks, MaxTasks: env.Sender.MaxTasks, CPUTarget: env.Sender.CPUTarget,
-		Backlog:   &BacklogScaling{QueueName: h.Queue.Name, PerTask: env.Sender.BacklogPerTask},
-		LogKeyARN: h.LogKey.Key.Arn(), LogRetentionDays: env.Observability.LogRetentionDays,
+	secrets := map[string]string{"HERALD_SEND_RATE": h.Secrets.ParameterARNs[sendRateName]}
+	vars := map[string]string{
+		"HERALD_DLQ_URL":            h.Queue.DeadLetterURL,
+		"HERALD_TRANSPORT":          env.Email.Transport,
+		"HERALD_WAIT_TIME":          durationSeconds(h.Queue.WaitTime),
+		"HERALD_VISIBILITY_TIMEOUT": durationSeconds(h.Queue.VisibilityTimeout),
+		"HERALD_SEND_TIMEOUT":       durationSeconds(env.Email.SendTimeout),
 	}
-	var public []EgressRule
-	var extraIgnored []int
+	var executionSecrets, executionKeys []string
 	switch env.Email.Transport {
 	case "ses":
-		if h.SES != nil && h.SES.ConfigurationSetName != "" {
-			vars["HERALD_SES_CONFIGURATION_SET"] = h.SES.ConfigurationSetName
-		}
 		sendAs := []string{h.SES.IdentityARN}
-		if h.SES.ConfigurationSetARN != "" {
+		if h.SES.ConfigurationSetName != "" {
+			vars["HERALD_SES_CONFIGURATION_SET"] = h.SES.ConfigurationSetName
 			sendAs = append(sendAs, h.SES.ConfigurationSetARN)
 		}
 		statements = append(statements, Statement{Sid: "SendAsOwnIdentity", Actions: []string{"ses:SendEmail"}, Resources: sendAs})
@@ -404,18 +394,24 @@ func (h *HeraldStack) senderProps(id string, env Environment) *FargateServicePro
 		smtp := *h.Secrets.Secrets[smtpSecret].Arn()
 		secrets["HERALD_SMTP_USERNAME"] = smtp + ":username::"
 		secrets["HERALD_SMTP_PASSWORD"] = smtp + ":password::"
-		props.ExecutionSecretARNs = []string{smtp}
-		props.ExecutionKeyARNs = []string{*h.Secrets.Key.Key.Arn()}
+		executionSecrets = []string{smtp}
+		executionKeys = []string{*h.Secrets.Key.Key.Arn()}
 		public = append(public, EgressRule{
 			Description: senderService + " reaches the SMTP relay " + host, Port: port, CIDRs: []string{"0.0.0.0/0"},
 			IgnoreReason: "the SMTP relay is outside the VPC and reached through NAT",
 		})
 		extraIgnored = append(extraIgnored, port)
 	}
-	props.Variables = vars
+	props := h.serviceBase(id, env, senderService, env.Sender, senderPort, "health", public)
+	for k, v := range vars {
+		props.Variables[k] = v
+	}
 	props.Secrets = secrets
+	props.ExecutionParameterARNs = []string{*h.Secrets.Parameters[sendRateName].Arn()}
+	props.ExecutionSecretARNs = executionSecrets
+	props.ExecutionKeyARNs = executionKeys
 	props.TaskStatements = statements
-	props.EgressRules = h.egress(senderService, public)
+	props.Backlog = &BacklogScaling{QueueName: h.Queue.Name, PerTask: env.Sender.BacklogPerTask}
 	h.meshSettings(props, env, false, extraIgnored)
 	return props
 }

@@ -63,14 +63,7 @@ type Network struct {
 }
 
 func (p *NetworkProps) defaults() {
-	if p.Existing == nil {
-		p.CIDR = orString(p.CIDR, defaultCIDR)
-		p.AZCount = orInt(p.AZCount, 2)
-		p.SubnetNewBits = orInt(p.SubnetNewBits, defaultSubnetNewBits)
-		p.NATGateways = orInt(p.NATGateways, 1)
-	} else {
-		p.SkipFlowLogs = true
-	}
+	p.NetworkConfig = p.NetworkConfig.withDefaults()
 	p.LogRetentionDays = orInt(p.LogRetentionDays, defaultLogRetentionDays)
 }
 
@@ -162,19 +155,21 @@ func (n *Network) newVPC(c constructs.Construct, p *NetworkProps) []*string {
 		DestinationCidrBlock: jsii.String("0.0.0.0/0"),
 		GatewayId:            igw.Id(),
 	})
+	// Subnet i of each tier is in zone i. Not even the public subnets map
+	// public IPs: only the load balancer and the NAT gateways live there.
+	newSubnet := func(tier string, i int, cidr string) subnet.Subnet {
+		return subnet.NewSubnet(c, jsii.String(fmt.Sprintf("%s-%d", tier, i)), &subnet.SubnetConfig{
+			VpcId:               v.Id(),
+			CidrBlock:           jsii.String(cidr),
+			AvailabilityZone:    cdktf.Token_AsString(cdktf.Fn_Element(azs.Names(), jsii.Number(float64(i))), nil),
+			MapPublicIpOnLaunch: jsii.Bool(false),
+			Tags:                nameTag(fmt.Sprintf("%s-%s-%d", p.Name, tier, i)),
+		})
+	}
 	var natIDs []*string
 	var privateRTs []*string
 	for i := range p.AZCount {
-		az := cdktf.Token_AsString(cdktf.Fn_Element(azs.Names(), jsii.Number(float64(i))), nil)
-		pub := subnet.NewSubnet(c, jsii.String(fmt.Sprintf("public-%d", i)), &subnet.SubnetConfig{
-			VpcId:            v.Id(),
-			CidrBlock:        jsii.String(publicCIDRs[i]),
-			AvailabilityZone: az,
-			// Only the load balancer lives here; nothing gets a public IP
-			// by default.
-			MapPublicIpOnLaunch: jsii.Bool(false),
-			Tags:                nameTag(fmt.Sprintf("%s-public-%d", p.Name, i)),
-		})
+		pub := newSubnet("public", i, publicCIDRs[i])
 		n.PublicSubnetIDs = append(n.PublicSubnetIDs, pub.Id())
 		routetableassociation.NewRouteTableAssociation(c, jsii.String(fmt.Sprintf("public-%d-routes", i)), &routetableassociation.RouteTableAssociationConfig{
 			SubnetId:     pub.Id(),
@@ -195,14 +190,7 @@ func (n *Network) newVPC(c constructs.Construct, p *NetworkProps) []*string {
 		}
 	}
 	for i := range p.AZCount {
-		az := cdktf.Token_AsString(cdktf.Fn_Element(azs.Names(), jsii.Number(float64(i))), nil)
-		priv := subnet.NewSubnet(c, jsii.String(fmt.Sprintf("private-%d", i)), &subnet.SubnetConfig{
-			VpcId:               v.Id(),
-			CidrBlock:           jsii.String(privateCIDRs[i]),
-			AvailabilityZone:    az,
-			MapPublicIpOnLaunch: jsii.Bool(false),
-			Tags:                nameTag(fmt.Sprintf("%s-private-%d", p.Name, i)),
-		})
+		priv := newSubnet("private", i, privateCIDRs[i])
 		n.PrivateSubnetIDs = append(n.PrivateSubnetIDs, priv.Id())
 		rt := routetable.NewRouteTable(c, jsii.String(fmt.Sprintf("private-%d-routes", i)), &routetable.RouteTableConfig{
 			VpcId: v.Id(),

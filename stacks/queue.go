@@ -1,10 +1,8 @@
 package stacks
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/aws/constructs-go/constructs/v10"
@@ -95,29 +93,6 @@ func (p *QueueProps) validate() error {
 	return errors.Join(append(errs, pr.errs...)...)
 }
 
-func mustJSON(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return string(b)
-}
-
-// jsonDocument renders v as a JSON string attribute. A document that embeds
-// a reference (a cdktf token) becomes Terraform's jsonencode(...) instead:
-// cdktf's HCL output does not escape a JSON string around a reference.
-func jsonDocument(v any) *string {
-	text := mustJSON(v)
-	if !strings.Contains(text, "${") {
-		return jsii.String(text)
-	}
-	var generic any
-	if err := json.Unmarshal([]byte(text), &generic); err != nil {
-		panic(err)
-	}
-	return cdktf.Token_AsString(cdktf.Fn_Jsonencode(generic), nil)
-}
-
 // NewQueue creates the key, both queues, the redrive and TLS-only policies.
 func NewQueue(scope constructs.Construct, id string, props *QueueProps) *Queue {
 	if props == nil {
@@ -145,15 +120,19 @@ func NewQueue(scope constructs.Construct, id string, props *QueueProps) *Queue {
 		Account:     p.Account,
 		Region:      p.Region,
 	})
-	q.DeadLetter = sqsqueue.NewSqsQueue(c, jsii.String("dead-letter"), &sqsqueue.SqsQueueConfig{
-		Name:                         jsii.String(q.DeadLetterName),
-		KmsMasterKeyId:               q.Key.Key.Arn(),
-		KmsDataKeyReusePeriodSeconds: jsii.Number(300),
-		MessageRetentionSeconds:      jsii.Number(p.DLQRetention.Seconds()),
-		MaxMessageSize:               jsii.Number(float64(p.MaxMessageBytes)),
-		ReceiveWaitTimeSeconds:       jsii.Number(queueWaitTime.Seconds()),
-		VisibilityTimeoutSeconds:     jsii.Number(q.VisibilityTimeout.Seconds()),
-	})
+	// Both queues share every setting but name and retention.
+	queueConfig := func(name string, retention time.Duration) *sqsqueue.SqsQueueConfig {
+		return &sqsqueue.SqsQueueConfig{
+			Name:                         jsii.String(name),
+			KmsMasterKeyId:               q.Key.Key.Arn(),
+			KmsDataKeyReusePeriodSeconds: jsii.Number(300),
+			MessageRetentionSeconds:      jsii.Number(retention.Seconds()),
+			MaxMessageSize:               jsii.Number(float64(p.MaxMessageBytes)),
+			ReceiveWaitTimeSeconds:       jsii.Number(queueWaitTime.Seconds()),
+			VisibilityTimeoutSeconds:     jsii.Number(q.VisibilityTimeout.Seconds()),
+		}
+	}
+	q.DeadLetter = sqsqueue.NewSqsQueue(c, jsii.String("dead-letter"), queueConfig(q.DeadLetterName, p.DLQRetention))
 	// ARNs and URLs are spelled out rather than referenced: they are known
 	// from the names, and JSON documents that embed no reference render
 	// cleanly in both of cdktf's output formats.
@@ -161,21 +140,14 @@ func NewQueue(scope constructs.Construct, id string, props *QueueProps) *Queue {
 	q.DeadLetterARN = sqsARN(p.Region, p.Account, q.DeadLetterName)
 	q.URL = fmt.Sprintf("https://sqs.%s.amazonaws.com/%s/%s", p.Region, p.Account, q.Name)
 	q.DeadLetterURL = fmt.Sprintf("https://sqs.%s.amazonaws.com/%s/%s", p.Region, p.Account, q.DeadLetterName)
-	q.Queue = sqsqueue.NewSqsQueue(c, jsii.String("queue"), &sqsqueue.SqsQueueConfig{
-		Name:                         jsii.String(p.Name),
-		KmsMasterKeyId:               q.Key.Key.Arn(),
-		KmsDataKeyReusePeriodSeconds: jsii.Number(300),
-		MessageRetentionSeconds:      jsii.Number(p.Retention.Seconds()),
-		MaxMessageSize:               jsii.Number(float64(p.MaxMessageBytes)),
-		ReceiveWaitTimeSeconds:       jsii.Number(queueWaitTime.Seconds()),
-		VisibilityTimeoutSeconds:     jsii.Number(q.VisibilityTimeout.Seconds()),
-		RedrivePolicy: jsii.String(mustJSON(map[string]any{
-			"deadLetterTargetArn": q.DeadLetterARN,
-			"maxReceiveCount":     p.MaxReceiveCount,
-		})),
-		// SQS checks that the dead-letter queue exists
-		DependsOn: &[]cdktf.ITerraformDependable{q.DeadLetter},
-	})
+	main := queueConfig(p.Name, p.Retention)
+	main.RedrivePolicy = jsii.String(mustJSON(map[string]any{
+		"deadLetterTargetArn": q.DeadLetterARN,
+		"maxReceiveCount":     p.MaxReceiveCount,
+	}))
+	// SQS checks that the dead-letter queue exists
+	main.DependsOn = &[]cdktf.ITerraformDependable{q.DeadLetter}
+	q.Queue = sqsqueue.NewSqsQueue(c, jsii.String("queue"), main)
 	// Only the notification queue may dead-letter into the DLQ.
 	sqsqueueredriveallowpolicy.NewSqsQueueRedriveAllowPolicy(c, jsii.String("dead-letter-sources"), &sqsqueueredriveallowpolicy.SqsQueueRedriveAllowPolicyConfig{
 		QueueUrl: q.DeadLetter.Url(),
