@@ -3,6 +3,7 @@ package stacks
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -639,5 +640,136 @@ func TestConstructsRefuseBadProps(t *testing.T) {
 				t.Errorf("panic %q does not say %q", msg, c.want)
 			}
 		})
+	}
+}
+
+func TestKey(t *testing.T) {
+	doc := synthConstruct(t, func(stack cdktf.TerraformStack) {
+		NewKey(stack, "key", &KeyProps{
+			Alias: "herald-test-logs", Account: testAccount, Region: testRegion,
+			ServiceGrants: []Statement{{
+				Sid: "Logs", Actions: []string{"kms:Encrypt"},
+				Principals: []Principal{{Type: "Service", Identifiers: []string{"logs.eu-west-1.amazonaws.com"}}},
+				Conditions: []Condition{{Test: "ArnLike", Variable: "kms:EncryptionContext:aws:logs:arn", Values: []string{"arn:aws:logs:eu-west-1:123456789012:log-group:/herald/*"}}},
+			}},
+		})
+	})
+	k := doc.only(t, "aws_kms_key")
+	if k["enable_key_rotation"] != true || num(k["deletion_window_in_days"]) != 30 {
+		t.Errorf("key %v", k)
+	}
+	if a := doc.only(t, "aws_kms_alias"); a["name"] != "alias/herald-test-logs" {
+		t.Errorf("alias %v", a["name"])
+	}
+	statements := blocks(doc.data("aws_iam_policy_document")[keys(doc.data("aws_iam_policy_document"))[0]]["statement"])
+	if len(statements) != 2 {
+		t.Fatalf("%d statements", len(statements))
+	}
+	admin := strs(t, statements[0]["actions"])
+	// The account keeps the key manageable: it may always change the policy.
+	if !slices.Contains(admin, "kms:PutKeyPolicy") || !slices.Contains(admin, "kms:ScheduleKeyDeletion") {
+		t.Errorf("administration %v", admin)
+	}
+	if strs(t, block(statements[0]["principals"])["identifiers"])[0] != "arn:aws:iam::123456789012:root" {
+		t.Errorf("administrator %v", statements[0]["principals"])
+	}
+	if block(statements[1]["condition"])["variable"] != "kms:EncryptionContext:aws:logs:arn" {
+		t.Errorf("service grant %v", statements[1])
+	}
+}
+
+func TestLogGroupAndDiscovery(t *testing.T) {
+	doc := synthConstruct(t, func(stack cdktf.TerraformStack) {
+		NewLogGroup(stack, "logs", &LogGroupProps{Name: "/herald/test/api", RetentionDays: 90, KMSKeyARN: jsii.String("arn:key")})
+		NewDiscovery(stack, "discovery", &DiscoveryProps{Name: "herald-test.internal", VPCID: jsii.String("vpc-01234567")})
+	})
+	g := doc.only(t, "aws_cloudwatch_log_group")
+	if g["name"] != "/herald/test/api" || num(g["retention_in_days"]) != 90 || g["kms_key_id"] != "arn:key" {
+		t.Errorf("log group %v", g)
+	}
+	if ns := doc.only(t, "aws_service_discovery_private_dns_namespace"); ns["name"] != "herald-test.internal" || ns["vpc"] != "vpc-01234567" {
+		t.Errorf("namespace %v", ns)
+	}
+}
+
+// TestStackOtherPaths builds a whole stack down the paths the declared
+// environments do not take: an existing VPC without endpoints, an internal
+// load balancer, SMTP and S3 lock-file state.
+func TestStackOtherPaths(t *testing.T) {
+	env := validEnv()
+	env.Network = NetworkConfig{SkipEndpoints: true, Existing: &ExistingNetwork{
+		VPCID:            "vpc-0123456789abcdef0",
+		PublicSubnetIDs:  []string{"subnet-0a000001", "subnet-0a000002"},
+		PrivateSubnetIDs: []string{"subnet-0b000001", "subnet-0b000002"},
+	}}
+	env.Ingress = IngressConfig{Internal: true, AllowedCIDRs: []string{"10.0.0.0/8"}}
+	env.Email = EmailConfig{Transport: "smtp", SMTPAddr: "smtp.example.com:587", DefaultFrom: "no-reply@example.com"}
+	env.State = StateConfig{Bucket: "herald-state", UseLockfile: true}
+	env.API.Image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/herald/api@sha256:" + strings.Repeat("cd", 32)
+	if err := env.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	app := cdktf.Testing_App(nil)
+	h := NewHeraldStack(app, "herald-test", &HeraldStackProps{Environment: env})
+	doc := decode(t, *cdktf.Testing_Synth(h.TerraformStack, jsii.Bool(false)))
+
+	if n := len(doc.resources("aws_vpc")) + len(doc.resources("aws_vpc_endpoint")) + len(doc.resources("aws_flow_log")); n != 0 {
+		t.Errorf("%d VPC resources in an existing VPC without endpoints", n)
+	}
+	if internal, rule := plain(t, doc.only(t, "aws_lb")["internal"]); internal != true || rule != "" {
+		t.Errorf("internal %v, ignore %q", internal, rule)
+	}
+	if h.SES != nil || len(doc.resources("aws_sesv2_email_identity")) != 0 {
+		t.Error("SES resources without SES")
+	}
+	// Both services reach AWS through NAT here, each rule justified.
+	public := map[string][]float64{}
+	for _, r := range doc.resources("aws_security_group_rule") {
+		cidrs, rule := plain(t, r["cidr_blocks"])
+		if r["type"] == "egress" && slices.Contains(strs(t, cidrs), "0.0.0.0/0") {
+			if rule != "aws-ec2-no-public-egress-sgr" {
+				t.Errorf("public egress without its ignore: %v", r)
+			}
+			owner := regexp.MustCompile(`aws_security_group\.([a-z]+)_security-group`).FindStringSubmatch(r["security_group_id"].(string))
+			public[owner[1]] = append(public[owner[1]], num(r["from_port"]))
+		}
+		if r["type"] == "ingress" && rule != "" {
+			t.Errorf("an internal load balancer needs no ignore: %v", r)
+		}
+	}
+	slices.Sort(public["sender"])
+	if fmt.Sprint(public) != "map[api:[443] sender:[443 587]]" {
+		t.Errorf("public egress %v", public)
+	}
+	// The SMTP credentials reference a secret, so the sender's container
+	// definitions are rendered by jsonencode.
+	sender := doc.named(t, "aws_ecs_task_definition", "sender")["container_definitions"].(string)
+	for _, want := range []string{"${jsonencode(", `"HERALD_SMTP_PASSWORD"`, `.arn}:password::`, `"HERALD_SMTP_ADDR"`, `"smtp.example.com:587"`} {
+		if !strings.Contains(sender, want) {
+			t.Errorf("sender container definitions lack %s: %.200s", want, sender)
+		}
+	}
+	if strings.Contains(sender, `"HERALD_SES_CONFIGURATION_SET"`) {
+		t.Error("an SES setting with SMTP")
+	}
+	exec := grants(t, roleStatements(t, doc, "sender_execution-role"))
+	if got := exec["secretsmanager:GetSecretValue"]; len(got) != 1 || !strings.Contains(got[0], "smtp-credentials") {
+		t.Errorf("the sender's execution role reads %v", got)
+	}
+	if task := grants(t, roleStatements(t, doc, "sender_task-role")); task["ses:SendEmail"] != nil {
+		t.Error("the sender may use SES with SMTP")
+	}
+	if !strings.HasSuffix(exec["ecr:BatchGetImage"][0], "repository/herald-test/email-sender") {
+		t.Errorf("sender pulls %v", exec["ecr:BatchGetImage"])
+	}
+	if api := grants(t, roleStatements(t, doc, "api_execution-role")); !slices.Equal(api["ecr:BatchGetImage"], []string{"arn:aws:ecr:eu-west-1:123456789012:repository/herald/api"}) {
+		t.Errorf("the API pulls %v, want the repository of its configured image", api["ecr:BatchGetImage"])
+	}
+	s3 := block(block(block(doc["terraform"])["backend"])["s3"])
+	if s3["use_lockfile"] != true || s3["key"] != "herald/herald-test.tfstate" || s3["region"] != "eu-west-1" {
+		t.Errorf("backend %v", s3)
+	}
+	if len(h.Warnings) != 1 || !strings.Contains(h.Warnings[0], "Sender.Image is not set") {
+		t.Errorf("warnings %q", h.Warnings)
 	}
 }
