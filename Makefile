@@ -24,6 +24,8 @@ CMDS := $(foreach d,services/notification-api services/email-sender services/dev
 # The infrastructure's own targets (test-stacks, tfsec), once stacks/ has them.
 STACKS_MK := $(wildcard stacks/stacks.mk)
 -include $(STACKS_MK)
+# The container images (images, push, test-images).
+-include services/images.mk
 
 .PHONY: help dev test test-go fuzz bench tools build fmt fmt-check vet clean distclean
 
@@ -64,8 +66,10 @@ tools: node_modules/.package-lock.json $(BIN)/.mailpit-$(MAILPIT_VERSION) ## ins
 
 # npm writes this file on every install, so it is newer than the lock file
 # exactly when node_modules matches it.
+# Only the runtime dependencies (the SES emulator): the cdktf CLI, a dev
+# dependency, is for deploys and comes with `make cdktf-cli`.
 node_modules/.package-lock.json: package.json package-lock.json
-	$(NPM) ci --no-audit --no-fund --loglevel=error
+	$(NPM) ci --omit=dev --no-audit --no-fund --loglevel=error
 	@touch $@
 
 $(BIN)/.mailpit-$(MAILPIT_VERSION):

@@ -1,0 +1,503 @@
+package stacks
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/provider"
+	"github.com/hashicorp/terraform-cdk-go/cdktf"
+)
+
+// The services' contract (services/README.md).
+const (
+	apiPort         = 8080
+	senderPort      = 8081
+	apiHealthPath   = "/api"     // load balancer target group
+	meshHealthPath  = "/healthz" // App Mesh listener health check
+	apiKeysSecret   = "api-key-hashes"
+	smtpSecret      = "smtp-credentials"
+	defaultFromName = "default-from"
+	// apiKeysSecretIDName is the parameter holding the key-hash secret's
+	// name (HERALD_API_KEYS_SECRET_ID).
+	apiKeysSecretIDName = "api-keys-secret-id"
+	sendRateName        = "send-rate"
+)
+
+// HeraldStackProps describe one stack: an environment, possibly with its mesh
+// mode swapped for a variant (see SynthPlan).
+type HeraldStackProps struct {
+	Environment Environment
+}
+
+// HeraldStack is Herald's whole system for one environment.
+type HeraldStack struct {
+	cdktf.TerraformStack
+	// Environment with its defaults applied.
+	Environment   Environment
+	LogKey        *Key
+	Network       *Network
+	Discovery     *Discovery
+	Cluster       *Cluster
+	Repositories  *Repositories
+	Queue         *Queue
+	Secrets       *Secrets
+	SES           *SES // nil without an SES identity
+	Mesh          *AppMesh
+	Ingress       *Ingress
+	API           *FargateService
+	Sender        *FargateService
+	Observability *Observability
+	// Warnings for the person synthesizing (also cdktf annotations).
+	Warnings []string
+}
+
+// NewHeraldStack builds the stack. The environment must be valid: call
+// Environment.Validate first to get the problems as an error; here they
+// panic.
+func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackProps) *HeraldStack {
+	if props == nil {
+		props = &HeraldStackProps{}
+	}
+	env := props.Environment.WithDefaults()
+	if err := env.Validate(); err != nil {
+		panic(fmt.Errorf("herald: stack %s: %w", id, err))
+	}
+	if len(id) > 32 {
+		panic(fmt.Errorf("herald: stack %s: the id prefixes the load balancer name and must be at most 32 characters", id))
+	}
+	stack := cdktf.NewTerraformStack(scope, &id)
+	h := &HeraldStack{TerraformStack: stack, Environment: env}
+	h.newProviderAndBackend(id, env)
+
+	h.LogKey = NewKey(stack, "log-key", &KeyProps{
+		Alias:       id + "-logs",
+		Description: "Encrypts the log groups of " + id,
+		Account:     env.Account,
+		Region:      env.Region,
+		ServiceGrants: []Statement{{
+			Sid:        "CloudWatchLogsEncryptsOwnGroups",
+			Actions:    []string{"kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo"},
+			Principals: []Principal{{Type: "Service", Identifiers: []string{"logs." + env.Region + ".amazonaws.com"}}},
+			Conditions: []Condition{{
+				Test: "ArnLike", Variable: "kms:EncryptionContext:aws:logs:arn",
+				Values: []string{fmt.Sprintf("arn:%s:logs:%s:%s:log-group:/herald/%s/*", partition(env.Region), env.Region, env.Account, id)},
+			}},
+		}},
+	})
+
+	var extraEndpoints []string
+	switch env.Mesh.Mode {
+	case MeshServiceConnect:
+		// the Service Connect proxy and the ECS agent talk to ECS
+		extraEndpoints = []string{"ecs", "ecs-agent", "ecs-telemetry"}
+	case MeshAppMesh:
+		// Envoy fetches its configuration from App Mesh
+		extraEndpoints = []string{"appmesh-envoy-management"}
+	}
+	h.Network = NewNetwork(stack, "network", &NetworkProps{
+		Name:             id,
+		Account:          env.Account,
+		Region:           env.Region,
+		NetworkConfig:    env.Network,
+		ExtraEndpoints:   extraEndpoints,
+		LogKeyARN:        h.LogKey.Key.Arn(),
+		LogRetentionDays: env.Observability.LogRetentionDays,
+	})
+	h.Discovery = NewDiscovery(stack, "discovery", &DiscoveryProps{Name: id + ".internal", VPCID: h.Network.VPCID})
+	clusterProps := &ClusterProps{Name: id}
+	if env.Mesh.Mode == MeshServiceConnect {
+		clusterProps.ServiceConnectNamespaceARN = h.Discovery.Namespace.Arn()
+	}
+	h.Cluster = NewCluster(stack, "cluster", clusterProps)
+	h.Repositories = NewRepositories(stack, "repositories", &RepositoriesProps{
+		Prefix:      id,
+		Account:     env.Account,
+		Region:      env.Region,
+		Images:      []string{apiService, senderService},
+		KeepImages:  env.Repositories.KeepImages,
+		ForceDelete: env.Repositories.ForceDelete,
+	})
+	h.Queue = NewQueue(stack, "queue", &QueueProps{
+		Name:            id + "-notifications",
+		Account:         env.Account,
+		Region:          env.Region,
+		MaxReceiveCount: env.Queue.MaxReceiveCount,
+		Retention:       env.Queue.Retention,
+		DLQRetention:    env.Queue.DLQRetention,
+		MaxMessageBytes: env.Queue.MaxMessageBytes,
+		SendTimeout:     env.Email.SendTimeout,
+	})
+	h.Secrets = NewSecrets(stack, "secrets", &SecretsProps{
+		Prefix:  id,
+		Account: env.Account,
+		Region:  env.Region,
+		Secrets: []SecretSpec{
+			{Name: apiKeysSecret, Description: `API key hashes of Herald's clients: JSON {"<key id>": "<sha256 hex>"}`},
+			{Name: smtpSecret, Description: `SMTP relay credentials: JSON {"username": "...", "password": "..."}`},
+		},
+		Parameters: []ParameterSpec{
+			{Name: defaultFromName, Description: "Sender address used when a request has none", Value: env.Email.DefaultFrom},
+			{Name: sendRateName, Description: "Sends per second; 0 uses the SES account's maximum", Value: strconv.FormatFloat(env.Email.SendRate, 'f', -1, 64)},
+			{Name: apiKeysSecretIDName, Description: "Name of the secret holding the API key hashes", Value: id + "/" + apiKeysSecret},
+		},
+	})
+	if env.Email.Identity != "" {
+		configurationSet := ""
+		if env.Email.ConfigurationSet {
+			configurationSet = id
+		}
+		h.SES = NewSES(stack, "ses", &SESProps{
+			Identity:         env.Email.Identity,
+			Manage:           env.Email.ManageIdentity,
+			ConfigurationSet: configurationSet,
+			Account:          env.Account,
+			Region:           env.Region,
+		})
+	}
+	if env.Mesh.Mode == MeshAppMesh {
+		h.warn(AppMeshDeprecation)
+		h.Mesh = NewAppMesh(stack, "mesh", &AppMeshProps{
+			Name:          id,
+			Account:       env.Account,
+			Region:        env.Region,
+			NamespaceID:   h.Discovery.Namespace.Id(),
+			NamespaceName: h.Discovery.Name,
+			EgressFilter:  env.Mesh.EgressFilter,
+			Services: []MeshService{
+				{Name: apiService, Port: apiPort, HealthPath: meshHealthPath, Routed: true},
+				{Name: senderService, Port: senderPort, HealthPath: meshHealthPath},
+			},
+		})
+	}
+	h.Ingress = NewIngress(stack, "ingress", &IngressProps{
+		Name:               id,
+		VPCID:              h.Network.VPCID,
+		SubnetIDs:          h.Network.PublicSubnetIDs,
+		TargetPort:         apiPort,
+		HealthPath:         apiHealthPath,
+		CertificateARN:     env.Ingress.CertificateARN,
+		Internal:           env.Ingress.Internal,
+		AllowedCIDRs:       env.Ingress.AllowedCIDRs,
+		DeletionProtection: env.Ingress.DeletionProtection,
+	})
+	h.API = NewFargateService(stack, "api", h.apiProps(id, env))
+	h.Sender = NewFargateService(stack, "sender", h.senderProps(id, env))
+	h.Ingress.AllowTargets(apiService, h.API.SecurityGroup.Id())
+	h.Network.AllowEndpointAccess(apiService, h.API.SecurityGroup.Id(), "Tasks of "+apiService+" reach AWS APIs")
+	h.Network.AllowEndpointAccess(senderService, h.Sender.SecurityGroup.Id(), "Tasks of "+senderService+" reach AWS APIs")
+
+	h.Observability = NewObservability(stack, "observability", &ObservabilityProps{
+		Prefix:      id,
+		Environment: env.Name,
+		Account:     env.Account,
+		Region:      env.Region,
+		ClusterName: h.Cluster.Name,
+		Services: []MonitoredService{
+			{Name: apiService, MinTasks: env.API.MinTasks},
+			{Name: senderService, MinTasks: env.Sender.MinTasks},
+		},
+		Queue:                 h.Queue.Name,
+		DeadLetter:            h.Queue.DeadLetterName,
+		LoadBalancerARNSuffix: h.Ingress.LoadBalancer.ArnSuffix(),
+		TargetGroupARNSuffix:  h.Ingress.TargetGroup.ArnSuffix(),
+		AlarmEmail:            env.Observability.AlarmEmail,
+		OldestMessageAge:      env.Observability.OldestMessageAge,
+		API5xxPercent:         env.Observability.API5xxPercent,
+		SenderFailurePercent:  env.Observability.SenderFailurePercent,
+	})
+	h.newOutputs(env)
+	return h
+}
+
+func (h *HeraldStack) warn(message string) {
+	h.Warnings = append(h.Warnings, message)
+	cdktf.Annotations_Of(h.TerraformStack).AddWarning(jsii.String(message))
+}
+
+func (h *HeraldStack) newProviderAndBackend(id string, env Environment) {
+	tags := map[string]*string{}
+	for _, k := range sortedKeys(env.Tags) {
+		tags[k] = jsii.String(env.Tags[k])
+	}
+	provider.NewAwsProvider(h.TerraformStack, jsii.String("aws"), &provider.AwsProviderConfig{
+		Region: jsii.String(env.Region),
+		// refuse credentials of any other account
+		AllowedAccountIds: jsii.Strings(env.Account),
+		DefaultTags:       []*provider.AwsProviderDefaultTags{{Tags: &tags}},
+	})
+	s := env.State
+	if s.Bucket == "" {
+		return // cdktf's default: local state terraform.<stack>.tfstate
+	}
+	backend := cdktf.NewS3Backend(h.TerraformStack, &cdktf.S3BackendConfig{
+		Bucket:  jsii.String(s.Bucket),
+		Key:     jsii.String(orString(s.Key, "herald/"+id+".tfstate")),
+		Region:  jsii.String(s.Region),
+		Encrypt: jsii.Bool(true),
+	})
+	if s.LockTable != "" {
+		backend.AddOverride(jsii.String("dynamodb_table"), jsii.String(s.LockTable))
+	}
+	if s.UseLockfile {
+		// S3-native locking (Terraform >= 1.10); the pinned cdktf predates
+		// the field, so it is set directly.
+		backend.AddOverride(jsii.String("use_lockfile"), jsii.Bool(true))
+	}
+}
+
+// image resolves a service's image: the configured one, or the stack's own
+// repository at the default tag (with a warning).
+func (h *HeraldStack) image(service string, configured string, repository *Repository, tag string) (string, string) {
+	field, variable := "API.Image", APIImageVariable
+	if service == senderService {
+		field, variable = "Sender.Image", SenderImageVariable
+	}
+	if configured == "" {
+		configured = repository.URL + ":" + tag
+		h.warn(fmt.Sprintf("%s is not set: using %s from the stack's own ECR repository; push that tag before deploying, or set %s to an image digest",
+			field, configured, variable))
+	}
+	ref, err := ParseImage(configured)
+	if err != nil {
+		panic(fmt.Errorf("herald: %s: %w", field, err))
+	}
+	arn, _ := ref.ECRRepositoryARN()
+	return ref.String(), arn
+}
+
+func durationSeconds(d time.Duration) string {
+	return strconv.Itoa(int(d.Seconds())) + "s"
+}
+
+// commonVariables are set for both services.
+func (h *HeraldStack) commonVariables(env Environment, svc ServiceConfig, addr string) map[string]string {
+	v := map[string]string{
+		"HERALD_ENV":              env.Name,
+		"AWS_REGION":              env.Region,
+		"HERALD_QUEUE_URL":        h.Queue.URL,
+		"HERALD_HTTP_ADDR":        addr,
+		"HERALD_LOG_LEVEL":        svc.LogLevel,
+		"HERALD_SHUTDOWN_TIMEOUT": durationSeconds(shutdownTimeout),
+	}
+	for k, val := range svc.Environment {
+		v[k] = val
+	}
+	return v
+}
+
+func (h *HeraldStack) egress(service string, public []EgressRule) []EgressRule {
+	n := h.Network
+	if n.EndpointSecurityGroup == nil {
+		// No endpoints here: AWS APIs are reached through NAT.
+		return append(public, EgressRule{
+			Description: service + " reaches AWS APIs through NAT", Port: 443, CIDRs: []string{"0.0.0.0/0"},
+			IgnoreReason: "no VPC endpoints in this environment so AWS APIs are reached through NAT",
+		})
+	}
+	return append([]EgressRule{
+		{Description: service + " reaches AWS APIs through the VPC endpoints", Port: 443, SecurityGroupID: n.EndpointSecurityGroup.Id()},
+		{Description: service + " pulls image layers through the S3 gateway endpoint", Port: 443, PrefixListID: n.S3PrefixListID},
+	}, public...)
+}
+
+// viaService limits a KMS grant to use through one AWS service.
+func viaService(service, region string) []Condition {
+	return []Condition{{Test: "StringEquals", Variable: "kms:ViaService", Values: []string{service + "." + region + ".amazonaws.com"}}}
+}
+
+// serviceBase is what both services' props share: names, image, size,
+// network, scaling, logs and the mesh.
+func (h *HeraldStack) serviceBase(id string, env Environment, name string, svc ServiceConfig, port int, portName string, public []EgressRule) *FargateServiceProps {
+	image, repoARN := h.image(name, svc.Image, h.Repositories.ByImage[name], env.Repositories.DefaultTag)
+	return &FargateServiceProps{
+		Name: name, Prefix: id, Account: env.Account, Region: env.Region, Environment: env.Name,
+		ClusterARN: h.Cluster.Cluster.Arn(), ClusterName: h.Cluster.Name,
+		Image: image, ImageRepositoryARN: repoARN,
+		HealthCheckCommand: []string{"CMD", "/" + name, "healthcheck"},
+		CPU:                svc.CPU, Memory: svc.Memory,
+		Port: port, PortName: portName,
+		Variables: h.commonVariables(env, svc, ":"+strconv.Itoa(port)),
+		VPCID:     h.Network.VPCID, SubnetIDs: h.Network.PrivateSubnetIDs,
+		EgressRules: h.egress(name, public),
+		MinTasks:    svc.MinTasks, MaxTasks: svc.MaxTasks, CPUTarget: svc.CPUTarget,
+		LogKeyARN: h.LogKey.Key.Arn(), LogRetentionDays: env.Observability.LogRetentionDays,
+	}
+}
+
+func (h *HeraldStack) apiProps(id string, env Environment) *FargateServiceProps {
+	props := h.serviceBase(id, env, apiService, env.API, apiPort, "http", nil)
+	props.Variables["HERALD_ALLOWED_FROM"] = strings.Join(env.Email.AllowedFrom, ",")
+	props.Variables["HERALD_MAX_MESSAGE_BYTES"] = strconv.Itoa(h.Queue.MaxMessageBytes)
+	// The key-hash secret's name comes from a parameter as well: tfsec flags
+	// every plain variable named *SECRET* and cannot take an inline ignore
+	// for generated container definitions, so the variable stays out of them
+	// and the check stays on for the rest.
+	props.Secrets = map[string]string{
+		"HERALD_DEFAULT_FROM":       h.Secrets.ParameterARNs[defaultFromName],
+		"HERALD_API_KEYS_SECRET_ID": h.Secrets.ParameterARNs[apiKeysSecretIDName],
+	}
+	props.ExecutionParameterARNs = []string{*h.Secrets.Parameters[defaultFromName].Arn(), *h.Secrets.Parameters[apiKeysSecretIDName].Arn()}
+	apiKeys := *h.Secrets.Secrets[apiKeysSecret].Arn()
+	props.TaskStatements = []Statement{
+		// GetQueueAttributes answers /readyz
+		{Sid: "EnqueueNotifications", Actions: []string{"sqs:GetQueueAttributes", "sqs:SendMessage"}, Resources: []string{*h.Queue.Queue.Arn()}},
+		{Sid: "EncryptQueuedMessages", Actions: []string{"kms:Decrypt", "kms:GenerateDataKey"}, Resources: []string{*h.Queue.Key.Key.Arn()}, Conditions: viaService("sqs", env.Region)},
+		{Sid: "ReadApiKeyHashes", Actions: []string{"secretsmanager:GetSecretValue"}, Resources: []string{apiKeys}},
+		{Sid: "DecryptApiKeyHashes", Actions: []string{"kms:Decrypt"}, Resources: []string{*h.Secrets.Key.Key.Arn()}, Conditions: viaService("secretsmanager", env.Region)},
+	}
+	props.LoadBalancer = &LoadBalancerTarget{TargetGroupARN: h.Ingress.TargetGroup.Arn(), SecurityGroupID: h.Ingress.SecurityGroup.Id()}
+	props.DependsOn = h.Ingress.Listeners
+	h.meshSettings(props, env, true, nil)
+	return props
+}
+
+func (h *HeraldStack) senderProps(id string, env Environment) *FargateServiceProps {
+	var public []EgressRule
+	var extraIgnored []int
+	statements := []Statement{
+		{Sid: "ConsumeNotifications", Actions: []string{"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"}, Resources: []string{*h.Queue.Queue.Arn()}},
+		{Sid: "DeadLetterPermanentFailures", Actions: []string{"sqs:SendMessage"}, Resources: []string{*h.Queue.DeadLetter.Arn()}},
+		{Sid: "DecryptAndEncryptQueuedMessages", Actions: []string{"kms:Decrypt", "kms:GenerateDataKey"}, Resources: []string{*h.Queue.Key.Key.Arn()}, Conditions: viaService("sqs", env.Region)},
+	}
+	secrets := map[string]string{"HERALD_SEND_RATE": h.Secrets.ParameterARNs[sendRateName]}
+	vars := map[string]string{
+		"HERALD_DLQ_URL":            h.Queue.DeadLetterURL,
+		"HERALD_TRANSPORT":          env.Email.Transport,
+		"HERALD_WAIT_TIME":          durationSeconds(h.Queue.WaitTime),
+		"HERALD_VISIBILITY_TIMEOUT": durationSeconds(h.Queue.VisibilityTimeout),
+		"HERALD_SEND_TIMEOUT":       durationSeconds(env.Email.SendTimeout),
+	}
+	var executionSecrets, executionKeys []string
+	switch env.Email.Transport {
+	case "ses":
+		sendAs := []string{h.SES.IdentityARN}
+		if h.SES.ConfigurationSetName != "" {
+			vars["HERALD_SES_CONFIGURATION_SET"] = h.SES.ConfigurationSetName
+			sendAs = append(sendAs, h.SES.ConfigurationSetARN)
+		}
+		statements = append(statements, Statement{Sid: "SendAsOwnIdentity", Actions: []string{"ses:SendEmail"}, Resources: sendAs})
+		if env.Email.SendRate == 0 {
+			statements = append(statements, Statement{Sid: "ReadSendingQuota", Actions: []string{"ses:GetAccount"}, Resources: []string{"*"}})
+		}
+		public = append(public, EgressRule{
+			Description: senderService + " calls the SES API, which has no VPC endpoint", Port: 443, CIDRs: []string{"0.0.0.0/0"},
+			IgnoreReason: "the SES sending API has no VPC endpoint and is reached through NAT",
+		})
+	case "smtp":
+		host, portText, _ := strings.Cut(env.Email.SMTPAddr, ":")
+		port, _ := strconv.Atoi(portText)
+		vars["HERALD_SMTP_ADDR"] = env.Email.SMTPAddr
+		smtp := *h.Secrets.Secrets[smtpSecret].Arn()
+		secrets["HERALD_SMTP_USERNAME"] = smtp + ":username::"
+		secrets["HERALD_SMTP_PASSWORD"] = smtp + ":password::"
+		executionSecrets = []string{smtp}
+		executionKeys = []string{*h.Secrets.Key.Key.Arn()}
+		public = append(public, EgressRule{
+			Description: senderService + " reaches the SMTP relay " + host, Port: port, CIDRs: []string{"0.0.0.0/0"},
+			IgnoreReason: "the SMTP relay is outside the VPC and reached through NAT",
+		})
+		extraIgnored = append(extraIgnored, port)
+	}
+	props := h.serviceBase(id, env, senderService, env.Sender, senderPort, "health", public)
+	for k, v := range vars {
+		props.Variables[k] = v
+	}
+	props.Secrets = secrets
+	props.ExecutionParameterARNs = []string{*h.Secrets.Parameters[sendRateName].Arn()}
+	props.ExecutionSecretARNs = executionSecrets
+	props.ExecutionKeyARNs = executionKeys
+	props.TaskStatements = statements
+	props.Backlog = &BacklogScaling{QueueName: h.Queue.Name, PerTask: env.Sender.BacklogPerTask}
+	h.meshSettings(props, env, false, extraIgnored)
+	return props
+}
+
+func (h *HeraldStack) meshSettings(props *FargateServiceProps, env Environment, publish bool, extraIgnored []int) {
+	switch env.Mesh.Mode {
+	case MeshServiceConnect:
+		props.ServiceConnect = &ServiceConnectSettings{NamespaceARN: h.Discovery.Namespace.Arn(), Publish: publish, DiscoveryName: props.Name}
+	case MeshAppMesh:
+		node := h.Mesh.Nodes[props.Name]
+		props.AppMesh = &AppMeshSettings{
+			VirtualNodeARN:    node.VirtualNode.Arn(),
+			VirtualNodeName:   node.VirtualNodeARN,
+			RegistryARN:       node.Registry.Arn(),
+			EnvoyImage:        env.Mesh.EnvoyImage,
+			ExtraIgnoredPorts: extraIgnored,
+		}
+	}
+}
+
+// Output names are a contract with service teams (stacks/README.md lists
+// them): never rename one.
+func (h *HeraldStack) newOutputs(env Environment) {
+	out := func(name, description string, value *string) {
+		cdktf.NewTerraformOutput(h.TerraformStack, jsii.String(name), &cdktf.TerraformOutputConfig{
+			Value:       value,
+			Description: jsii.String(description),
+		})
+	}
+	out("api_url", "Base URL of the notification API", h.Ingress.URL)
+	out("queue_url", "URL of the notification queue", h.Queue.Queue.Url())
+	out("queue_arn", "ARN of the notification queue", h.Queue.Queue.Arn())
+	out("dlq_url", "URL of the dead-letter queue", h.Queue.DeadLetter.Url())
+	out("dlq_arn", "ARN of the dead-letter queue", h.Queue.DeadLetter.Arn())
+	out("cluster_name", "ECS cluster of both services", jsii.String(h.Cluster.Name))
+	out("api_service_name", "ECS service of the notification API", jsii.String(h.API.Name))
+	out("sender_service_name", "ECS service of the email sender", jsii.String(h.Sender.Name))
+	out("api_log_group_name", "Log group of the notification API", jsii.String(h.API.LogGroup.Name))
+	out("sender_log_group_name", "Log group of the email sender", jsii.String(h.Sender.LogGroup.Name))
+	out("dashboard_name", "CloudWatch dashboard of the environment", jsii.String(h.Observability.DashboardName))
+	out("alarm_topic_arn", "SNS topic the alarms notify", h.Observability.Topic.Arn())
+	out("namespace_name", "Cloud Map namespace of the services", jsii.String(h.Discovery.Name))
+	out("mesh_mode", "serviceconnect or appmesh", jsii.String(string(env.Mesh.Mode)))
+	out("api_repository_url", "ECR repository of the notification-api image", jsii.String(h.Repositories.ByImage[apiService].URL))
+	out("sender_repository_url", "ECR repository of the email-sender image", jsii.String(h.Repositories.ByImage[senderService].URL))
+	out("api_keys_secret_arn", "Secret holding the API key hashes (set its value after deploy)", h.Secrets.Secrets[apiKeysSecret].Arn())
+	out("smtp_secret_arn", "Secret holding the SMTP credentials (smtp transport)", h.Secrets.Secrets[smtpSecret].Arn())
+	if h.SES != nil && h.SES.ConfigurationSetName != "" {
+		out("ses_configuration_set", "SES configuration set the sender uses", jsii.String(h.SES.ConfigurationSetName))
+	}
+	if h.Mesh != nil {
+		out("mesh_name", "App Mesh mesh of the services", h.Mesh.Mesh.Name())
+	}
+}
+
+// StackSpec is one stack main.go synthesizes.
+type StackSpec struct {
+	ID          string
+	Environment Environment
+	// Variant is true for a mesh-mode variant: the environment with the
+	// other mesh mode, synthesized so both modes are always checked.
+	Variant bool
+}
+
+// SynthPlan lists the stacks to synthesize: each environment in its
+// configured mesh mode as "herald-<name>", and with variants also in the
+// other mode as "herald-<name>-<mode>". A variant with remote state gets its
+// own state key.
+func SynthPlan(envs []Environment, variants bool) []StackSpec {
+	var plan []StackSpec
+	for _, e := range envs {
+		plan = append(plan, StackSpec{ID: StackID(e.Name, ""), Environment: e})
+		if !variants {
+			continue
+		}
+		other := MeshAppMesh
+		if e.WithDefaults().Mesh.Mode == MeshAppMesh {
+			other = MeshServiceConnect
+		}
+		v := e
+		v.Mesh = MeshConfig{Mode: other}
+		id := StackID(e.Name, other)
+		if v.State.Key != "" {
+			v.State.Key = strings.TrimSuffix(v.State.Key, ".tfstate") + "-" + string(other) + ".tfstate"
+		}
+		plan = append(plan, StackSpec{ID: id, Environment: v, Variant: true})
+	}
+	return plan
+}

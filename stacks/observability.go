@@ -1,0 +1,355 @@
+package stacks
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/cloudwatchdashboard"
+	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/cloudwatchmetricalarm"
+	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/snstopic"
+	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/snstopicpolicy"
+	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/snstopicsubscription"
+)
+
+// Metric names and dimensions of the services (services/README.md).
+const (
+	metricsNamespace = "Herald"
+	apiService       = "notification-api"
+	senderService    = "email-sender"
+)
+
+// MonitoredService is an ECS service whose running tasks are watched.
+type MonitoredService struct {
+	Name     string
+	MinTasks int
+}
+
+// ObservabilityProps describe the dashboard, the alarms and their topic.
+type ObservabilityProps struct {
+	Prefix      string
+	Environment string // the Environment dimension of the services' metrics
+	Account     string
+	Region      string
+	ClusterName string
+	Services    []MonitoredService
+	// Queue and DeadLetter are queue names.
+	Queue      string
+	DeadLetter string
+	// LoadBalancerARNSuffix and TargetGroupARNSuffix identify the API's
+	// load balancer metrics.
+	LoadBalancerARNSuffix *string
+	TargetGroupARNSuffix  *string
+	// AlarmEmail, when set, is subscribed to the alarm topic.
+	AlarmEmail           string
+	OldestMessageAge     time.Duration
+	API5xxPercent        float64
+	SenderFailurePercent float64
+}
+
+// Observability is the dashboard, the alarms and the encrypted alarm topic.
+type Observability struct {
+	constructs.Construct
+	Key       *Key
+	Topic     snstopic.SnsTopic
+	Dashboard cloudwatchdashboard.CloudwatchDashboard
+	// DashboardName is known at synth time.
+	DashboardName string
+	// Alarms by name.
+	Alarms map[string]cloudwatchmetricalarm.CloudwatchMetricAlarm
+}
+
+func (p *ObservabilityProps) defaults() {
+	p.OldestMessageAge = orDuration(p.OldestMessageAge, defaultOldestMessageAge)
+	if p.API5xxPercent == 0 {
+		p.API5xxPercent = defaultErrorPercent
+	}
+	if p.SenderFailurePercent == 0 {
+		p.SenderFailurePercent = defaultErrorPercent
+	}
+}
+
+func (p *ObservabilityProps) validate() error {
+	var errs []error
+	if p.Prefix == "" || p.Environment == "" || p.ClusterName == "" || p.Queue == "" || p.DeadLetter == "" {
+		errs = append(errs, errors.New("Prefix, Environment, ClusterName, Queue and DeadLetter are required"))
+	}
+	if p.LoadBalancerARNSuffix == nil || p.TargetGroupARNSuffix == nil {
+		errs = append(errs, errors.New("LoadBalancerARNSuffix and TargetGroupARNSuffix are required"))
+	}
+	if p.AlarmEmail != "" && !isAddress(p.AlarmEmail) {
+		errs = append(errs, fmt.Errorf("AlarmEmail %q is not an address", p.AlarmEmail))
+	}
+	if p.OldestMessageAge < time.Minute {
+		errs = append(errs, fmt.Errorf("OldestMessageAge %s is under a minute", p.OldestMessageAge))
+	}
+	for _, v := range []float64{p.API5xxPercent, p.SenderFailurePercent} {
+		if !(v > 0 && v <= 100) {
+			errs = append(errs, fmt.Errorf("percent threshold %g is outside (0, 100]", v))
+		}
+	}
+	for _, s := range p.Services {
+		if s.Name == "" || s.MinTasks < 1 {
+			errs = append(errs, fmt.Errorf("Services: %q needs a name and MinTasks >= 1", s.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// NewObservability creates the alarm topic, the alarms and the dashboard.
+func NewObservability(scope constructs.Construct, id string, props *ObservabilityProps) *Observability {
+	if props == nil {
+		props = &ObservabilityProps{}
+	}
+	p := *props
+	p.defaults()
+	if err := p.validate(); err != nil {
+		panic(fmt.Errorf("herald: observability %s: %w", id, err))
+	}
+	c := constructs.NewConstruct(scope, &id)
+	o := &Observability{Construct: c, DashboardName: p.Prefix, Alarms: map[string]cloudwatchmetricalarm.CloudwatchMetricAlarm{}}
+	alarmARNs := fmt.Sprintf("arn:%s:cloudwatch:%s:%s:alarm:%s-*", partition(p.Region), p.Region, p.Account, p.Prefix)
+	fromThisAccount := Condition{Test: "StringEquals", Variable: "aws:SourceAccount", Values: []string{p.Account}}
+	// CloudWatch publishes alarms to the encrypted topic, so it needs the
+	// key; only for this account's alarms.
+	o.Key = NewKey(c, "key", &KeyProps{
+		Alias:       p.Prefix + "-alarms",
+		Description: "Encrypts the alarm notifications of " + p.Prefix,
+		Account:     p.Account,
+		Region:      p.Region,
+		ServiceGrants: []Statement{{
+			Sid:        "CloudWatchAlarmsPublish",
+			Actions:    []string{"kms:Decrypt", "kms:GenerateDataKey"},
+			Principals: []Principal{{Type: "Service", Identifiers: []string{"cloudwatch.amazonaws.com"}}},
+			Conditions: []Condition{fromThisAccount},
+		}},
+	})
+	o.Topic = snstopic.NewSnsTopic(c, jsii.String("topic"), &snstopic.SnsTopicConfig{
+		Name:           jsii.String(p.Prefix + "-alarms"),
+		DisplayName:    jsii.String("Herald " + p.Environment + " alarms"),
+		KmsMasterKeyId: o.Key.Key.Arn(),
+	})
+	policy := newPolicyDocument(c, "topic-policy-document", []Statement{{
+		Sid:        "CloudWatchAlarmsPublish",
+		Actions:    []string{"sns:Publish"},
+		Resources:  []string{*o.Topic.Arn()},
+		Principals: []Principal{{Type: "Service", Identifiers: []string{"cloudwatch.amazonaws.com"}}},
+		Conditions: []Condition{fromThisAccount, {Test: "ArnLike", Variable: "aws:SourceArn", Values: []string{alarmARNs}}},
+	}}, resourcePolicy)
+	snstopicpolicy.NewSnsTopicPolicy(c, jsii.String("topic-policy"), &snstopicpolicy.SnsTopicPolicyConfig{
+		Arn:    o.Topic.Arn(),
+		Policy: policy.Json(),
+	})
+	if p.AlarmEmail != "" {
+		snstopicsubscription.NewSnsTopicSubscription(c, jsii.String("email"), &snstopicsubscription.SnsTopicSubscriptionConfig{
+			TopicArn: o.Topic.Arn(),
+			Protocol: jsii.String("email"),
+			Endpoint: jsii.String(p.AlarmEmail),
+		})
+	}
+	o.newAlarms(c, &p)
+	o.Dashboard = cloudwatchdashboard.NewCloudwatchDashboard(c, jsii.String("dashboard"), &cloudwatchdashboard.CloudwatchDashboardConfig{
+		DashboardName: jsii.String(o.DashboardName),
+		DashboardBody: jsonDocument(dashboard(&p)),
+	})
+	return o
+}
+
+// alarmSpec is one alarm: either a single metric or metric math.
+type alarmSpec struct {
+	name, description string
+	threshold         float64
+	comparison        string
+	periods, points   int
+	missing           string
+	// single metric
+	namespace, metric, statistic string
+	dimensions                   map[string]*string
+	// metric math: queries, the last one returned
+	queries []*cloudwatchmetricalarm.CloudwatchMetricAlarmMetricQuery
+}
+
+func metricQuery(id, namespace, metric, stat string, dims map[string]*string) *cloudwatchmetricalarm.CloudwatchMetricAlarmMetricQuery {
+	return &cloudwatchmetricalarm.CloudwatchMetricAlarmMetricQuery{
+		Id:         jsii.String(id),
+		ReturnData: jsii.Bool(false),
+		Metric: &cloudwatchmetricalarm.CloudwatchMetricAlarmMetricQueryMetric{
+			Namespace: jsii.String(namespace), MetricName: jsii.String(metric),
+			Stat: jsii.String(stat), Period: jsii.Number(60), Dimensions: &dims,
+		},
+	}
+}
+
+func expressionQuery(id, expression, label string) *cloudwatchmetricalarm.CloudwatchMetricAlarmMetricQuery {
+	return &cloudwatchmetricalarm.CloudwatchMetricAlarmMetricQuery{
+		Id: jsii.String(id), Expression: jsii.String(expression), Label: jsii.String(label), ReturnData: jsii.Bool(true),
+	}
+}
+
+func (o *Observability) newAlarms(c constructs.Construct, p *ObservabilityProps) {
+	heraldDims := func(service string) map[string]*string {
+		return map[string]*string{"Environment": jsii.String(p.Environment), "Service": jsii.String(service)}
+	}
+	specs := []alarmSpec{
+		{
+			name: "dlq-not-empty", description: "Messages reached the dead-letter queue: a notification could not be sent",
+			namespace: "AWS/SQS", metric: "ApproximateNumberOfMessagesVisible", statistic: "Maximum",
+			dimensions: map[string]*string{"QueueName": jsii.String(p.DeadLetter)},
+			threshold:  0, comparison: "GreaterThanThreshold", periods: 1, points: 1, missing: "notBreaching",
+		},
+		{
+			name: "oldest-message-age", description: fmt.Sprintf("A queued notification is older than %s: the sender is behind or stuck", p.OldestMessageAge),
+			namespace: "AWS/SQS", metric: "ApproximateAgeOfOldestMessage", statistic: "Maximum",
+			dimensions: map[string]*string{"QueueName": jsii.String(p.Queue)},
+			threshold:  p.OldestMessageAge.Seconds(), comparison: "GreaterThanThreshold", periods: 5, points: 5, missing: "notBreaching",
+		},
+		{
+			name: "api-5xx-rate", description: fmt.Sprintf("More than %g%% of API requests failed with 5xx", p.API5xxPercent),
+			threshold: p.API5xxPercent, comparison: "GreaterThanThreshold", periods: 5, points: 3, missing: "notBreaching",
+			queries: []*cloudwatchmetricalarm.CloudwatchMetricAlarmMetricQuery{
+				metricQuery("target5xx", "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "Sum", map[string]*string{"LoadBalancer": p.LoadBalancerARNSuffix, "TargetGroup": p.TargetGroupARNSuffix}),
+				metricQuery("lb5xx", "AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", "Sum", map[string]*string{"LoadBalancer": p.LoadBalancerARNSuffix}),
+				metricQuery("requests", "AWS/ApplicationELB", "RequestCount", "Sum", map[string]*string{"LoadBalancer": p.LoadBalancerARNSuffix}),
+				expressionQuery("rate", "100 * (FILL(target5xx, 0) + FILL(lb5xx, 0)) / requests", "API 5xx %"),
+			},
+		},
+		{
+			name: "sender-failure-rate", description: fmt.Sprintf("More than %g%% of sends failed", p.SenderFailurePercent),
+			threshold: p.SenderFailurePercent, comparison: "GreaterThanThreshold", periods: 5, points: 3, missing: "notBreaching",
+			queries: []*cloudwatchmetricalarm.CloudwatchMetricAlarmMetricQuery{
+				metricQuery("failed", metricsNamespace, "Failed", "Sum", heraldDims(senderService)),
+				metricQuery("sent", metricsNamespace, "Sent", "Sum", heraldDims(senderService)),
+				expressionQuery("rate", "100 * FILL(failed, 0) / (FILL(sent, 0) + FILL(failed, 0))", "sender failure %"),
+			},
+		},
+	}
+	for _, s := range p.Services {
+		specs = append(specs, alarmSpec{
+			name: s.Name + "-tasks-below-minimum", description: fmt.Sprintf("%s runs fewer than its minimum of %d tasks", s.Name, s.MinTasks),
+			namespace: containerInsights, metric: "RunningTaskCount", statistic: "Minimum",
+			dimensions: map[string]*string{"ClusterName": jsii.String(p.ClusterName), "ServiceName": jsii.String(s.Name)},
+			threshold:  float64(s.MinTasks), comparison: "LessThanThreshold", periods: 3, points: 3,
+			// no data means no task reports: as bad as too few
+			missing: "breaching",
+		})
+	}
+	actions := &[]*string{o.Topic.Arn()}
+	for _, s := range specs {
+		name := p.Prefix + "-" + s.name
+		cfg := &cloudwatchmetricalarm.CloudwatchMetricAlarmConfig{
+			AlarmName:          jsii.String(name),
+			AlarmDescription:   jsii.String(s.description),
+			ComparisonOperator: jsii.String(s.comparison),
+			Threshold:          jsii.Number(s.threshold),
+			EvaluationPeriods:  jsii.Number(float64(s.periods)),
+			DatapointsToAlarm:  jsii.Number(float64(s.points)),
+			TreatMissingData:   jsii.String(s.missing),
+			AlarmActions:       actions,
+			OkActions:          actions,
+		}
+		if s.queries != nil {
+			cfg.MetricQuery = s.queries
+		} else {
+			cfg.Namespace = jsii.String(s.namespace)
+			cfg.MetricName = jsii.String(s.metric)
+			cfg.Statistic = jsii.String(s.statistic)
+			cfg.Period = jsii.Number(60)
+			cfg.Dimensions = &s.dimensions
+		}
+		o.Alarms[name] = cloudwatchmetricalarm.NewCloudwatchMetricAlarm(c, jsii.String(s.name), cfg)
+	}
+}
+
+// widget is a CloudWatch dashboard metric widget.
+type widget struct {
+	Type       string         `json:"type"`
+	X          int            `json:"x"`
+	Y          int            `json:"y"`
+	Width      int            `json:"width"`
+	Height     int            `json:"height"`
+	Properties map[string]any `json:"properties"`
+}
+
+// metricLine renders one dashboard metric: namespace, name, dimension pairs
+// and options.
+func metricLine(namespace, name string, options map[string]any, dims ...string) []any {
+	line := []any{namespace, name}
+	for _, d := range dims {
+		line = append(line, d)
+	}
+	if options != nil {
+		line = append(line, options)
+	}
+	return line
+}
+
+func dashboard(p *ObservabilityProps) map[string]any {
+	stat := func(s string) map[string]any { return map[string]any{"stat": s} }
+	statLabel := func(s, label string) map[string]any { return map[string]any{"stat": s, "label": label} }
+	lb := *p.LoadBalancerARNSuffix
+	heraldLine := func(service, metric string, options map[string]any) []any {
+		return metricLine(metricsNamespace, metric, options, "Environment", p.Environment, "Service", service)
+	}
+	percentiles := func(line func(map[string]any) []any) [][]any {
+		return [][]any{line(statLabel("p50", "p50")), line(statLabel("p90", "p90")), line(statLabel("p99", "p99"))}
+	}
+	var widgets []widget
+	add := func(title string, metrics [][]any) {
+		i := len(widgets)
+		widgets = append(widgets, widget{
+			Type: "metric", X: (i % 3) * 8, Y: (i / 3) * 6, Width: 8, Height: 6,
+			Properties: map[string]any{"title": title, "region": p.Region, "view": "timeSeries", "period": 60, "metrics": metrics},
+		})
+	}
+	add("Queue length", [][]any{
+		metricLine("AWS/SQS", "ApproximateNumberOfMessagesVisible", statLabel("Maximum", "visible"), "QueueName", p.Queue),
+		metricLine("AWS/SQS", "ApproximateNumberOfMessagesNotVisible", statLabel("Maximum", "in flight"), "QueueName", p.Queue),
+	})
+	add("Age of oldest message (s)", [][]any{
+		metricLine("AWS/SQS", "ApproximateAgeOfOldestMessage", stat("Maximum"), "QueueName", p.Queue),
+	})
+	add("Dead-letter queue depth", [][]any{
+		metricLine("AWS/SQS", "ApproximateNumberOfMessagesVisible", statLabel("Maximum", "dead letters"), "QueueName", p.DeadLetter),
+	})
+	add("API requests", [][]any{
+		metricLine("AWS/ApplicationELB", "RequestCount", statLabel("Sum", "load balancer requests"), "LoadBalancer", lb),
+		heraldLine(apiService, "Accepted", statLabel("Sum", "accepted")),
+		heraldLine(apiService, "Rejected", statLabel("Sum", "rejected")),
+	})
+	add("API latency (ms)", append(
+		percentiles(func(o map[string]any) []any {
+			return metricLine("AWS/ApplicationELB", "TargetResponseTime", map[string]any{"stat": o["stat"], "label": "response " + o["label"].(string)}, "LoadBalancer", lb)
+		}),
+		percentiles(func(o map[string]any) []any {
+			return heraldLine(apiService, "EnqueueLatency", map[string]any{"stat": o["stat"], "label": "enqueue " + o["label"].(string), "yAxis": "right"})
+		})...,
+	))
+	add("API 5xx", [][]any{
+		metricLine("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", statLabel("Sum", "from the API"), "LoadBalancer", lb),
+		metricLine("AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", statLabel("Sum", "from the load balancer"), "LoadBalancer", lb),
+	})
+	add("Sender outcomes", [][]any{
+		heraldLine(senderService, "Sent", statLabel("Sum", "sent")),
+		heraldLine(senderService, "Failed", statLabel("Sum", "failed")),
+		heraldLine(senderService, "Retried", statLabel("Sum", "retried")),
+		heraldLine(senderService, "DeadLettered", statLabel("Sum", "dead-lettered")),
+	})
+	add("Processing time, queued to accepted by SES (ms)", percentiles(func(o map[string]any) []any {
+		return heraldLine(senderService, "ProcessingTime", o)
+	}))
+	add("Send latency (ms)", percentiles(func(o map[string]any) []any {
+		return heraldLine(senderService, "SendLatency", o)
+	}))
+	var cpu, memory, tasks [][]any
+	for _, s := range p.Services {
+		cpu = append(cpu, metricLine("AWS/ECS", "CPUUtilization", statLabel("Average", s.Name), "ClusterName", p.ClusterName, "ServiceName", s.Name))
+		memory = append(memory, metricLine("AWS/ECS", "MemoryUtilization", statLabel("Average", s.Name), "ClusterName", p.ClusterName, "ServiceName", s.Name))
+		tasks = append(tasks, metricLine(containerInsights, "RunningTaskCount", statLabel("Average", s.Name), "ClusterName", p.ClusterName, "ServiceName", s.Name))
+	}
+	add("CPU utilization (%)", cpu)
+	add("Memory utilization (%)", memory)
+	add("Running tasks", tasks)
+	return map[string]any{"widgets": widgets}
+}

@@ -1,0 +1,675 @@
+package stacks
+
+// Policy tests: rules every synthesized stack keeps, checked over the JSON of
+// every declared environment in both mesh modes (the stacks `make synth`
+// writes).
+
+import (
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/jsii-runtime-go"
+	"github.com/hashicorp/terraform-cdk-go/cdktf"
+)
+
+type builtStack struct {
+	id    string
+	env   Environment // with defaults
+	stack *HeraldStack
+	doc   tfDoc
+}
+
+var (
+	buildOnce sync.Once
+	built     []builtStack
+	buildErr  string
+)
+
+// allStacks synthesizes every stack of SynthPlan once per test binary, each
+// in a fresh testing app.
+func allStacks(t *testing.T) []builtStack {
+	t.Helper()
+	buildOnce.Do(func() {
+		if err := ValidateAll(Environments()); err != nil {
+			buildErr = err.Error()
+			return
+		}
+		for _, spec := range SynthPlan(Environments(), true) {
+			app := cdktf.Testing_App(nil)
+			h := NewHeraldStack(app, spec.ID, &HeraldStackProps{Environment: spec.Environment})
+			text := *cdktf.Testing_Synth(h.TerraformStack, jsii.Bool(false))
+			built = append(built, builtStack{id: spec.ID, env: h.Environment, stack: h, doc: decode(t, text)})
+		}
+	})
+	if buildErr != "" {
+		t.Fatal(buildErr)
+	}
+	if len(built) != 4 {
+		t.Fatalf("want dev and prod in both mesh modes, have %d stacks", len(built))
+	}
+	return built
+}
+
+// forEachStack runs check as a subtest per stack.
+func forEachStack(t *testing.T, check func(t *testing.T, s builtStack)) {
+	for _, s := range allStacks(t) {
+		t.Run(s.id, func(t *testing.T) { check(t, s) })
+	}
+}
+
+var docReference = regexp.MustCompile(`^\$\{data\.aws_iam_policy_document\.([A-Za-z0-9_-]+)\.json\}$`)
+
+// policyDocuments classifies every policy document by what it is attached
+// to, and fails on a policy that is not built from one (raw JSON escapes the
+// checks).
+func policyDocuments(t *testing.T, doc tfDoc) map[string]policyKind {
+	t.Helper()
+	kinds := map[string]policyKind{}
+	attached := []struct {
+		typ, attr string
+		kind      policyKind
+	}{
+		{"aws_iam_role", "assume_role_policy", trustPolicy},
+		{"aws_iam_role_policy", "policy", identityPolicy},
+		{"aws_kms_key", "policy", keyPolicy},
+		{"aws_sqs_queue_policy", "policy", resourcePolicy},
+		{"aws_sns_topic_policy", "policy", resourcePolicy},
+		{"aws_vpc_endpoint", "policy", resourcePolicy},
+	}
+	for _, a := range attached {
+		for name, r := range doc.resources(a.typ) {
+			v, ok := r[a.attr]
+			if !ok {
+				if a.typ != "aws_vpc_endpoint" {
+					t.Errorf("%s.%s has no %s", a.typ, name, a.attr)
+				}
+				continue
+			}
+			m := docReference.FindStringSubmatch(v.(string))
+			if m == nil {
+				t.Errorf("%s.%s.%s is not an aws_iam_policy_document: %.80s", a.typ, name, a.attr, v)
+				continue
+			}
+			kinds[m[1]] = a.kind
+		}
+	}
+	for name := range doc.data("aws_iam_policy_document") {
+		if _, ok := kinds[name]; !ok {
+			t.Errorf("policy document %s is attached to nothing the tests know", name)
+		}
+	}
+	for _, typ := range []string{"aws_iam_policy", "aws_iam_role_policy_attachment", "aws_iam_user", "aws_iam_user_policy", "aws_iam_group_policy", "aws_secretsmanager_secret_policy", "aws_ecr_repository_policy"} {
+		if n := len(doc.resources(typ)); n > 0 {
+			t.Errorf("%d %s: a policy outside the checked documents", n, typ)
+		}
+	}
+	for name, r := range doc.resources("aws_iam_role") {
+		if r["managed_policy_arns"] != nil || r["inline_policy"] != nil {
+			t.Errorf("role %s carries policies outside the checked documents", name)
+		}
+	}
+	return kinds
+}
+
+// The only actions granted on Resource "*", each without resource-level
+// permissions (this list is the test's own, on purpose).
+var testWildcardAllowed = map[string]bool{"ecr:GetAuthorizationToken": true, "ses:GetAccount": true}
+
+var ownLogStreams = regexp.MustCompile(`^\$\{aws_cloudwatch_log_group\.[A-Za-z0-9_-]+\.arn\}:\*$`)
+
+func TestPolicyIAM(t *testing.T) {
+	forEachStack(t, func(t *testing.T, s builtStack) {
+		kinds := policyDocuments(t, s.doc)
+		root := "arn:aws:iam::" + s.env.Account + ":root"
+		for name, d := range s.doc.data("aws_iam_policy_document") {
+			for i, st := range blocks(d["statement"]) {
+				where := name + "[" + strconv.Itoa(i) + "]"
+				effect, ignored := plain(t, st["effect"])
+				actions := strs(t, st["actions"])
+				resources := strs(t, st["resources"])
+				if len(actions) == 0 || st["not_actions"] != nil || st["not_resources"] != nil {
+					t.Errorf("%s: needs actions, no NotAction/NotResource", where)
+				}
+				for _, a := range actions {
+					if strings.Contains(a, "*") {
+						t.Errorf("%s: wildcard action %q", where, a)
+					}
+				}
+				principals := map[string][]string{}
+				for _, p := range blocks(st["principals"]) {
+					principals[p["type"].(string)] = append(principals[p["type"].(string)], strs(t, p["identifiers"])...)
+				}
+				conditions := map[string][]string{}
+				for _, c := range blocks(st["condition"]) {
+					conditions[c["variable"].(string)] = strs(t, c["values"])
+				}
+				switch kinds[name] {
+				case trustPolicy:
+					if len(resources) > 0 || len(principals["Service"]) != 1 {
+						t.Errorf("%s: a trust policy names one service and no resource", where)
+					}
+					if !slices.Equal(conditions["aws:SourceAccount"], []string{s.env.Account}) {
+						t.Errorf("%s: trust without aws:SourceAccount %s: %v", where, s.env.Account, conditions)
+					}
+				case keyPolicy:
+					if !slices.Equal(resources, []string{"*"}) {
+						t.Errorf("%s: key policy resources %v", where, resources)
+					}
+					switch {
+					case slices.Equal(principals["AWS"], []string{root}):
+					case len(principals["Service"]) == 1 && len(conditions) > 0:
+					default:
+						t.Errorf("%s: key policy principal %v (conditions %v): want the account root, or a service with a condition", where, principals, conditions)
+					}
+				case identityPolicy:
+					if len(principals) > 0 {
+						t.Errorf("%s: principals in an identity policy", where)
+					}
+					for _, r := range resources {
+						switch {
+						case r == "*":
+							for _, a := range actions {
+								if !testWildcardAllowed[a] {
+									t.Errorf("%s: %s on resource *", where, a)
+								}
+							}
+						case strings.Contains(r, "*"):
+							if !ownLogStreams.MatchString(r) || ignored != "aws-iam-no-policy-wildcards" {
+								t.Errorf("%s: wildcard resource %q (ignore %q): only the streams of the stack's own log groups", where, r, ignored)
+							}
+						}
+					}
+				case resourcePolicy:
+					for _, r := range resources {
+						if r == "*" {
+							t.Errorf("%s: resource policy on *", where)
+						}
+					}
+					if effect == "Allow" && slices.Contains(principals["*"], "*") {
+						// only the S3 gateway endpoint admits anyone, and only
+						// to ECR's layer bucket
+						if len(resources) != 1 || !strings.Contains(resources[0], "starport-layer-bucket/*") || !slices.Equal(actions, []string{"s3:GetObject"}) {
+							t.Errorf("%s: allows anyone %v on %v", where, actions, resources)
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// statementsOf returns the statements of the policy document a role policy
+// or role uses, by the role's logical name part.
+func roleStatements(t *testing.T, doc tfDoc, rolePart string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for name, rp := range doc.resources("aws_iam_role_policy") {
+		if !strings.Contains(name, rolePart) {
+			continue
+		}
+		m := docReference.FindStringSubmatch(rp["policy"].(string))
+		out = append(out, blocks(doc.data("aws_iam_policy_document")[m[1]]["statement"])...)
+	}
+	if len(out) == 0 {
+		t.Fatalf("no policy for role *%s*", rolePart)
+	}
+	return out
+}
+
+func grants(t *testing.T, statements []map[string]any) map[string][]string {
+	out := map[string][]string{}
+	for _, st := range statements {
+		for _, a := range strs(t, st["actions"]) {
+			out[a] = append(out[a], strs(t, st["resources"])...)
+		}
+	}
+	return out
+}
+
+func TestLeastPrivilegeRoles(t *testing.T) {
+	forEachStack(t, func(t *testing.T, s builtStack) {
+		queue := "${aws_sqs_queue.queue_140BE0E7.arn}"
+		for _, svc := range []string{"api", "sender"} {
+			exec := grants(t, roleStatements(t, s.doc, svc+"_execution-role"))
+			name := map[string]string{"api": apiService, "sender": senderService}[svc]
+			pulls := exec["ecr:BatchGetImage"]
+			if len(pulls) == 0 || !strings.HasSuffix(pulls[0], "repository/"+s.id+"/"+name) {
+				t.Errorf("%s pulls from %v, want its own repository first", svc, pulls)
+			}
+			if len(pulls) > 1 && (s.env.Mesh.Mode != MeshAppMesh || !strings.HasSuffix(pulls[1], "repository/aws-appmesh-envoy")) {
+				t.Errorf("%s pulls from %v", svc, pulls)
+			}
+			if logs := exec["logs:PutLogEvents"]; len(logs) != 1 || !strings.Contains(logs[0], svc+"_logs_group") {
+				t.Errorf("%s writes logs to %v", svc, logs)
+			}
+			for action, resources := range exec {
+				if strings.HasPrefix(action, "sqs:") || strings.HasPrefix(action, "ses:") {
+					t.Errorf("the execution role of %s may %s %v", svc, action, resources)
+				}
+			}
+		}
+		api := grants(t, roleStatements(t, s.doc, "api_task-role"))
+		sender := grants(t, roleStatements(t, s.doc, "sender_task-role"))
+		if got := api["sqs:SendMessage"]; !slices.Equal(got, []string{queue}) {
+			t.Errorf("the API sends to %v", got)
+		}
+		for _, a := range []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "ses:SendEmail"} {
+			if api[a] != nil {
+				t.Errorf("the API may %s", a)
+			}
+		}
+		if got := api["secretsmanager:GetSecretValue"]; len(got) != 1 || !strings.Contains(got[0], "api-key-hashes") {
+			t.Errorf("the API reads secrets %v", got)
+		}
+		for _, a := range []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"} {
+			if !slices.Equal(sender[a], []string{queue}) {
+				t.Errorf("the sender may %s on %v", a, sender[a])
+			}
+		}
+		if got := sender["sqs:SendMessage"]; len(got) != 1 || !strings.Contains(got[0], "dead-letter") {
+			t.Errorf("the sender sends to %v, want the DLQ only", got)
+		}
+		want := []string{"arn:aws:ses:" + s.env.Region + ":" + s.env.Account + ":identity/" + s.env.Email.Identity}
+		if s.env.Email.ConfigurationSet {
+			want = append(want, "arn:aws:ses:"+s.env.Region+":"+s.env.Account+":configuration-set/"+s.id)
+		}
+		if got := sender["ses:SendEmail"]; !slices.Equal(got, want) {
+			t.Errorf("the sender sends as %v, want %v", got, want)
+		}
+		if sender["secretsmanager:GetSecretValue"] != nil {
+			t.Error("the sender's task role reads secrets; ECS injects them")
+		}
+	})
+}
+
+func TestEverythingEncrypted(t *testing.T) {
+	keyRef := regexp.MustCompile(`^\$\{aws_kms_key\.[A-Za-z0-9_-]+\.arn\}$`)
+	forEachStack(t, func(t *testing.T, s builtStack) {
+		checks := []struct{ typ, attr string }{
+			{"aws_sqs_queue", "kms_master_key_id"},
+			{"aws_cloudwatch_log_group", "kms_key_id"},
+			{"aws_secretsmanager_secret", "kms_key_id"},
+			{"aws_sns_topic", "kms_master_key_id"},
+		}
+		for _, c := range checks {
+			if len(s.doc.resources(c.typ)) == 0 {
+				t.Errorf("no %s", c.typ)
+			}
+			for name, r := range s.doc.resources(c.typ) {
+				if v, _ := r[c.attr].(string); !keyRef.MatchString(v) {
+					t.Errorf("%s.%s is not encrypted with a key of the stack: %v", c.typ, name, r[c.attr])
+				}
+			}
+		}
+		for name, g := range s.doc.resources("aws_cloudwatch_log_group") {
+			if num(g["retention_in_days"]) != float64(s.env.Observability.LogRetentionDays) {
+				t.Errorf("log group %s keeps logs %v days", name, g["retention_in_days"])
+			}
+		}
+		for name, r := range s.doc.resources("aws_ecr_repository") {
+			if enc := block(r["encryption_configuration"]); enc["encryption_type"] != "KMS" || !keyRef.MatchString(enc["kms_key"].(string)) {
+				t.Errorf("repository %s: %v", name, enc)
+			}
+		}
+		for name, k := range s.doc.resources("aws_kms_key") {
+			if k["enable_key_rotation"] != true {
+				t.Errorf("key %s does not rotate", name)
+			}
+		}
+	})
+}
+
+func TestNoPublicExposure(t *testing.T) {
+	forEachStack(t, func(t *testing.T, s builtStack) {
+		for name, svc := range s.doc.resources("aws_ecs_service") {
+			nc := block(svc["network_configuration"])
+			if nc["assign_public_ip"] != false {
+				t.Errorf("service %s gives tasks a public IP", name)
+			}
+			for _, subnet := range strs(t, nc["subnets"]) {
+				if !strings.Contains(subnet, "network_private-") {
+					t.Errorf("service %s runs in %s, not a private subnet", name, subnet)
+				}
+			}
+		}
+		for name, sub := range s.doc.resources("aws_subnet") {
+			if sub["map_public_ip_on_launch"] != false {
+				t.Errorf("subnet %s maps public IPs", name)
+			}
+		}
+		for name, sg := range s.doc.resources("aws_security_group") {
+			if sg["ingress"] != nil || sg["egress"] != nil {
+				t.Errorf("security group %s has inline rules the checks do not read", name)
+			}
+		}
+		for _, typ := range []string{"aws_vpc_security_group_ingress_rule", "aws_vpc_security_group_egress_rule"} {
+			if len(s.doc.resources(typ)) > 0 {
+				t.Errorf("%s is not checked here", typ)
+			}
+		}
+		listenerPorts := []float64{80}
+		if s.env.Ingress.CertificateARN != "" {
+			listenerPorts = append(listenerPorts, 443)
+		}
+		for name, r := range s.doc.resources("aws_security_group_rule") {
+			cidrs, ignored := plain(t, r["cidr_blocks"])
+			var public bool
+			for _, c := range strs(t, cidrs) {
+				public = public || isPublicCIDR(c)
+			}
+			if r["ipv6_cidr_blocks"] != nil {
+				t.Errorf("rule %s opens to IPv6 blocks", name)
+			}
+			if !public {
+				continue
+			}
+			group, _ := r["security_group_id"].(string)
+			port := num(r["from_port"])
+			switch r["type"] {
+			case "ingress":
+				if !strings.Contains(group, "ingress_security-group") || !slices.Contains(listenerPorts, port) || r["to_port"] != r["from_port"] {
+					t.Errorf("rule %s opens %s port %v to the internet; only the load balancer's listeners may", name, group, port)
+				}
+				if ignored != "aws-ec2-no-public-ingress-sgr" {
+					t.Errorf("rule %s lacks its justified tfsec ignore", name)
+				}
+			case "egress":
+				if !strings.Contains(group, "sender_security-group") || port != 443 || ignored != "aws-ec2-no-public-egress-sgr" {
+					t.Errorf("rule %s lets %s out to the internet on %v (ignore %q); only the sender, to SES", name, group, port, ignored)
+				}
+			}
+		}
+		// Nothing may reach the sender; only the load balancer the API.
+		for name, r := range s.doc.resources("aws_security_group_rule") {
+			if r["type"] != "ingress" {
+				continue
+			}
+			group, _ := r["security_group_id"].(string)
+			if strings.Contains(group, "sender_security-group") {
+				t.Errorf("rule %s lets traffic into the sender", name)
+			}
+			if strings.Contains(group, "api_security-group") && (!strings.Contains(r["source_security_group_id"].(string), "ingress_security-group") || num(r["from_port"]) != apiPort) {
+				t.Errorf("rule %s lets %v into the API", name, r["source_security_group_id"])
+			}
+		}
+	})
+}
+
+func TestScaling(t *testing.T) {
+	forEachStack(t, func(t *testing.T, s builtStack) {
+		cpu, backlog := 0, 0
+		for name, p := range s.doc.resources("aws_appautoscaling_policy") {
+			tt := block(p["target_tracking_scaling_policy_configuration"])
+			switch {
+			case block(tt["predefined_metric_specification"])["predefined_metric_type"] == "ECSServiceAverageCPUUtilization":
+				cpu++
+				if num(tt["target_value"]) != 70 {
+					t.Errorf("%s tracks CPU at %v%%, want 70", name, tt["target_value"])
+				}
+			case tt["customized_metric_specification"] != nil:
+				backlog++
+				if !strings.Contains(name, "sender") || num(tt["target_value"]) != float64(s.env.Sender.BacklogPerTask) {
+					t.Errorf("%s tracks backlog at %v", name, tt["target_value"])
+				}
+			}
+		}
+		if cpu != 2 || backlog != 1 {
+			t.Errorf("%d CPU and %d backlog policies, want 2 and 1", cpu, backlog)
+		}
+		for name, target := range s.doc.resources("aws_appautoscaling_target") {
+			svc := map[bool]ServiceConfig{true: s.env.API, false: s.env.Sender}[strings.Contains(name, "api")]
+			if num(target["min_capacity"]) != float64(svc.MinTasks) || num(target["max_capacity"]) != float64(svc.MaxTasks) {
+				t.Errorf("%s scales %v..%v", name, target["min_capacity"], target["max_capacity"])
+			}
+		}
+	})
+}
+
+func TestHealthChecksAndDeployments(t *testing.T) {
+	forEachStack(t, func(t *testing.T, s builtStack) {
+		if hc := block(s.doc.only(t, "aws_lb_target_group")["health_check"]); hc["path"] != "/api" {
+			t.Errorf("target group health check path %v, want /api", hc["path"])
+		}
+		for name, td := range s.doc.resources("aws_ecs_task_definition") {
+			for cname, c := range containers(t, td) {
+				if c.HealthCheck == nil {
+					t.Errorf("%s/%s has no health check", name, cname)
+					continue
+				}
+				if cname == envoyContainer {
+					continue
+				}
+				if want := []string{"CMD", "/" + cname, "healthcheck"}; !slices.Equal(c.HealthCheck.Command, want) {
+					t.Errorf("%s/%s checks health with %v, want %v", name, cname, c.HealthCheck.Command, want)
+				}
+				if c.User != nonRootUser || !c.ReadonlyRootFilesystem || c.StopTimeout != 30 {
+					t.Errorf("%s/%s: user %q, read-only %v, stop timeout %d", name, cname, c.User, c.ReadonlyRootFilesystem, c.StopTimeout)
+				}
+			}
+		}
+		for name, svc := range s.doc.resources("aws_ecs_service") {
+			cb := block(svc["deployment_circuit_breaker"])
+			if cb["enable"] != true || cb["rollback"] != true || num(svc["deployment_minimum_healthy_percent"]) != 100 || num(svc["deployment_maximum_percent"]) != 200 {
+				t.Errorf("service %s deploys unsafely", name)
+			}
+		}
+		if s.env.Mesh.Mode == MeshAppMesh {
+			for name, node := range s.doc.resources("aws_appmesh_virtual_node") {
+				if hc := block(block(block(node["spec"])["listener"])["health_check"]); hc["path"] != "/healthz" {
+					t.Errorf("virtual node %s checks %v", name, hc["path"])
+				}
+			}
+		}
+	})
+}
+
+var documentedVariable = regexp.MustCompile("`((?:HERALD|AWS)_[A-Z0-9_]+)`")
+
+// TestServiceContract holds the task definitions to services/README.md: the
+// variables are the documented ones, secrets come through ECS secrets, and
+// the values agree with the queue.
+func TestServiceContract(t *testing.T) {
+	readme, err := os.ReadFile("../services/README.md")
+	if err != nil {
+		t.Fatalf("the services contract: %v", err)
+	}
+	documented := map[string]bool{}
+	for _, m := range documentedVariable.FindAllStringSubmatch(string(readme), -1) {
+		documented[m[1]] = true
+	}
+	for _, sender := range []bool{false, true} {
+		for _, v := range tunableVariables(sender) {
+			if !documented[v] {
+				t.Errorf("tunable %s is not in services/README.md", v)
+			}
+		}
+	}
+	want := map[string]struct{ env, secrets []string }{
+		apiService: {
+			env:     []string{"AWS_REGION", "HERALD_ALLOWED_FROM", "HERALD_ENV", "HERALD_HTTP_ADDR", "HERALD_LOG_LEVEL", "HERALD_MAX_MESSAGE_BYTES", "HERALD_QUEUE_URL", "HERALD_SHUTDOWN_TIMEOUT"},
+			secrets: []string{"HERALD_API_KEYS_SECRET_ID", "HERALD_DEFAULT_FROM"},
+		},
+		senderService: {
+			env:     []string{"AWS_REGION", "HERALD_DLQ_URL", "HERALD_ENV", "HERALD_HTTP_ADDR", "HERALD_LOG_LEVEL", "HERALD_QUEUE_URL", "HERALD_SEND_TIMEOUT", "HERALD_SES_CONFIGURATION_SET", "HERALD_SHUTDOWN_TIMEOUT", "HERALD_TRANSPORT", "HERALD_VISIBILITY_TIMEOUT", "HERALD_WAIT_TIME"},
+			secrets: []string{"HERALD_SEND_RATE"},
+		},
+	}
+	secretLike := regexp.MustCompile(`PASSWORD|USERNAME|KEY_HASHES|SECRET|TOKEN|CREDENTIAL`)
+	forEachStack(t, func(t *testing.T, s builtStack) {
+		var queue map[string]any
+		for _, q := range s.doc.resources("aws_sqs_queue") {
+			if !strings.HasSuffix(q["name"].(string), "-dlq") {
+				queue = q
+			}
+		}
+		parameters := map[string]string{}
+		for _, p := range s.doc.resources("aws_ssm_parameter") {
+			parameters[p["name"].(string)] = p["value"].(string)
+		}
+		for name, td := range s.doc.resources("aws_ecs_task_definition") {
+			for cname, c := range containers(t, td) {
+				if cname == envoyContainer {
+					continue
+				}
+				env, secrets := c.env(), c.secrets()
+				if got := keys(env); !slices.Equal(got, want[cname].env) {
+					t.Errorf("%s environment %v, want %v", cname, got, want[cname].env)
+				}
+				if got := keys(secrets); !slices.Equal(got, want[cname].secrets) {
+					t.Errorf("%s secrets %v, want %v", cname, got, want[cname].secrets)
+				}
+				for k := range env {
+					if !documented[k] {
+						t.Errorf("%s sets %s, which services/README.md does not document", cname, k)
+					}
+					if secretLike.MatchString(k) {
+						t.Errorf("%s: %s is a plain variable", cname, k)
+					}
+				}
+				for k, from := range secrets {
+					if !documented[k] {
+						t.Errorf("%s gets %s, which services/README.md does not document", cname, k)
+					}
+					if !regexp.MustCompile(`^arn:aws:(ssm:[a-z0-9-]+:[0-9]{12}:parameter/|secretsmanager:)`).MatchString(from) {
+						t.Errorf("%s: %s comes from %q, not a parameter or secret ARN", cname, k, from)
+					}
+				}
+				if env["HERALD_ENV"] != s.env.Name || env["AWS_REGION"] != s.env.Region || env["HERALD_SHUTDOWN_TIMEOUT"] != "25s" {
+					t.Errorf("%s: %v", name, env)
+				}
+				if !strings.HasSuffix(env["HERALD_QUEUE_URL"], "/"+s.env.Account+"/"+queue["name"].(string)) {
+					t.Errorf("%s reads queue %s", cname, env["HERALD_QUEUE_URL"])
+				}
+				switch cname {
+				case apiService:
+					if env["HERALD_HTTP_ADDR"] != ":8080" || env["HERALD_MAX_MESSAGE_BYTES"] != strconv.Itoa(int(num(queue["max_message_size"]))) {
+						t.Errorf("API %v", env)
+					}
+					param := secrets["HERALD_API_KEYS_SECRET_ID"][strings.Index(secrets["HERALD_API_KEYS_SECRET_ID"], ":parameter")+len(":parameter"):]
+					if parameters[param] != s.id+"/api-key-hashes" {
+						t.Errorf("HERALD_API_KEYS_SECRET_ID resolves to %q", parameters[param])
+					}
+				case senderService:
+					if env["HERALD_HTTP_ADDR"] != ":8081" || env["HERALD_WAIT_TIME"] != "20s" {
+						t.Errorf("sender %v", env)
+					}
+					if want := strconv.Itoa(int(num(queue["visibility_timeout_seconds"]))) + "s"; env["HERALD_VISIBILITY_TIMEOUT"] != want {
+						t.Errorf("HERALD_VISIBILITY_TIMEOUT %s, queue %s", env["HERALD_VISIBILITY_TIMEOUT"], want)
+					}
+					if num(queue["visibility_timeout_seconds"]) != 6*s.env.Email.SendTimeout.Seconds() || env["HERALD_SEND_TIMEOUT"] != strconv.Itoa(int(s.env.Email.SendTimeout.Seconds()))+"s" {
+						t.Errorf("visibility %v is not derived from the send timeout %s", queue["visibility_timeout_seconds"], s.env.Email.SendTimeout)
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestNoSecretValues(t *testing.T) {
+	forEachStack(t, func(t *testing.T, s builtStack) {
+		if n := len(s.doc.resources("aws_secretsmanager_secret_version")); n > 0 {
+			t.Errorf("%d secret versions: a secret value is in the stack", n)
+		}
+		// Parameters hold settings, not secrets: the default sender, the
+		// send rate, and the name of the key-hash secret.
+		want := map[string]string{
+			"/" + s.id + "/default-from":       s.env.Email.DefaultFrom,
+			"/" + s.id + "/send-rate":          strconv.FormatFloat(s.env.Email.SendRate, 'f', -1, 64),
+			"/" + s.id + "/api-keys-secret-id": s.id + "/api-key-hashes",
+		}
+		for name, p := range s.doc.resources("aws_ssm_parameter") {
+			if p["type"] != "String" || want[p["name"].(string)] != p["value"] {
+				t.Errorf("parameter %s %v = %v is not one of the known settings", name, p["name"], p["value"])
+			}
+		}
+		text := mustJSON(s.doc)
+		for _, leak := range []string{"secret_string", "secret_binary", "PRIVATE KEY", "AKIA", "password\":"} {
+			if strings.Contains(text, leak) {
+				t.Errorf("the stack contains %q", leak)
+			}
+		}
+	})
+}
+
+func TestMeshModes(t *testing.T) {
+	forEachStack(t, func(t *testing.T, s builtStack) {
+		appmesh := s.env.Mesh.Mode == MeshAppMesh
+		counts := map[string]int{
+			"aws_appmesh_mesh": 1, "aws_appmesh_virtual_node": 2, "aws_appmesh_virtual_service": 2,
+			"aws_appmesh_virtual_router": 1, "aws_appmesh_route": 1, "aws_service_discovery_service": 2,
+		}
+		for typ, n := range counts {
+			if !appmesh {
+				n = 0
+			}
+			if got := len(s.doc.resources(typ)); got != n {
+				t.Errorf("%s: %d, want %d", typ, got, n)
+			}
+		}
+		warned := slices.ContainsFunc(s.stack.Warnings, func(w string) bool { return strings.Contains(w, "2026-09-30") })
+		if warned != appmesh {
+			t.Errorf("App Mesh warning %v in mode %s", warned, s.env.Mesh.Mode)
+		}
+		annotated := false
+		for _, m := range *s.stack.Node().Metadata() {
+			if strings.Contains(mustJSON(m.Data), "discontinued App Mesh") {
+				annotated = true
+			}
+		}
+		if annotated != appmesh {
+			t.Errorf("App Mesh annotation %v in mode %s", annotated, s.env.Mesh.Mode)
+		}
+		for name, svc := range s.doc.resources("aws_ecs_service") {
+			sc := block(svc["service_connect_configuration"])
+			if appmesh != (sc == nil) {
+				t.Errorf("service %s: service connect %v in mode %s", name, sc, s.env.Mesh.Mode)
+			}
+			if !appmesh && strings.Contains(name, "api") && block(sc["service"])["discovery_name"] != apiService {
+				t.Errorf("the API is not discoverable by name: %v", sc)
+			}
+		}
+		for name, td := range s.doc.resources("aws_ecs_task_definition") {
+			if (td["proxy_configuration"] != nil) != appmesh {
+				t.Errorf("%s: proxy configuration in mode %s", name, s.env.Mesh.Mode)
+			}
+		}
+		if !appmesh && block(s.doc.only(t, "aws_ecs_cluster")["service_connect_defaults"]) == nil {
+			t.Error("the cluster has no Service Connect namespace")
+		}
+	})
+}
+
+func TestOutputsAndBackends(t *testing.T) {
+	forEachStack(t, func(t *testing.T, s builtStack) {
+		outputs, _ := s.doc["output"].(map[string]any)
+		want := []string{"alarm_topic_arn", "api_keys_secret_arn", "api_log_group_name", "api_repository_url", "api_service_name", "api_url", "cluster_name", "dashboard_name", "dlq_arn", "dlq_url", "mesh_mode", "namespace_name", "queue_arn", "queue_url", "sender_log_group_name", "sender_repository_url", "sender_service_name", "ses_configuration_set", "smtp_secret_arn"}
+		if s.env.Mesh.Mode == MeshAppMesh {
+			want = append(want, "mesh_name")
+			slices.Sort(want)
+		}
+		if got := keys(outputs); !slices.Equal(got, want) {
+			t.Errorf("outputs %v, want %v", got, want)
+		}
+		provider := blocks(s.doc["provider"].(map[string]any)["aws"])[0]
+		if !slices.Equal(strs(t, provider["allowed_account_ids"]), []string{s.env.Account}) || provider["region"] != s.env.Region {
+			t.Errorf("provider %v", provider)
+		}
+		backend := block(block(s.doc["terraform"])["backend"])
+		s3 := block(backend["s3"])
+		if s.env.State.Bucket == "" {
+			// cdktf's default local backend (added at app synth)
+			if s3 != nil {
+				t.Errorf("want local state, have %v", backend)
+			}
+			return
+		}
+		if s3["bucket"] != s.env.State.Bucket || s3["encrypt"] != true || s3["dynamodb_table"] != s.env.State.LockTable || s3["key"] != "herald/"+s.id+".tfstate" {
+			t.Errorf("remote state %v", s3)
+		}
+	})
+}

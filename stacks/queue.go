@@ -1,0 +1,181 @@
+package stacks
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/sqsqueue"
+	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/sqsqueuepolicy"
+	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/sqsqueueredriveallowpolicy"
+	"github.com/hashicorp/terraform-cdk-go/cdktf"
+)
+
+// sqsActions are all SQS actions, named one by one so that the TLS-only
+// deny carries no wildcard.
+var sqsActions = []string{
+	"sqs:AddPermission", "sqs:CancelMessageMoveTask", "sqs:ChangeMessageVisibility",
+	"sqs:CreateQueue", "sqs:DeleteMessage", "sqs:DeleteQueue", "sqs:GetQueueAttributes",
+	"sqs:GetQueueUrl", "sqs:ListDeadLetterSourceQueues", "sqs:ListMessageMoveTasks",
+	"sqs:ListQueueTags", "sqs:PurgeQueue", "sqs:ReceiveMessage", "sqs:RemovePermission",
+	"sqs:SendMessage", "sqs:SetQueueAttributes", "sqs:StartMessageMoveTask",
+	"sqs:TagQueue", "sqs:UntagQueue",
+}
+
+// QueueProps describe the notification queue and its dead-letter queue.
+type QueueProps struct {
+	// Name of the queue; the DLQ is "<Name>-dlq".
+	Name    string
+	Account string
+	Region  string
+	// MaxReceiveCount before SQS moves a message to the DLQ; default 5.
+	MaxReceiveCount int
+	// Retention of the queue (default 4 days) and of the DLQ (default 14
+	// days), which must be longer.
+	Retention    time.Duration
+	DLQRetention time.Duration
+	// MaxMessageBytes is MaximumMessageSize; default 262144.
+	MaxMessageBytes int
+	// SendTimeout is the sender's timeout for one send; the visibility
+	// timeout is derived from it. Default 10s.
+	SendTimeout time.Duration
+}
+
+// Queue is the encrypted queue pair.
+type Queue struct {
+	constructs.Construct
+	Key        *Key
+	Queue      sqsqueue.SqsQueue
+	DeadLetter sqsqueue.SqsQueue
+	// Names, ARNs and URLs are known at synth time.
+	Name           string
+	DeadLetterName string
+	ARN            string
+	DeadLetterARN  string
+	URL            string
+	DeadLetterURL  string
+	// VisibilityTimeout of the queue, handed to the sender as
+	// HERALD_VISIBILITY_TIMEOUT.
+	VisibilityTimeout time.Duration
+	// WaitTime is the long-poll wait (HERALD_WAIT_TIME).
+	WaitTime time.Duration
+	// MaxMessageBytes is the queue's MaximumMessageSize.
+	MaxMessageBytes int
+}
+
+const queueWaitTime = 20 * time.Second
+
+func (p *QueueProps) defaults() {
+	p.MaxReceiveCount = orInt(p.MaxReceiveCount, defaultMaxReceiveCount)
+	p.Retention = orDuration(p.Retention, defaultRetention)
+	p.DLQRetention = orDuration(p.DLQRetention, defaultDLQRetention)
+	p.MaxMessageBytes = orInt(p.MaxMessageBytes, defaultMaxMessageBytes)
+	p.SendTimeout = orDuration(p.SendTimeout, defaultSendTimeout)
+}
+
+func (p *QueueProps) validate() error {
+	var errs []error
+	if p.Name == "" || len(p.Name)+len("-dlq") > 80 {
+		errs = append(errs, fmt.Errorf("Name %q must be 1..76 characters", p.Name))
+	}
+	env := Environment{
+		Name:  p.Name,
+		Queue: QueueConfig{MaxReceiveCount: p.MaxReceiveCount, Retention: p.Retention, DLQRetention: p.DLQRetention, MaxMessageBytes: p.MaxMessageBytes},
+		Email: EmailConfig{SendTimeout: p.SendTimeout},
+	}
+	pr := &problems{env: p.Name}
+	env.validateQueue(pr)
+	if v := env.Email.VisibilityTimeout(); p.SendTimeout < time.Second || v > maxVisibilityTimeout {
+		pr.add("SendTimeout", "%s gives a visibility timeout of %s, outside 6s..%s", p.SendTimeout, v, maxVisibilityTimeout)
+	}
+	return errors.Join(append(errs, pr.errs...)...)
+}
+
+// NewQueue creates the key, both queues, the redrive and TLS-only policies.
+func NewQueue(scope constructs.Construct, id string, props *QueueProps) *Queue {
+	if props == nil {
+		props = &QueueProps{}
+	}
+	p := *props
+	p.defaults()
+	if err := p.validate(); err != nil {
+		panic(fmt.Errorf("herald: queue %s: %w", id, err))
+	}
+	c := constructs.NewConstruct(scope, &id)
+	q := &Queue{
+		Construct:         c,
+		Name:              p.Name,
+		DeadLetterName:    p.Name + "-dlq",
+		VisibilityTimeout: visibilityPerSend * p.SendTimeout,
+		WaitTime:          queueWaitTime,
+		MaxMessageBytes:   p.MaxMessageBytes,
+	}
+	// Producers and consumers use the key through SQS with their own IAM
+	// permissions; the key policy needs no service statement.
+	q.Key = NewKey(c, "key", &KeyProps{
+		Alias:       p.Name,
+		Description: "Encrypts the messages of " + p.Name + " and its dead-letter queue",
+		Account:     p.Account,
+		Region:      p.Region,
+	})
+	// Both queues share every setting but name and retention.
+	queueConfig := func(name string, retention time.Duration) *sqsqueue.SqsQueueConfig {
+		return &sqsqueue.SqsQueueConfig{
+			Name:                         jsii.String(name),
+			KmsMasterKeyId:               q.Key.Key.Arn(),
+			KmsDataKeyReusePeriodSeconds: jsii.Number(300),
+			MessageRetentionSeconds:      jsii.Number(retention.Seconds()),
+			MaxMessageSize:               jsii.Number(float64(p.MaxMessageBytes)),
+			ReceiveWaitTimeSeconds:       jsii.Number(queueWaitTime.Seconds()),
+			VisibilityTimeoutSeconds:     jsii.Number(q.VisibilityTimeout.Seconds()),
+		}
+	}
+	q.DeadLetter = sqsqueue.NewSqsQueue(c, jsii.String("dead-letter"), queueConfig(q.DeadLetterName, p.DLQRetention))
+	// ARNs and URLs are spelled out rather than referenced: they are known
+	// from the names, and JSON documents that embed no reference render
+	// cleanly in both of cdktf's output formats.
+	q.ARN = sqsARN(p.Region, p.Account, q.Name)
+	q.DeadLetterARN = sqsARN(p.Region, p.Account, q.DeadLetterName)
+	q.URL = fmt.Sprintf("https://sqs.%s.amazonaws.com/%s/%s", p.Region, p.Account, q.Name)
+	q.DeadLetterURL = fmt.Sprintf("https://sqs.%s.amazonaws.com/%s/%s", p.Region, p.Account, q.DeadLetterName)
+	main := queueConfig(p.Name, p.Retention)
+	main.RedrivePolicy = jsii.String(mustJSON(map[string]any{
+		"deadLetterTargetArn": q.DeadLetterARN,
+		"maxReceiveCount":     p.MaxReceiveCount,
+	}))
+	// SQS checks that the dead-letter queue exists
+	main.DependsOn = &[]cdktf.ITerraformDependable{q.DeadLetter}
+	q.Queue = sqsqueue.NewSqsQueue(c, jsii.String("queue"), main)
+	// Only the notification queue may dead-letter into the DLQ.
+	sqsqueueredriveallowpolicy.NewSqsQueueRedriveAllowPolicy(c, jsii.String("dead-letter-sources"), &sqsqueueredriveallowpolicy.SqsQueueRedriveAllowPolicyConfig{
+		QueueUrl: q.DeadLetter.Url(),
+		RedriveAllowPolicy: jsii.String(mustJSON(map[string]any{
+			"redrivePermission": "byQueue",
+			"sourceQueueArns":   []string{q.ARN},
+		})),
+	})
+	for _, target := range []struct {
+		id    string
+		queue sqsqueue.SqsQueue
+	}{{"queue", q.Queue}, {"dead-letter", q.DeadLetter}} {
+		doc := newPolicyDocument(c, target.id+"-policy-document", []Statement{{
+			Sid:        "RefuseUnencryptedTransport",
+			Deny:       true,
+			Actions:    sqsActions,
+			Resources:  []string{*target.queue.Arn()},
+			Principals: []Principal{{Type: "*", Identifiers: []string{"*"}}},
+			Conditions: []Condition{{Test: "Bool", Variable: "aws:SecureTransport", Values: []string{"false"}}},
+		}}, resourcePolicy)
+		sqsqueuepolicy.NewSqsQueuePolicy(c, jsii.String(target.id+"-policy"), &sqsqueuepolicy.SqsQueuePolicyConfig{
+			QueueUrl: target.queue.Url(),
+			Policy:   doc.Json(),
+		})
+	}
+	return q
+}
+
+func sqsARN(region, account, name string) string {
+	return fmt.Sprintf("arn:%s:sqs:%s:%s:%s", partition(region), region, account, name)
+}

@@ -1,0 +1,128 @@
+package stacks
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/secretsmanagersecret"
+	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/ssmparameter"
+)
+
+// SecretSpec names a Secrets Manager secret. Its value is never part of the
+// stack: an operator sets it after deploy (stacks/README.md shows how).
+type SecretSpec struct {
+	Name        string
+	Description string
+}
+
+// ParameterSpec is a non-secret SSM String parameter with its value.
+type ParameterSpec struct {
+	Name        string
+	Description string
+	Value       string
+}
+
+// SecretsProps describe Herald's secrets and parameters.
+type SecretsProps struct {
+	// Prefix of every name: secrets "<Prefix>/<Name>", parameters
+	// "/<Prefix>/<Name>".
+	Prefix  string
+	Account string
+	Region  string
+	Secrets []SecretSpec
+	// Parameters hold settings that are not secret but are changed without
+	// a new task definition revision.
+	Parameters []ParameterSpec
+	// RecoveryWindowDays before a deleted secret is gone; default 7.
+	RecoveryWindowDays int
+}
+
+// Secrets are the KMS-encrypted secrets and the parameters, by Name.
+type Secrets struct {
+	constructs.Construct
+	Key        *Key
+	Secrets    map[string]secretsmanagersecret.SecretsmanagerSecret
+	Parameters map[string]ssmparameter.SsmParameter
+	// SecretNames and ParameterARNs are known at synth time.
+	SecretNames   map[string]string
+	ParameterARNs map[string]string
+}
+
+var secretNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+func (p *SecretsProps) validate() error {
+	var errs []error
+	if p.Prefix == "" {
+		errs = append(errs, errors.New("Prefix is required"))
+	}
+	if p.RecoveryWindowDays < 7 || p.RecoveryWindowDays > 30 {
+		errs = append(errs, fmt.Errorf("RecoveryWindowDays %d is outside 7..30", p.RecoveryWindowDays))
+	}
+	seen := map[string]bool{}
+	for _, s := range p.Secrets {
+		if !secretNamePattern.MatchString(s.Name) || seen[s.Name] {
+			errs = append(errs, fmt.Errorf("Secrets: %q is not a unique plain name", s.Name))
+		}
+		seen[s.Name] = true
+	}
+	for _, s := range p.Parameters {
+		if !secretNamePattern.MatchString(s.Name) || seen[s.Name] {
+			errs = append(errs, fmt.Errorf("Parameters: %q is not a unique plain name", s.Name))
+		}
+		if s.Value == "" {
+			errs = append(errs, fmt.Errorf("Parameters: %q has no value", s.Name))
+		}
+		seen[s.Name] = true
+	}
+	return errors.Join(errs...)
+}
+
+// NewSecrets creates the key, the secrets (without values) and parameters.
+func NewSecrets(scope constructs.Construct, id string, props *SecretsProps) *Secrets {
+	if props == nil {
+		props = &SecretsProps{}
+	}
+	p := *props
+	p.RecoveryWindowDays = orInt(p.RecoveryWindowDays, 7)
+	if err := p.validate(); err != nil {
+		panic(fmt.Errorf("herald: secrets %s: %w", id, err))
+	}
+	c := constructs.NewConstruct(scope, &id)
+	s := &Secrets{
+		Construct:     c,
+		Secrets:       map[string]secretsmanagersecret.SecretsmanagerSecret{},
+		Parameters:    map[string]ssmparameter.SsmParameter{},
+		SecretNames:   map[string]string{},
+		ParameterARNs: map[string]string{},
+	}
+	// Readers use the key through Secrets Manager with their own IAM
+	// permissions.
+	s.Key = NewKey(c, "key", &KeyProps{
+		Alias:       p.Prefix + "-secrets",
+		Description: "Encrypts the secrets of " + p.Prefix,
+		Account:     p.Account,
+		Region:      p.Region,
+	})
+	for _, spec := range p.Secrets {
+		s.SecretNames[spec.Name] = p.Prefix + "/" + spec.Name
+		s.Secrets[spec.Name] = secretsmanagersecret.NewSecretsmanagerSecret(c, jsii.String(spec.Name), &secretsmanagersecret.SecretsmanagerSecretConfig{
+			Name:                 jsii.String(s.SecretNames[spec.Name]),
+			Description:          jsii.String(spec.Description),
+			KmsKeyId:             s.Key.Key.Arn(),
+			RecoveryWindowInDays: jsii.Number(float64(p.RecoveryWindowDays)),
+		})
+	}
+	for _, spec := range p.Parameters {
+		s.ParameterARNs[spec.Name] = fmt.Sprintf("arn:%s:ssm:%s:%s:parameter/%s/%s", partition(p.Region), p.Region, p.Account, p.Prefix, spec.Name)
+		s.Parameters[spec.Name] = ssmparameter.NewSsmParameter(c, jsii.String(spec.Name), &ssmparameter.SsmParameterConfig{
+			Name:        jsii.String("/" + p.Prefix + "/" + spec.Name),
+			Description: jsii.String(spec.Description),
+			Type:        jsii.String("String"),
+			Value:       jsii.String(spec.Value),
+		})
+	}
+	return s
+}

@@ -1,0 +1,89 @@
+package stacks
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/sesv2configurationset"
+	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/sesv2emailidentity"
+)
+
+// SESProps describe the SES sending identity and configuration set.
+type SESProps struct {
+	// Identity is a domain ("example.com") or an address.
+	Identity string
+	// Manage creates the identity here; false references an existing one.
+	Manage bool
+	// ConfigurationSet names a configuration set to create; empty: none.
+	ConfigurationSet string
+	Account          string
+	Region           string
+}
+
+// SES is what the sender may send as.
+type SES struct {
+	constructs.Construct
+	// Identity and ConfigurationSet are nil when not created here.
+	Identity         sesv2emailidentity.Sesv2EmailIdentity
+	ConfigurationSet sesv2configurationset.Sesv2ConfigurationSet
+	// IdentityARN and ConfigurationSetARN scope ses:SendEmail; they are
+	// known at synth time whether or not this stack creates them.
+	IdentityARN          string
+	ConfigurationSetARN  string
+	ConfigurationSetName string
+}
+
+func (p *SESProps) validate() error {
+	var errs []error
+	if !isAddress(p.Identity) && !domainPattern.MatchString(p.Identity) {
+		errs = append(errs, fmt.Errorf("Identity %q is neither a domain nor an address", p.Identity))
+	}
+	if p.ConfigurationSet != "" && strings.ContainsAny(p.ConfigurationSet, " ./") {
+		errs = append(errs, fmt.Errorf("ConfigurationSet %q: letters, digits, - and _ only", p.ConfigurationSet))
+	}
+	if !accountPattern.MatchString(p.Account) || !regionPattern.MatchString(p.Region) {
+		errs = append(errs, errors.New("Account and Region are required"))
+	}
+	return errors.Join(errs...)
+}
+
+// NewSES creates the configuration set and, when managed, the identity.
+func NewSES(scope constructs.Construct, id string, props *SESProps) *SES {
+	if props == nil {
+		props = &SESProps{}
+	}
+	if err := props.validate(); err != nil {
+		panic(fmt.Errorf("herald: ses %s: %w", id, err))
+	}
+	p := props
+	c := constructs.NewConstruct(scope, &id)
+	arn := func(kind, name string) string {
+		return fmt.Sprintf("arn:%s:ses:%s:%s:%s/%s", partition(p.Region), p.Region, p.Account, kind, name)
+	}
+	s := &SES{Construct: c, IdentityARN: arn("identity", p.Identity)}
+	if p.ConfigurationSet != "" {
+		s.ConfigurationSet = sesv2configurationset.NewSesv2ConfigurationSet(c, jsii.String("configuration-set"), &sesv2configurationset.Sesv2ConfigurationSetConfig{
+			ConfigurationSetName: jsii.String(p.ConfigurationSet),
+			// Mail leaves SES over TLS or not at all.
+			DeliveryOptions:   &sesv2configurationset.Sesv2ConfigurationSetDeliveryOptions{TlsPolicy: jsii.String("REQUIRE")},
+			ReputationOptions: &sesv2configurationset.Sesv2ConfigurationSetReputationOptions{ReputationMetricsEnabled: jsii.Bool(true)},
+			SendingOptions:    &sesv2configurationset.Sesv2ConfigurationSetSendingOptions{SendingEnabled: jsii.Bool(true)},
+			SuppressionOptions: &sesv2configurationset.Sesv2ConfigurationSetSuppressionOptions{
+				SuppressedReasons: jsii.Strings("BOUNCE", "COMPLAINT"),
+			},
+		})
+		s.ConfigurationSetName = p.ConfigurationSet
+		s.ConfigurationSetARN = arn("configuration-set", p.ConfigurationSet)
+	}
+	if p.Manage {
+		cfg := &sesv2emailidentity.Sesv2EmailIdentityConfig{EmailIdentity: jsii.String(p.Identity)}
+		if s.ConfigurationSet != nil {
+			cfg.ConfigurationSetName = s.ConfigurationSet.ConfigurationSetName()
+		}
+		s.Identity = sesv2emailidentity.NewSesv2EmailIdentity(c, jsii.String("identity"), cfg)
+	}
+	return s
+}
