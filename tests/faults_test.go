@@ -76,11 +76,11 @@ func TestSenderKilled(t *testing.T) {
 // sends in flight and deletes them, hands back at once what it received but
 // had not started, and exits 0. Right after it exits nothing is in flight:
 // every message is either sent or visible again (the queue's visibility
-// timeout is 30 s, so a message not handed back would still be hidden).
+// timeout is 10 s, so a message not handed back would still be hidden).
 // After a restart all are delivered, none twice.
 func TestSenderSIGTERMDrains(t *testing.T) {
 	const total = 300
-	s := startStack(t, devstack.Config{MaxSendRate: 50, APIEnv: fastPosting})
+	s := startStack(t, devstack.Config{VisibilityTimeout: 10 * time.Second, MaxSendRate: 50, APIEnv: fastPosting})
 	a := newAPI(s)
 	ctx := context.Background()
 	l := newLedger("sender-sigterm")

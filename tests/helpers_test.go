@@ -240,6 +240,14 @@ const pollEvery = 100 * time.Millisecond
 // timeout, and fails the test with what cond last saw if it never held.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
+	if ok, last := poll(t, timeout, what, cond); !ok {
+		t.Fatalf("%s: not within %s; last seen: %s", what, timeout, last)
+	}
+}
+
+// poll is waitFor without the failure: it reports whether cond held in
+// time, and what cond last saw.
+func poll(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) (bool, string) {
 	var last string
 	start := time.Now()
 	_, err := retry.DoWithRetryE(t, what, int(timeout/pollEvery), pollEvery, func() (string, error) {
@@ -254,9 +262,7 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool
 		}
 		return "", errors.New(saw)
 	})
-	if err != nil {
-		t.Fatalf("%s: not within %s; last seen: %s", what, timeout, last)
-	}
+	return err == nil, last
 }
 
 // waitDrained waits until the queue holds nothing, visible or in flight.
@@ -426,7 +432,8 @@ func (l *ledger) count(s *devstack.Stack, dlq bool) (tally, error) {
 // the dead-letter queue holds every doomed one.
 func (l *ledger) waitAllDelivered(t testing.TB, s *devstack.Stack, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, timeout, "every accepted notification delivered or dead-lettered", func() (bool, string) {
+	// Not fatal: report then names what is missing.
+	ok, last := poll(t, timeout, "every accepted notification delivered or dead-lettered", func() (bool, string) {
 		l.mu.Lock()
 		doomed := len(l.doomed)
 		l.mu.Unlock()
@@ -436,6 +443,9 @@ func (l *ledger) waitAllDelivered(t testing.TB, s *devstack.Stack, timeout time.
 		}
 		return c.lost == 0 && c.dead >= doomed, fmt.Sprintf("%d of %d delivered, %d of %d dead-lettered", c.delivered, c.accepted-doomed, c.dead, doomed)
 	})
+	if !ok {
+		t.Errorf("not every accepted notification delivered or dead-lettered within %s; last seen: %s", timeout, last)
+	}
 }
 
 // report prints the scenario's FIGURES line, then fails the test loudly for
