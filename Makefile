@@ -39,15 +39,20 @@ dev: node_modules/.package-lock.json ## run the whole pipeline locally; Ctrl-C s
 	$(GO) build -o .dev/bin/herald-dev ./services/devstack/herald-dev
 	@exec .dev/bin/herald-dev $(ARGS)
 
-test: tools fmt-check vet test-go fuzz ## the one test command: tools, gofmt, vet, all tests, a short fuzz run
+test: tools fmt-check vet test-go fuzz ## the one test command: tools, gofmt, vet, all tests, a short fuzz run, tfsec
 ifneq ($(STACKS_MK),)
-	$(MAKE) test-stacks tfsec
+	$(MAKE) tfsec
 endif
 
 # The end-to-end tests run verbosely, so their figures (sent, duplicates,
 # lost, elapsed) show in the output.
+# The services' own packages run under the race detector: they are the
+# concurrent code (coalescer, consumer, key refresh). The stacks' synth tests
+# are among the rest (stacks.mk's test-stacks runs them alone).
+RACE_PKGS := ./services/internal/... ./services/notification-api/... ./services/email-sender/...
 test-go: tools
-	$(GO) test -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '^herald/tests$$')
+	$(GO) test -race -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
+	$(GO) test -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v -e '^herald/tests$$' -e '^herald/services/internal/' -e '^herald/services/notification-api' -e '^herald/services/email-sender')
 	$(GO) test -v -timeout $(TEST_TIMEOUT) ./tests
 
 # The request decoder's fuzz target, run briefly (its corpus lives in testdata/).

@@ -18,6 +18,9 @@ import (
 // both modes are always checked. `make synth` sets it.
 const meshVariantsVariable = "HERALD_SYNTH_MESH_VARIANTS"
 
+// stacks.CopyVariable ("<env>:<name>[:<mesh mode>]") synthesizes only a
+// throwaway copy of one environment instead (tests/deployed deploys those).
+
 func main() {
 	if err := run(os.Getenv, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "herald synth:", err)
@@ -27,6 +30,13 @@ func main() {
 
 func run(getenv func(string) string, stderr io.Writer) error {
 	envs := stacks.ApplyImageOverrides(stacks.Environments(), getenv)
+	if spec := getenv(stacks.CopyVariable); spec != "" {
+		copied, err := stacks.SelectCopy(envs, spec)
+		if err != nil {
+			return err
+		}
+		envs = copied
+	}
 	if err := stacks.ValidateAll(envs); err != nil {
 		return fmt.Errorf("invalid environment configuration (stacks/environments.go):\n%w", err)
 	}

@@ -20,3 +20,12 @@ func TestRunRefusesBadImageOverride(t *testing.T) {
 		}
 	}
 }
+
+// A bad HERALD_SYNTH_COPY fails the synth with the variable named.
+func TestRunRefusesBadCopy(t *testing.T) {
+	vars := map[string]string{"HERALD_SYNTH_COPY": "staging:e2eabc"}
+	err := run(func(k string) string { return vars[k] }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `HERALD_SYNTH_COPY="staging:e2eabc": no environment "staging"`) {
+		t.Fatalf("error %v, want one naming the variable and the missing environment", err)
+	}
+}

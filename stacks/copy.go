@@ -1,0 +1,67 @@
+package stacks
+
+import (
+	"fmt"
+	"strings"
+)
+
+// CopyVariable names the synth-time override that synthesizes only a
+// throwaway copy of one environment (main.go reads it):
+// "<environment>:<name>[:<mesh mode>]". The end-to-end suite in
+// tests/deployed deploys such copies under a unique name per run.
+const CopyVariable = "HERALD_SYNTH_COPY"
+
+// Copy is a throwaway copy of e named name, that can be deployed beside e in
+// the same account and destroyed without leftovers: the stack is
+// "herald-<name>" and every resource name follows from it; the SES identity
+// is used but never managed (it belongs to e and must already be verified);
+// state is local; the load balancer has no deletion protection; the
+// repositories are deleted with their images; no address is subscribed to
+// the alarms. mode, when set, replaces the mesh mode (its Envoy settings
+// reset to the defaults when the mode changes). Construct ids do not depend
+// on the name, only resource names do.
+func (e Environment) Copy(name string, mode MeshMode) Environment {
+	c := e
+	c.Name = name
+	c.Tags = mergeTags(e.Tags, map[string]string{"HeraldCopyOf": e.Name})
+	c.State = StateConfig{}
+	c.Email.ManageIdentity = false
+	c.Ingress.DeletionProtection = false
+	c.Repositories.ForceDelete = true
+	c.Observability.AlarmEmail = ""
+	if mode != "" && mode != e.WithDefaults().Mesh.Mode {
+		c.Mesh = MeshConfig{Mode: mode}
+	}
+	return c
+}
+
+// SelectCopy applies a CopyVariable value to envs: it returns the one copy
+// the value asks for. The copy is validated with the other environments'
+// rules by the caller.
+func SelectCopy(envs []Environment, spec string) ([]Environment, error) {
+	parts := strings.Split(spec, ":")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+		return nil, fmt.Errorf("%s=%q: want <environment>:<name>[:<mesh mode>]", CopyVariable, spec)
+	}
+	base, name := parts[0], parts[1]
+	var mode MeshMode
+	if len(parts) == 3 {
+		mode = MeshMode(parts[2])
+		if mode != MeshServiceConnect && mode != MeshAppMesh {
+			return nil, fmt.Errorf("%s=%q: mesh mode %q: want %q or %q", CopyVariable, spec, mode, MeshServiceConnect, MeshAppMesh)
+		}
+	}
+	var names []string
+	for _, e := range envs {
+		if e.Name == name {
+			return nil, fmt.Errorf("%s=%q: %q is already an environment's name", CopyVariable, spec, name)
+		}
+		names = append(names, e.Name)
+	}
+	for _, e := range envs {
+		if e.Name == base {
+			return []Environment{e.Copy(name, mode)}, nil
+		}
+	}
+	return nil, fmt.Errorf("%s=%q: no environment %q (have %s)", CopyVariable, spec, base, strings.Join(names, ", "))
+}

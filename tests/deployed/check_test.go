@@ -1,0 +1,483 @@
+package deployed
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/applicationautoscaling"
+	astypes "github.com/aws/aws-sdk-go-v2/service/applicationautoscaling/types"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sesv2"
+	sestypes "github.com/aws/aws-sdk-go-v2/service/sesv2/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	http_helper "github.com/gruntwork-io/terratest/modules/http-helper"
+	"github.com/gruntwork-io/terratest/modules/random"
+	"github.com/gruntwork-io/terratest/modules/retry"
+
+	"herald/services/devstack"
+)
+
+// Mailbox simulator addresses: SES accepts both; the second bounces.
+const (
+	simulatorSuccess = "success@simulator.amazonses.com"
+	simulatorBounce  = "bounce@simulator.amazonses.com"
+)
+
+// runTag is the SES message tag (from the notification's metadata) that
+// tells this run's mail apart in CloudWatch.
+const runTag = "herald_e2e_run"
+
+// deployment is one applied stack under test.
+type deployment struct {
+	t     *testing.T
+	ctx   context.Context
+	cfg   aws.Config
+	stack string
+	mode  string
+	start time.Time
+	out   map[string]string
+
+	apiKey string
+	run    string // value of runTag for this run's mail
+}
+
+// check runs every check of the deployed stack in order.
+func (d *deployment) check() {
+	d.run = strings.ToLower(random.UniqueId())
+	if got := d.out["mesh_mode"]; got != d.mode {
+		d.t.Fatalf("stack output mesh_mode %q, want %q", got, d.mode)
+	}
+	d.installAPIKey()
+	d.waitHealthy()
+	d.servicesAtDesiredCount()
+	d.scalesOnCPU()
+	d.logGroupsExist()
+	d.alarmIs("dlq-not-empty", cwtypes.StateValueOk, 10*time.Minute)
+	d.sendThroughSimulator()
+	d.deadLetterAlarm()
+}
+
+// installAPIKey stores a fresh key's hash in the API key secret (the stack
+// creates it empty) and rolls the API so its tasks read it now.
+func (d *deployment) installAPIKey() {
+	key, hash, err := devstack.MintKey()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.apiKey = key
+	value := mustJSON(map[string]string{"e2e": hash})
+	if _, err := secretsmanager.NewFromConfig(d.cfg).PutSecretValue(d.ctx, &secretsmanager.PutSecretValueInput{
+		SecretId: aws.String(d.out["api_keys_secret_arn"]), SecretString: aws.String(string(value)),
+	}); err != nil {
+		d.t.Fatalf("store the API key hash: %v", err)
+	}
+	if _, err := ecs.NewFromConfig(d.cfg).UpdateService(d.ctx, &ecs.UpdateServiceInput{
+		Cluster: aws.String(d.out["cluster_name"]), Service: aws.String(d.out["api_service_name"]), ForceNewDeployment: true,
+	}); err != nil {
+		d.t.Fatalf("roll the API service: %v", err)
+	}
+}
+
+// waitHealthy waits for the API's health path through the load balancer.
+func (d *deployment) waitHealthy() {
+	// The listener's certificate (with one) is for the organisation's
+	// domain, not the load balancer's own name this test calls.
+	tlsConfig := &tls.Config{InsecureSkipVerify: true}
+	http_helper.HttpGetWithRetryWithCustomValidation(d.t, d.out["api_url"]+"/api", tlsConfig, 90, 10*time.Second,
+		func(status int, _ string) bool { return status == http.StatusOK })
+}
+
+// servicesAtDesiredCount waits until both ECS services run their desired
+// count of tasks on one completed deployment.
+func (d *deployment) servicesAtDesiredCount() {
+	client := ecs.NewFromConfig(d.cfg)
+	retry.DoWithRetry(d.t, "both ECS services at their desired count", 60, 15*time.Second, func() (string, error) {
+		out, err := client.DescribeServices(d.ctx, &ecs.DescribeServicesInput{
+			Cluster:  aws.String(d.out["cluster_name"]),
+			Services: []string{d.out["api_service_name"], d.out["sender_service_name"]},
+		})
+		if err != nil {
+			return "", err
+		}
+		if len(out.Services) != 2 {
+			return "", fmt.Errorf("%d services found, failures %v", len(out.Services), out.Failures)
+		}
+		var states []string
+		ready := true
+		for _, s := range out.Services {
+			done := len(s.Deployments) == 1 && s.Deployments[0].RolloutState == ecstypes.DeploymentRolloutStateCompleted
+			states = append(states, fmt.Sprintf("%s %d/%d running, %d deployments", aws.ToString(s.ServiceName), s.RunningCount, s.DesiredCount, len(s.Deployments)))
+			if s.DesiredCount < 1 || s.RunningCount != s.DesiredCount || !done {
+				ready = false
+			}
+		}
+		if !ready {
+			return "", fmt.Errorf("%s", strings.Join(states, "; "))
+		}
+		return strings.Join(states, "; "), nil
+	})
+}
+
+// scalesOnCPU checks each service's target tracking policy aims at 70% CPU.
+func (d *deployment) scalesOnCPU() {
+	client := applicationautoscaling.NewFromConfig(d.cfg)
+	for _, svc := range []string{d.out["api_service_name"], d.out["sender_service_name"]} {
+		resource := "service/" + d.out["cluster_name"] + "/" + svc
+		out, err := client.DescribeScalingPolicies(d.ctx, &applicationautoscaling.DescribeScalingPoliciesInput{
+			ServiceNamespace: astypes.ServiceNamespaceEcs, ResourceId: aws.String(resource),
+		})
+		if err != nil {
+			d.t.Fatalf("scaling policies of %s: %v", svc, err)
+		}
+		found := false
+		for _, p := range out.ScalingPolicies {
+			c := p.TargetTrackingScalingPolicyConfiguration
+			if p.PolicyType != astypes.PolicyTypeTargetTrackingScaling || c == nil || c.PredefinedMetricSpecification == nil {
+				continue
+			}
+			if c.PredefinedMetricSpecification.PredefinedMetricType == astypes.MetricTypeECSServiceAverageCPUUtilization {
+				found = true
+				if aws.ToFloat64(c.TargetValue) != 70 {
+					d.t.Errorf("%s scales on CPU with target %g%%, want 70%%", svc, aws.ToFloat64(c.TargetValue))
+				}
+			}
+		}
+		if !found {
+			d.t.Errorf("%s has no target tracking policy on ECSServiceAverageCPUUtilization (%d policies)", svc, len(out.ScalingPolicies))
+		}
+	}
+}
+
+// logGroupsExist checks both log groups exist, encrypted, with retention.
+func (d *deployment) logGroupsExist() {
+	client := cloudwatchlogs.NewFromConfig(d.cfg)
+	for _, name := range []string{d.out["api_log_group_name"], d.out["sender_log_group_name"]} {
+		out, err := client.DescribeLogGroups(d.ctx, &cloudwatchlogs.DescribeLogGroupsInput{LogGroupNamePrefix: aws.String(name)})
+		if err != nil {
+			d.t.Fatalf("log group %s: %v", name, err)
+		}
+		found := false
+		for _, g := range out.LogGroups {
+			if aws.ToString(g.LogGroupName) != name {
+				continue
+			}
+			found = true
+			if g.RetentionInDays == nil || aws.ToString(g.KmsKeyId) == "" {
+				d.t.Errorf("log group %s: retention %v, key %q; want both set", name, g.RetentionInDays, aws.ToString(g.KmsKeyId))
+			}
+		}
+		if !found {
+			d.t.Errorf("log group %s does not exist", name)
+		}
+	}
+}
+
+// sendThroughSimulator posts notifications to the SES mailbox simulator and
+// checks their whole way: the queue drains, the sender logs each send once,
+// SES delivers the success ones and bounces the bounce one (seen through a
+// CloudWatch event destination on the stack's configuration set, keyed by
+// this run's message tag), and nothing is dead-lettered or counted failed.
+func (d *deployment) sendThroughSimulator() {
+	const successes = 5
+	if set := d.out["ses_configuration_set"]; set != "" {
+		d.publishEventsToCloudWatch(set)
+	} else {
+		d.t.Errorf("the environment has no SES configuration set (Email.ConfigurationSet): the bounce cannot be observed")
+	}
+	posted := time.Now()
+	ids := map[string]string{} // envelope id -> recipient
+	for i := range successes + 1 {
+		to := simulatorSuccess
+		if i == successes {
+			to = simulatorBounce
+		}
+		id := d.post(map[string]any{
+			"to":       []string{to},
+			"subject":  fmt.Sprintf("Herald e2e %s #%d", d.run, i),
+			"text":     "Herald deployed-stack test",
+			"metadata": map[string]string{runTag: d.run},
+		})
+		ids[id] = to
+	}
+
+	d.queueDrains(d.out["queue_url"])
+	logged := d.sentLogLines(posted, ids)
+	dups := 0
+	for _, n := range logged {
+		dups += max(n-1, 0)
+	}
+
+	// SES's own account of the mail, per this run's tag.
+	var bounces, deliveries float64
+	if d.out["ses_configuration_set"] != "" {
+		bounces = d.metricSum("AWS/SES", "Bounce", []cwtypes.Dimension{{Name: aws.String(runTag), Value: aws.String(d.run)}}, posted, 1)
+		deliveries = d.metricSum("AWS/SES", "Delivery", []cwtypes.Dimension{{Name: aws.String(runTag), Value: aws.String(d.run)}}, posted, successes)
+	}
+	// Herald's account: a bounce is a send SES accepted, not a failure.
+	env := strings.TrimPrefix(d.stack, "herald-")
+	dims := []cwtypes.Dimension{{Name: aws.String("Environment"), Value: aws.String(env)}, {Name: aws.String("Service"), Value: aws.String("email-sender")}}
+	sent := d.metricSum("Herald", "Sent", dims, posted, successes+1)
+	failed := d.metricSum("Herald", "Failed", dims, posted, 0)
+	if failed != 0 {
+		d.t.Errorf("the sender counted %g failures; a bounce is not a send failure", failed)
+	}
+	if dead := d.peek(d.out["dlq_url"]); len(dead) != 0 {
+		d.t.Errorf("%d messages in the dead-letter queue after sending to the simulator", len(dead))
+	}
+	d.t.Logf("FIGURES deployed %s: sent %d, logged sent %d, duplicates %d, lost %d, dead-lettered 0; SES deliveries %g, bounces %g; Herald Sent %g, Failed %g; elapsed %s",
+		d.mode, len(ids), len(logged), dups, len(ids)-len(logged), deliveries, bounces, sent, failed, time.Since(d.start).Round(time.Second))
+}
+
+// publishEventsToCloudWatch adds an event destination to the stack's
+// configuration set for the test's duration: SES then publishes Send,
+// Delivery and Bounce counts to CloudWatch with this run's tag as a
+// dimension. Destroying the stack deletes the set with it.
+func (d *deployment) publishEventsToCloudWatch(set string) {
+	client := sesv2.NewFromConfig(d.cfg)
+	name := "herald-e2e-" + d.run
+	if _, err := client.CreateConfigurationSetEventDestination(d.ctx, &sesv2.CreateConfigurationSetEventDestinationInput{
+		ConfigurationSetName: aws.String(set),
+		EventDestinationName: aws.String(name),
+		EventDestination: &sestypes.EventDestinationDefinition{
+			Enabled:            true,
+			MatchingEventTypes: []sestypes.EventType{sestypes.EventTypeSend, sestypes.EventTypeDelivery, sestypes.EventTypeBounce},
+			CloudWatchDestination: &sestypes.CloudWatchDestination{DimensionConfigurations: []sestypes.CloudWatchDimensionConfiguration{{
+				DimensionName: aws.String(runTag), DimensionValueSource: sestypes.DimensionValueSourceMessageTag, DefaultDimensionValue: aws.String("none"),
+			}}},
+		},
+	}); err != nil {
+		d.t.Fatalf("add a CloudWatch event destination to configuration set %s: %v", set, err)
+	}
+	d.t.Cleanup(func() {
+		client.DeleteConfigurationSetEventDestination(context.Background(), &sesv2.DeleteConfigurationSetEventDestinationInput{
+			ConfigurationSetName: aws.String(set), EventDestinationName: aws.String(name),
+		})
+	})
+}
+
+// post sends one notification with the test's key and returns its envelope
+// id; it retries while the API answers 401 (tasks that started before the
+// key was stored) or 503.
+func (d *deployment) post(n map[string]any) string {
+	body := mustJSON(n)
+	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	return retry.DoWithRetry(d.t, "post a notification", 30, 10*time.Second, func() (string, error) {
+		req, err := http.NewRequestWithContext(d.ctx, http.MethodPost, d.out["api_url"]+"/api/notifications", bytes.NewReader(body))
+		if err != nil {
+			return "", retry.FatalError{Underlying: err}
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+d.apiKey)
+		resp, err := client.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		switch resp.StatusCode {
+		case http.StatusAccepted:
+			var acc struct{ ID string }
+			if err := json.Unmarshal(b, &acc); err != nil || acc.ID == "" {
+				return "", retry.FatalError{Underlying: fmt.Errorf("202 without an id: %s", b)}
+			}
+			return acc.ID, nil
+		case http.StatusUnauthorized, http.StatusServiceUnavailable, http.StatusBadGateway:
+			return "", fmt.Errorf("%d %s", resp.StatusCode, b)
+		}
+		return "", retry.FatalError{Underlying: fmt.Errorf("%d %s", resp.StatusCode, b)}
+	})
+}
+
+// queueDrains waits until the queue reports no message, visible, in flight
+// or delayed, twice in a row (SQS's counts are approximate).
+func (d *deployment) queueDrains(url string) {
+	client := sqs.NewFromConfig(d.cfg)
+	zeros := 0
+	retry.DoWithRetry(d.t, "the queue drains", 60, 10*time.Second, func() (string, error) {
+		out, err := client.GetQueueAttributes(d.ctx, &sqs.GetQueueAttributesInput{
+			QueueUrl: aws.String(url),
+			AttributeNames: []sqstypes.QueueAttributeName{
+				sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+				sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+				sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed,
+			},
+		})
+		if err != nil {
+			return "", err
+		}
+		total := 0
+		for _, v := range out.Attributes {
+			n, _ := strconv.Atoi(v)
+			total += n
+		}
+		if total != 0 {
+			zeros = 0
+			return "", fmt.Errorf("%v", out.Attributes)
+		}
+		if zeros++; zeros < 2 {
+			return "", errNotYet
+		}
+		return "drained", nil
+	})
+}
+
+// sentLogLines waits until the sender's log group shows a "message sent"
+// line for every posted envelope, and returns how many each has.
+func (d *deployment) sentLogLines(since time.Time, ids map[string]string) map[string]int {
+	client := cloudwatchlogs.NewFromConfig(d.cfg)
+	var seen map[string]int
+	retry.DoWithRetry(d.t, "the sender logs every send", 40, 15*time.Second, func() (string, error) {
+		seen = map[string]int{}
+		p := cloudwatchlogs.NewFilterLogEventsPaginator(client, &cloudwatchlogs.FilterLogEventsInput{
+			LogGroupName:  aws.String(d.out["sender_log_group_name"]),
+			StartTime:     aws.Int64(since.Add(-time.Minute).UnixMilli()),
+			FilterPattern: aws.String(`{ $.msg = "message sent" }`),
+		})
+		for p.HasMorePages() {
+			page, err := p.NextPage(d.ctx)
+			if err != nil {
+				return "", err
+			}
+			for _, e := range page.Events {
+				var line struct {
+					EnvelopeID string `json:"envelopeId"`
+					ProviderID string `json:"providerId"`
+				}
+				if json.Unmarshal([]byte(aws.ToString(e.Message)), &line) == nil && line.ProviderID != "" {
+					if _, ours := ids[line.EnvelopeID]; ours {
+						seen[line.EnvelopeID]++
+					}
+				}
+			}
+		}
+		if len(seen) < len(ids) {
+			return "", fmt.Errorf("%d of %d sends logged", len(seen), len(ids))
+		}
+		return "", nil
+	})
+	return seen
+}
+
+// metricSum waits until a metric's sum since start reaches at least want
+// (CloudWatch takes minutes to show it) and returns it; want 0 reads once.
+func (d *deployment) metricSum(namespace, metric string, dims []cwtypes.Dimension, since time.Time, want float64) float64 {
+	client := cloudwatch.NewFromConfig(d.cfg)
+	var sum float64
+	read := func() (string, error) {
+		out, err := client.GetMetricStatistics(d.ctx, &cloudwatch.GetMetricStatisticsInput{
+			Namespace: aws.String(namespace), MetricName: aws.String(metric), Dimensions: dims,
+			StartTime: aws.Time(since.Add(-5 * time.Minute)), EndTime: aws.Time(time.Now().Add(5 * time.Minute)),
+			Period: aws.Int32(60), Statistics: []cwtypes.Statistic{cwtypes.StatisticSum},
+		})
+		if err != nil {
+			return "", err
+		}
+		sum = 0
+		for _, p := range out.Datapoints {
+			sum += aws.ToFloat64(p.Sum)
+		}
+		if sum < want {
+			return "", fmt.Errorf("%s/%s = %g, want %g", namespace, metric, sum, want)
+		}
+		return "", nil
+	}
+	if want == 0 {
+		if _, err := read(); err != nil {
+			d.t.Fatal(err)
+		}
+		return sum
+	}
+	retry.DoWithRetry(d.t, namespace+"/"+metric, 40, 15*time.Second, read)
+	return sum
+}
+
+// deadLetterAlarm puts a message no sender can read on the queue: the
+// sender dead-letters it with class unreadable, the DLQ alarm fires; once
+// the DLQ is emptied the alarm returns to OK.
+func (d *deployment) deadLetterAlarm() {
+	client := sqs.NewFromConfig(d.cfg)
+	body := "not a Herald envelope " + d.run
+	if _, err := client.SendMessage(d.ctx, &sqs.SendMessageInput{QueueUrl: aws.String(d.out["queue_url"]), MessageBody: aws.String(body)}); err != nil {
+		d.t.Fatalf("put a poison message on the queue: %v", err)
+	}
+	var dead []sqstypes.Message
+	retry.DoWithRetry(d.t, "the poison message is dead-lettered", 30, 10*time.Second, func() (string, error) {
+		dead = d.peek(d.out["dlq_url"])
+		if len(dead) == 0 {
+			return "", errNotYet
+		}
+		return "", nil
+	})
+	if len(dead) != 1 || aws.ToString(dead[0].Body) != body {
+		d.t.Fatalf("the DLQ holds %d messages, want only the poison one", len(dead))
+	}
+	attrs := dead[0].MessageAttributes
+	if class := aws.ToString(attrs["herald.failure.class"].StringValue); class != "unreadable" {
+		d.t.Errorf("dead letter class %q, want unreadable (attributes %v)", class, attrs)
+	}
+	d.alarmIs("dlq-not-empty", cwtypes.StateValueAlarm, 10*time.Minute)
+	if _, err := client.PurgeQueue(d.ctx, &sqs.PurgeQueueInput{QueueUrl: aws.String(d.out["dlq_url"])}); err != nil {
+		d.t.Fatalf("purge the DLQ: %v", err)
+	}
+	d.alarmIs("dlq-not-empty", cwtypes.StateValueOk, 15*time.Minute)
+}
+
+// peek receives every message in a queue and makes each visible again.
+func (d *deployment) peek(url string) []sqstypes.Message {
+	client := sqs.NewFromConfig(d.cfg)
+	out, err := client.ReceiveMessage(d.ctx, &sqs.ReceiveMessageInput{
+		QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 2, VisibilityTimeout: 5,
+		MessageAttributeNames: []string{"All"},
+	})
+	if err != nil {
+		d.t.Fatalf("peek %s: %v", url, err)
+	}
+	for _, m := range out.Messages {
+		client.ChangeMessageVisibility(d.ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0})
+	}
+	return out.Messages
+}
+
+// alarmIs waits until the stack's alarm (by its name after the stack
+// prefix) is in state.
+func (d *deployment) alarmIs(name string, state cwtypes.StateValue, timeout time.Duration) {
+	client := cloudwatch.NewFromConfig(d.cfg)
+	full := d.stack + "-" + name
+	retry.DoWithRetry(d.t, fmt.Sprintf("alarm %s in state %s", full, state), int(timeout/(15*time.Second)), 15*time.Second, func() (string, error) {
+		out, err := client.DescribeAlarms(d.ctx, &cloudwatch.DescribeAlarmsInput{AlarmNames: []string{full}})
+		if err != nil {
+			return "", err
+		}
+		if len(out.MetricAlarms) != 1 {
+			return "", retry.FatalError{Underlying: fmt.Errorf("alarm %s: %d found", full, len(out.MetricAlarms))}
+		}
+		if got := out.MetricAlarms[0].StateValue; got != state {
+			return "", fmt.Errorf("state %s", got)
+		}
+		return string(state), nil
+	})
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
