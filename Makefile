@@ -27,7 +27,7 @@ STACKS_MK := $(wildcard stacks/stacks.mk)
 # The container images (images, push, test-images).
 -include services/images.mk
 
-.PHONY: help dev test test-go fuzz bench tools build fmt fmt-check vet clean distclean
+.PHONY: help dev test test-go fuzz bench bench-go tools build fmt fmt-check vet clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -64,7 +64,14 @@ fuzz:
 		echo "fuzz: services/notification-api has no FuzzDecode yet"; \
 	fi
 
-bench: tools ## benchmarks, with their figures (mails per second through the local pipeline)
+# The pipeline benchmark of BENCHMARKS.md: batching on and off, each on a
+# fresh pipeline, its figures, ratios and targets. Flags through BENCH_FLAGS,
+# e.g. make bench BENCH_FLAGS='-n 5000 -modes on'.
+BENCH_FLAGS ?=
+bench: tools ## the pipeline benchmark (BENCHMARKS.md): throughput, latency, SQS requests, CPU and RSS, batching on vs off
+	$(GO) run ./tests/bench $(BENCH_FLAGS)
+
+bench-go: tools ## the Go micro-benchmarks (API enqueue, pipeline mails per second), with their figures
 	$(GO) test -run='^$$' -bench=. -benchmem -timeout $(TEST_TIMEOUT) ./...
 
 tools: node_modules/.package-lock.json $(BIN)/.mailpit-$(MAILPIT_VERSION) ## install the SES emulator (npm ci) and mailpit into ./bin

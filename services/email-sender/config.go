@@ -17,13 +17,17 @@ const (
 // config is the sender's environment (services/README.md), read once.
 type config struct {
 	herald.Common
-	DLQURL      string
-	Transport   string // "ses" or "smtp"
-	Pollers     int
-	Workers     int
-	WaitTime    time.Duration
-	Visibility  time.Duration
-	SendTimeout time.Duration
+	DLQURL    string
+	Transport string // "ses" or "smtp"
+	Pollers   int
+	Workers   int
+	// ReceiveBatch and DeleteBatch are the most messages per ReceiveMessage
+	// and per delete call (1 to 10).
+	ReceiveBatch int
+	DeleteBatch  int
+	WaitTime     time.Duration
+	Visibility   time.Duration
+	SendTimeout  time.Duration
 	// SendRate is sends per second; 0 means the SES account's rate, or no
 	// limit on SMTP.
 	SendRate     float64
@@ -48,6 +52,8 @@ func readConfig(getenv func(string) string) (config, error) {
 	c.Transport = e.OneOf("HERALD_TRANSPORT", "ses", "ses", "smtp")
 	c.Pollers = e.Int("HERALD_POLLERS", 2, 1, 64)
 	c.Workers = e.Int("HERALD_WORKERS", 32, 1, 4096)
+	c.ReceiveBatch = e.Int("HERALD_RECEIVE_BATCH", 10, 1, 10)
+	c.DeleteBatch = e.Int("HERALD_DELETE_BATCH", 10, 1, 10)
 	c.WaitTime = wholeSeconds(e, "HERALD_WAIT_TIME", e.Duration("HERALD_WAIT_TIME", 20*time.Second, 0, 20*time.Second))
 	c.Visibility = wholeSeconds(e, "HERALD_VISIBILITY_TIMEOUT", e.Duration("HERALD_VISIBILITY_TIMEOUT", 60*time.Second, 2*time.Second, 12*time.Hour))
 	c.SendTimeout = e.Duration("HERALD_SEND_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute)
@@ -128,6 +134,8 @@ func (c config) LogValue() slog.Value {
 		slog.String("transport", c.Transport),
 		slog.Int("pollers", c.Pollers),
 		slog.Int("workers", c.Workers),
+		slog.Int("receiveBatch", c.ReceiveBatch),
+		slog.Int("deleteBatch", c.DeleteBatch),
 		slog.String("waitTime", c.WaitTime.String()),
 		slog.String("visibilityTimeout", c.Visibility.String()),
 		slog.String("sendTimeout", c.SendTimeout.String()),

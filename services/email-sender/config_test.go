@@ -27,6 +27,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	want := config{
 		DLQURL: "http://127.0.0.1:9324/000000000000/herald-dlq", Transport: "ses", Pollers: 2, Workers: 32,
+		ReceiveBatch: 10, DeleteBatch: 10,
 		WaitTime: 20 * time.Second, Visibility: 60 * time.Second, SendTimeout: 10 * time.Second,
 		RetryBase: 5 * time.Second, RetryMax: 15 * time.Minute, SMTPTLS: "starttls", StallAfter: 90 * time.Second,
 	}
@@ -49,6 +50,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"required missing", nil, []string{"AWS_REGION", "HERALD_QUEUE_URL", "HERALD_DLQ_URL"}, []string{"AWS_REGION", "HERALD_QUEUE_URL", "HERALD_DLQ_URL"}},
 		{"bad transport", map[string]string{"HERALD_TRANSPORT": "carrier-pigeon"}, nil, []string{"HERALD_TRANSPORT"}},
 		{"bad numbers", map[string]string{"HERALD_WORKERS": "lots", "HERALD_POLLERS": "0", "HERALD_SEND_RATE": "-1"}, nil, []string{"HERALD_WORKERS", "HERALD_POLLERS", "HERALD_SEND_RATE"}},
+		{"batch sizes outside 1..10", map[string]string{"HERALD_RECEIVE_BATCH": "11", "HERALD_DELETE_BATCH": "0"}, nil, []string{"HERALD_RECEIVE_BATCH", "HERALD_DELETE_BATCH"}},
 		{"wait over 20 s", map[string]string{"HERALD_WAIT_TIME": "30s"}, nil, []string{"HERALD_WAIT_TIME"}},
 		{"fractional seconds", map[string]string{"HERALD_WAIT_TIME": "1500ms", "HERALD_VISIBILITY_TIMEOUT": "2.5s"}, nil, []string{"HERALD_WAIT_TIME", "HERALD_VISIBILITY_TIMEOUT"}},
 		{"retry base over max", map[string]string{"HERALD_RETRY_BASE": "1h", "HERALD_RETRY_MAX": "1m"}, nil, []string{"HERALD_RETRY_BASE"}},

@@ -91,6 +91,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		DeadLetterURL: cfg.DLQURL,
 		Pollers:       cfg.Pollers,
 		Workers:       cfg.Workers,
+		ReceiveBatch:  cfg.ReceiveBatch,
+		DeleteBatch:   cfg.DeleteBatch,
 		WaitTime:      cfg.WaitTime,
 		Visibility:    cfg.Visibility,
 		SendTimeout:   cfg.SendTimeout,

@@ -57,6 +57,7 @@ type Server struct {
 	quit     chan bool
 	done     chan struct{}
 	urls     map[string]string
+	counter  *counter
 }
 
 var (
@@ -95,11 +96,13 @@ func Start(cfg Config) (*Server, error) {
 		ln.Close()
 		return nil, err
 	}
+	count := newCounter()
 	s := &Server{
 		Endpoint: "http://" + ln.Addr().String(),
+		counter:  count,
 		ln:       ln,
 		srv: &http.Server{
-			Handler:           jsonProtocolFixes(router.New()),
+			Handler:           count.wrap(jsonProtocolFixes(router.New())),
 			ReadHeaderTimeout: 10 * time.Second,
 			// Long polls last up to 20 s: leave room.
 			WriteTimeout: 60 * time.Second,
@@ -120,6 +123,10 @@ func Start(cfg Config) (*Server, error) {
 	running = true
 	return s, nil
 }
+
+// Stats counts the requests served so far by action (also served as JSON
+// at StatsPath).
+func (s *Server) Stats() Stats { return s.counter.Snapshot() }
 
 // QueueURL is the URL of a queue created at start.
 func (s *Server) QueueURL(name string) string { return s.urls[name] }

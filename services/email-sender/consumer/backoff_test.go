@@ -149,7 +149,7 @@ func TestSlotsAcquireWaitsForTheLeast(t *testing.T) {
 func TestBatcherFlushesAtTenAndOnClose(t *testing.T) {
 	var mu sync.Mutex
 	var sizes []int
-	b := newBatcher(context.Background(), time.Hour, func(_ context.Context, batch []entry) {
+	b := newBatcher(context.Background(), time.Hour, maxBatch, func(_ context.Context, batch []entry) {
 		mu.Lock()
 		sizes = append(sizes, len(batch))
 		mu.Unlock()
@@ -166,7 +166,7 @@ func TestBatcherFlushesAtTenAndOnClose(t *testing.T) {
 
 func TestBatcherFlushesAfterLinger(t *testing.T) {
 	flushed := make(chan int, 1)
-	b := newBatcher(context.Background(), 20*time.Millisecond, func(_ context.Context, batch []entry) { flushed <- len(batch) })
+	b := newBatcher(context.Background(), 20*time.Millisecond, maxBatch, func(_ context.Context, batch []entry) { flushed <- len(batch) })
 	defer b.close()
 	b.add(entry{messageID: "1"})
 	b.add(entry{messageID: "2"})

@@ -15,24 +15,28 @@ type entry struct {
 }
 
 // batcher gathers entries into batch calls: a batch goes out when it holds
-// ten entries or when its first entry has waited linger, whichever is first.
-// Short lingers keep the window in which a crash leaves a sent message
-// undeleted (and so sent twice) small. Up to four calls run at once.
+// size entries (at most ten) or when its first entry has waited linger,
+// whichever is first. Short lingers keep the window in which a crash leaves
+// a sent message undeleted (and so sent twice) small. Up to forty entries'
+// calls run at once (four of ten, forty of one).
 type batcher struct {
 	in     chan entry
 	flush  func(ctx context.Context, batch []entry)
 	linger time.Duration
+	size   int
 	sem    chan struct{}
 	calls  sync.WaitGroup
 	done   chan struct{}
 }
 
-func newBatcher(ctx context.Context, linger time.Duration, flush func(context.Context, []entry)) *batcher {
+func newBatcher(ctx context.Context, linger time.Duration, size int, flush func(context.Context, []entry)) *batcher {
+	size = min(max(size, 1), maxBatch)
 	b := &batcher{
 		in:     make(chan entry, 1024),
 		flush:  flush,
 		linger: linger,
-		sem:    make(chan struct{}, 4),
+		size:   size,
+		sem:    make(chan struct{}, 4*maxBatch/size),
 		done:   make(chan struct{}),
 	}
 	go b.loop(ctx)
@@ -80,7 +84,7 @@ func (b *batcher) loop(ctx context.Context) {
 				timer.Reset(b.linger)
 				expired = timer.C
 			}
-			if len(batch) == maxBatch {
+			if len(batch) == b.size {
 				send()
 			}
 		case <-expired:

@@ -31,6 +31,7 @@ import (
 type SQS interface {
 	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
 	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
+	DeleteMessage(ctx context.Context, in *sqs.DeleteMessageInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error)
 	ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
 	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
 	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
@@ -78,6 +79,12 @@ type Config struct {
 	// BatchLinger is how long a delete or release may wait for nine others
 	// (default 50 ms).
 	BatchLinger time.Duration
+	// ReceiveBatch is the most messages one receive asks for, 1 to 10
+	// (default 10); a poller waits for that many free workers.
+	ReceiveBatch int
+	// DeleteBatch is the most messages one delete call removes, 1 to 10
+	// (default 10); 1 deletes each with DeleteMessage at once.
+	DeleteBatch int
 }
 
 func (c *Config) defaults() error {
@@ -93,7 +100,11 @@ func (c *Config) defaults() error {
 	setDefault(&c.RetryMax, 15*time.Minute)
 	setDefault(&c.ShutdownTimeout, 25*time.Second)
 	setDefault(&c.BatchLinger, 50*time.Millisecond)
+	setDefault(&c.ReceiveBatch, maxBatch)
+	setDefault(&c.DeleteBatch, maxBatch)
 	switch {
+	case c.ReceiveBatch > maxBatch || c.DeleteBatch > maxBatch:
+		return fmt.Errorf("consumer: receive batch %d and delete batch %d must be 1 to %d", c.ReceiveBatch, c.DeleteBatch, maxBatch)
 	case c.WaitTime > 20*time.Second:
 		return fmt.Errorf("consumer: wait time %s is over SQS's 20 s", c.WaitTime)
 	case c.Visibility < 2*time.Second || c.Visibility > MaxVisibility:
@@ -226,8 +237,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 	}()
 
-	c.deletes = newBatcher(final, c.cfg.BatchLinger, c.flushDeletes)
-	c.releases = newBatcher(final, c.cfg.BatchLinger, c.flushReleases)
+	c.deletes = newBatcher(final, c.cfg.BatchLinger, c.cfg.DeleteBatch, c.flushDeletes)
+	c.releases = newBatcher(final, c.cfg.BatchLinger, maxBatch, c.flushReleases)
 	c.log.Info("consumer started", "queue", c.cfg.QueueURL, "pollers", c.cfg.Pollers, "workers", c.cfg.Workers)
 
 	var pollers, workers sync.WaitGroup
@@ -252,13 +263,13 @@ func (c *Consumer) poll(lt lifetimes, workers *sync.WaitGroup) {
 	// Ask in tens: fewer, fuller receives cost less (SQS bills per request).
 	// A poller waits until ten workers are free (all of them, when there are
 	// fewer) and other pollers keep the rest busy meanwhile.
-	least := min(maxBatch, c.cfg.Workers)
+	least := min(c.cfg.ReceiveBatch, c.cfg.Workers)
 	failures := 0
 	for lt.stop.Err() == nil {
 		if !c.waitPause(lt.stop) {
 			return
 		}
-		n, err := c.slots.acquire(lt.stop, least, maxBatch)
+		n, err := c.slots.acquire(lt.stop, least, c.cfg.ReceiveBatch)
 		if err != nil {
 			return
 		}
@@ -550,6 +561,15 @@ func (c *Consumer) waitPause(ctx context.Context) bool {
 func (c *Consumer) flushDeletes(ctx context.Context, batch []entry) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	if c.cfg.DeleteBatch == 1 {
+		for _, e := range batch {
+			_, err := c.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(c.cfg.QueueURL), ReceiptHandle: aws.String(e.receipt)})
+			if err != nil {
+				c.log.Error("delete failed; this message will be received and sent again", "sqsMessageId", e.messageID, "err", err)
+			}
+		}
+		return
+	}
 	in := &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(c.cfg.QueueURL)}
 	for i, e := range batch {
 		in.Entries = append(in.Entries, types.DeleteMessageBatchRequestEntry{

@@ -63,6 +63,37 @@ func TestSuccessesAreDeletedInBatchesOfTen(t *testing.T) {
 	}
 }
 
+// TestOneAtATime: with ReceiveBatch and DeleteBatch 1 (batching off, for
+// comparisons), each receive asks for one message and each success is
+// deleted on its own with DeleteMessage.
+func TestOneAtATime(t *testing.T) {
+	fq := newFakeSQS()
+	cfg := testConfig()
+	cfg.ReceiveBatch, cfg.DeleteBatch = 1, 1
+	cfg.BatchLinger = time.Hour // a batch of one leaves at once anyway
+	var sent atomic.Int32
+	c := newConsumer(t, cfg, Deps{SQS: fq,
+		Sender: senderFunc(func(context.Context, *herald.Envelope) (string, error) { sent.Add(1); return "ok", nil })})
+	for i := range 5 {
+		fq.put(sqsMessage(fmt.Sprint("m", i), envelopeBody(t, fmt.Sprint("e", i)), 1, 1))
+	}
+	stop := start(t, c)
+	waitFor(t, "five sends and deletes", func() bool { return sent.Load() == 5 && len(fq.deletedReceipts()) == 5 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	fq.read(func(f *fakeSQS) {
+		if len(f.deleteCalls) != 0 || len(f.singleDels) != 5 {
+			t.Errorf("%d DeleteMessageBatch and %d DeleteMessage calls, want 0 and 5", len(f.deleteCalls), len(f.singleDels))
+		}
+		for _, n := range f.asked {
+			if n != 1 {
+				t.Errorf("asked SQS for %d messages with ReceiveBatch 1: %v", n, f.asked)
+			}
+		}
+	})
+}
+
 func TestReceivesNoMoreThanFreeWorkers(t *testing.T) {
 	fq := newFakeSQS()
 	cfg := testConfig()

@@ -25,6 +25,7 @@ type fakeSQS struct {
 	receiveErrs  []error
 	asked        []int32 // MaxNumberOfMessages per receive
 	deleteCalls  [][]string
+	singleDels   []string // DeleteMessage calls
 	visibility   []visChange
 	batchVis     [][]visChange
 	batchVisErr  error
@@ -86,6 +87,13 @@ func (f *fakeSQS) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageB
 	return &sqs.DeleteMessageBatchOutput{}, nil
 }
 
+func (f *fakeSQS) DeleteMessage(ctx context.Context, in *sqs.DeleteMessageInput, _ ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error) {
+	f.mu.Lock()
+	f.singleDels = append(f.singleDels, aws.ToString(in.ReceiptHandle))
+	f.mu.Unlock()
+	return &sqs.DeleteMessageOutput{}, nil
+}
+
 func (f *fakeSQS) ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
 	v := visChange{aws.ToString(in.ReceiptHandle), in.VisibilityTimeout}
 	f.mu.Lock()
@@ -141,6 +149,7 @@ func (f *fakeSQS) deletedReceipts() []string {
 		for _, c := range f.deleteCalls {
 			out = append(out, c...)
 		}
+		out = append(out, f.singleDels...)
 	})
 	return out
 }

@@ -61,6 +61,8 @@ func LoadAWSConfig(ctx context.Context, region string, opts AWSOptions) (aws.Con
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
 	}
+	// After loading: the loader still configures the client (a CA bundle).
+	cfg.HTTPClient = guardRequestBodies(cfg.HTTPClient)
 	return cfg, nil
 }
 

@@ -1,0 +1,118 @@
+package herald
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+)
+
+// capturingClient answers every call with a canned SQS answer and keeps the
+// request body as the transport received it.
+type capturingClient struct{ body io.ReadCloser }
+
+func (c *capturingClient) Do(req *http.Request) (*http.Response, error) {
+	c.body = req.Body
+	return &http.Response{
+		StatusCode: http.StatusOK,
+		Header:     http.Header{"Content-Type": {"application/x-amz-json-1.0"}},
+		Body:       io.NopCloser(strings.NewReader(`{"Messages":[]}`)),
+		Request:    req,
+	}, nil
+}
+
+// receiveThrough makes one ReceiveMessage through client and returns the
+// request body the transport saw, after the SDK is done with the call.
+func receiveThrough(t *testing.T, wrap func(aws.HTTPClient) aws.HTTPClient) io.Reader {
+	t.Helper()
+	inner := &capturingClient{}
+	c := sqs.New(sqs.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String("http://127.0.0.1:1"),
+		Credentials:  credentials.NewStaticCredentialsProvider("k", "s", ""),
+		HTTPClient:   wrap(inner),
+	})
+	if _, err := c.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String("http://127.0.0.1:1/000000000000/q")}); err != nil {
+		t.Fatal(err)
+	}
+	if inner.body == nil {
+		t.Fatal("the request had no body")
+	}
+	return inner.body
+}
+
+// TestRequestBodyAfterTheAnswer: net/http's transport, having written a
+// body's Content-Length bytes, copies the body once more (io.Copy to
+// io.Discard) to check nothing is left, and closes the connection if that
+// copy fails. The SDK closes the body as soon as the response headers are
+// in, which can happen before that check runs. So the check must end
+// cleanly on a body the SDK has closed; before the guard it returned io.EOF
+// and a ReceiveMessage under load lost its answer (and its messages, for a
+// visibility timeout).
+func TestRequestBodyAfterTheAnswer(t *testing.T) {
+	body := receiveThrough(t, guardRequestBodies)
+	if _, ok := body.(io.WriterTo); ok {
+		t.Error("the guarded body still offers WriteTo")
+	}
+	if n, err := io.Copy(io.Discard, body); err != nil || n != 0 {
+		t.Errorf("copy of the closed body: %d bytes, err %v; want 0, nil", n, err)
+	}
+
+	// The unguarded SDK body shows the defect the guard is for; when a
+	// smithy-go release fixes it, this says so and the guard can go.
+	raw := receiveThrough(t, func(c aws.HTTPClient) aws.HTTPClient { return c })
+	if _, err := io.Copy(io.Discard, raw); err == nil {
+		t.Log("the SDK's own request body now ends cleanly after close; guardRequestBodies may no longer be needed")
+	}
+}
+
+// TestGuardKeepsTheBody: a body passes through the guard unchanged, and a
+// request without one gets none.
+func TestGuardKeepsTheBody(t *testing.T) {
+	var got []byte
+	inner := clientFunc(func(req *http.Request) (*http.Response, error) {
+		if req.Body != nil {
+			got, _ = io.ReadAll(req.Body)
+		}
+		return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody}, nil
+	})
+	g := guardRequestBodies(inner)
+	req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:1/", bytes.NewReader([]byte("payload")))
+	if _, err := g.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "payload" {
+		t.Errorf("body %q, want payload", got)
+	}
+	req, _ = http.NewRequest(http.MethodGet, "http://127.0.0.1:1/", nil)
+	if _, err := g.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	if req.Body != nil {
+		t.Errorf("a request without a body got %T", req.Body)
+	}
+}
+
+type clientFunc func(*http.Request) (*http.Response, error)
+
+func (f clientFunc) Do(req *http.Request) (*http.Response, error) { return f(req) }
+
+// TestLoadAWSConfigGuardsBodies: both services get the guard.
+func TestLoadAWSConfigGuardsBodies(t *testing.T) {
+	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
+	cfg, err := LoadAWSConfig(context.Background(), "us-east-1", AWSOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cfg.HTTPClient.(bodyGuard); !ok {
+		t.Errorf("HTTP client %T is not guarded", cfg.HTTPClient)
+	}
+}
