@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"herald/services/internal/herald"
 )
 
 // Email is one mail in the SES emulator's store.
@@ -83,7 +85,10 @@ func (s *Stack) SQSClient() *sqs.Client {
 		Region:       s.cfg.Region,
 		BaseEndpoint: aws.String(s.SQSEndpoint()),
 		Credentials:  credentials.NewStaticCredentialsProvider("local", "local", ""),
-		HTTPClient:   &http.Client{Timeout: 30 * time.Second, Transport: s.http.Transport},
+		// Guarded like the services' clients: without it, an answer lost to
+		// the SDK's body quirk makes it retry a ReceiveMessage, and what the
+		// lost answer handed out stays invisible (a peek sees nothing).
+		HTTPClient: herald.GuardRequestBodies(&http.Client{Timeout: 30 * time.Second, Transport: s.http.Transport}),
 	})
 }
 

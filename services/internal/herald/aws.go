@@ -62,7 +62,7 @@ func LoadAWSConfig(ctx context.Context, region string, opts AWSOptions) (aws.Con
 		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
 	}
 	// After loading: the loader still configures the client (a CA bundle).
-	cfg.HTTPClient = guardRequestBodies(cfg.HTTPClient)
+	cfg.HTTPClient = GuardRequestBodies(cfg.HTTPClient)
 	return cfg, nil
 }
 

@@ -7,8 +7,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
-// guardRequestBodies wraps the SDK's HTTP client so that net/http never sees
-// a request body as an io.WriterTo, only as an io.Reader.
+// GuardRequestBodies wraps an SDK HTTP client so that net/http never sees a
+// request body as an io.WriterTo, only as an io.Reader. LoadAWSConfig applies
+// it; give it to any SDK client made without LoadAWSConfig.
 //
 // Why: smithy-go (v1.28.9) closes a request's body as soon as the HTTP
 // client returns the response headers, and its body wrapper's WriteTo
@@ -24,7 +25,7 @@ import (
 // stay invisible for the whole visibility timeout; for SendMessage(Batch)
 // the retry can queue a message twice. A closed body's Read returns
 // (0, io.EOF), which io.Copy takes as the end, so hiding WriteTo is enough.
-func guardRequestBodies(next aws.HTTPClient) aws.HTTPClient { return bodyGuard{next: next} }
+func GuardRequestBodies(next aws.HTTPClient) aws.HTTPClient { return bodyGuard{next: next} }
 
 type bodyGuard struct{ next aws.HTTPClient }
 

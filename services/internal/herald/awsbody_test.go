@@ -57,7 +57,7 @@ func receiveThrough(t *testing.T, wrap func(aws.HTTPClient) aws.HTTPClient) io.R
 // and a ReceiveMessage under load lost its answer (and its messages, for a
 // visibility timeout).
 func TestRequestBodyAfterTheAnswer(t *testing.T) {
-	body := receiveThrough(t, guardRequestBodies)
+	body := receiveThrough(t, GuardRequestBodies)
 	if _, ok := body.(io.WriterTo); ok {
 		t.Error("the guarded body still offers WriteTo")
 	}
@@ -69,7 +69,7 @@ func TestRequestBodyAfterTheAnswer(t *testing.T) {
 	// smithy-go release fixes it, this says so and the guard can go.
 	raw := receiveThrough(t, func(c aws.HTTPClient) aws.HTTPClient { return c })
 	if _, err := io.Copy(io.Discard, raw); err == nil {
-		t.Log("the SDK's own request body now ends cleanly after close; guardRequestBodies may no longer be needed")
+		t.Log("the SDK's own request body now ends cleanly after close; GuardRequestBodies may no longer be needed")
 	}
 }
 
@@ -83,7 +83,7 @@ func TestGuardKeepsTheBody(t *testing.T) {
 		}
 		return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody}, nil
 	})
-	g := guardRequestBodies(inner)
+	g := GuardRequestBodies(inner)
 	req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:1/", bytes.NewReader([]byte("payload")))
 	if _, err := g.Do(req); err != nil {
 		t.Fatal(err)
