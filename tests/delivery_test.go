@@ -174,10 +174,14 @@ func TestDeliveryExactlyOnce(t *testing.T) {
 	if dead, err := s.PeekDeadLetters(ctx); err != nil || len(dead) != 0 {
 		t.Errorf("%d dead letters (%v), want none", len(dead), err)
 	}
-	// The sender counted every send in its Sent metric.
+	// The sender counted every send in its Sent metric. The only failures
+	// allowed are throttles: the sender paces itself at the SES gate's rate,
+	// but two token buckets on either side of a socket can disagree for a
+	// send now and then, and a throttled send is retried (and was delivered
+	// once, as checked above), never dead-lettered.
 	waitFor(t, 10*time.Second, "Sent metric", func() (bool, string) {
 		m := senderMetrics(t, s)
-		return m["Sent"] == float64(deliveryTotal+2) && m["Failed"] == 0, fmt.Sprint(m)
+		return m["Sent"] == float64(deliveryTotal+2) && m["Failed"] == m["Failed.throttled"] && m["DeadLettered"] == 0, fmt.Sprint(m)
 	})
 }
 
