@@ -122,15 +122,8 @@ func wholeSeconds(e *herald.Env, name string, d time.Duration) time.Duration {
 
 // LogValue is the configuration as logged at start: secrets masked.
 func (c config) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("env", c.Env),
-		slog.String("region", c.Region),
-		slog.String("queueUrl", c.QueueURL),
+	return slog.GroupValue(append(c.Common.LogAttrs(),
 		slog.String("dlqUrl", c.DLQURL),
-		slog.String("httpAddr", c.HTTPAddr),
-		slog.String("logLevel", c.LogLevel),
-		slog.String("metricsInterval", c.MetricsInterval.String()),
-		slog.String("shutdownTimeout", c.ShutdownTimeout.String()),
 		slog.String("transport", c.Transport),
 		slog.Int("pollers", c.Pollers),
 		slog.Int("workers", c.Workers),
@@ -150,5 +143,5 @@ func (c config) LogValue() slog.Value {
 		slog.String("smtpTls", c.SMTPTLS),
 		slog.String("smtpCaFile", c.SMTPCAFile),
 		slog.String("stallAfter", c.StallAfter.String()),
-	)
+	)...)
 }

@@ -133,23 +133,16 @@ func (c *config) logValue() slog.Value {
 	for i, k := range c.KeyHashes {
 		keyIDs[i] = k.ID
 	}
-	return slog.GroupValue(
-		slog.String("env", c.Env),
-		slog.String("region", c.Region),
-		slog.String("queueUrl", c.QueueURL),
-		slog.String("httpAddr", c.HTTPAddr),
-		slog.String("logLevel", c.LogLevel),
-		slog.Duration("metricsInterval", c.MetricsInterval),
-		slog.Duration("shutdownTimeout", c.ShutdownTimeout),
+	return slog.GroupValue(append(c.Common.LogAttrs(),
 		slog.String("defaultFrom", herald.MaskAddress(c.DefaultFrom)),
 		slog.Any("allowedFrom", allowed),
 		slog.Any("apiKeyHashes", keyIDs),
 		slog.String("apiKeysSecretId", c.KeysSecretID),
-		slog.Duration("apiKeysRefresh", c.KeysRefresh),
+		slog.String("apiKeysRefresh", c.KeysRefresh.String()),
 		slog.Int("maxMessageBytes", c.MaxMessageBytes),
 		slog.Float64("rateLimit", c.RateLimit),
 		slog.Int("rateBurst", c.RateBurst),
-		slog.Duration("batchLinger", c.BatchLinger),
-		slog.Duration("readyCache", c.ReadyCache),
-	)
+		slog.String("batchLinger", c.BatchLinger.String()),
+		slog.String("readyCache", c.ReadyCache.String()),
+	)...)
 }

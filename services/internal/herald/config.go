@@ -3,6 +3,7 @@ package herald
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -157,6 +158,20 @@ type Common struct {
 	LogLevel        string
 	MetricsInterval time.Duration
 	ShutdownTimeout time.Duration
+}
+
+// LogAttrs are the shared settings as every service logs them at start,
+// durations as text ("5s"), so both services' start lines read alike.
+func (c Common) LogAttrs() []slog.Attr {
+	return []slog.Attr{
+		slog.String("env", c.Env),
+		slog.String("region", c.Region),
+		slog.String("queueUrl", c.QueueURL),
+		slog.String("httpAddr", c.HTTPAddr),
+		slog.String("logLevel", c.LogLevel),
+		slog.String("metricsInterval", c.MetricsInterval.String()),
+		slog.String("shutdownTimeout", c.ShutdownTimeout.String()),
+	}
 }
 
 // ReadCommon reads the variables every service shares; defaultAddr differs

@@ -1,6 +1,7 @@
 package herald
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +76,15 @@ func TestReadCommon(t *testing.T) {
 	u, err := HealthURL(c.HTTPAddr)
 	if err != nil || u != "http://127.0.0.1:8081/healthz" {
 		t.Fatalf("HealthURL = %q, %v", u, err)
+	}
+}
+
+func TestCommonLogAttrs(t *testing.T) {
+	c := Common{Env: "dev", Region: "eu-west-1", QueueURL: "http://q", HTTPAddr: ":8080", LogLevel: "info",
+		MetricsInterval: 10 * time.Second, ShutdownTimeout: 1500 * time.Millisecond}
+	got := slog.GroupValue(c.LogAttrs()...).String()
+	want := "[env=dev region=eu-west-1 queueUrl=http://q httpAddr=:8080 logLevel=info metricsInterval=10s shutdownTimeout=1.5s]"
+	if got != want {
+		t.Errorf("logged as %s, want %s", got, want)
 	}
 }
