@@ -34,6 +34,7 @@ import (
 
 	"herald/services/devstack/sqslocal"
 	"herald/services/internal/herald"
+	"herald/services/internal/herald/heraldtest"
 )
 
 // repoRoot is the directory holding go.mod.
@@ -159,24 +160,6 @@ func startSQS(t *testing.T) (*sqslocal.Server, *sqs.Client) {
 	return s, client
 }
 
-// syncBuffer collects the sender's stdout.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // senderEnv is the environment the local launcher gives the sender.
 func senderEnv(s *sqslocal.Server) map[string]string {
 	return map[string]string{
@@ -196,9 +179,9 @@ func senderEnv(s *sqslocal.Server) map[string]string {
 }
 
 // startSender runs the service as main would, until stop is called.
-func startSender(t *testing.T, env map[string]string) (stop func() error, stdout *syncBuffer) {
+func startSender(t *testing.T, env map[string]string) (stop func() error, stdout *heraldtest.Buffer) {
 	t.Helper()
-	stdout = &syncBuffer{}
+	stdout = &heraldtest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"email-sender"}, getenvFrom(env), stdout) }()
@@ -639,7 +622,7 @@ func senderProcess(t *testing.T, bin string, env map[string]string) (*exec.Cmd, 
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	out := &syncBuffer{}
+	out := &heraldtest.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

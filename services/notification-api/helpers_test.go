@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -25,6 +24,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"herald/services/internal/herald"
+	"herald/services/internal/herald/heraldtest"
 )
 
 const (
@@ -217,29 +217,11 @@ func errResponse(op string, status int, code string) error {
 	}}
 }
 
-// testLog collects log lines so tests can check what was (not) logged.
-type testLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *testLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *testLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 type harness struct {
 	srv     *server
 	h       http.Handler
 	sqs     *fakeSQS
-	log     *testLog
+	log     *heraldtest.Buffer
 	metrics *herald.Metrics
 }
 
@@ -249,7 +231,7 @@ func newHarness(t testing.TB, cfg config, f *fakeSQS, d deps) *harness {
 		f = &fakeSQS{}
 	}
 	d.sqs = f
-	lg := &testLog{}
+	lg := &heraldtest.Buffer{}
 	m := herald.NewMetrics(io.Discard, cfg.Env, serviceName)
 	s := newServer(cfg, d, slog.New(slog.NewJSONHandler(lg, &slog.HandlerOptions{Level: slog.LevelDebug})), m)
 	t.Cleanup(s.enq.close)

@@ -22,6 +22,7 @@ import (
 
 	"herald/services/devstack/sqslocal"
 	"herald/services/internal/herald"
+	"herald/services/internal/herald/heraldtest"
 )
 
 // TestIntegration runs the real program (run) against the goaws SQS emulator
@@ -212,7 +213,7 @@ func startEmulator(t testing.TB, addr string) *emulator {
 
 type runningAPI struct {
 	addr   string
-	out    *testLog
+	out    *heraldtest.Buffer
 	cancel context.CancelFunc
 	done   chan error
 	once   sync.Once
@@ -224,7 +225,7 @@ type runningAPI struct {
 func startAPI(t *testing.T, env map[string]string) *runningAPI {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &runningAPI{out: &testLog{}, cancel: cancel, done: make(chan error, 1)}
+	a := &runningAPI{out: &heraldtest.Buffer{}, cancel: cancel, done: make(chan error, 1)}
 	go func() { a.done <- run(ctx, nil, getenvOf(env), a.out) }()
 	t.Cleanup(func() { a.stop() })
 	deadline := time.Now().Add(20 * time.Second)
@@ -342,7 +343,7 @@ func receive(t *testing.T, c *sqs.Client, url string, n int) map[string]herald.E
 func TestShutdownFinishesRequestsInFlight(t *testing.T) {
 	f := &fakeSQS{gate: make(chan struct{}), started: make(chan struct{}, 10)}
 	cfg := testConfig()
-	lg := &testLog{}
+	lg := &heraldtest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)

@@ -15,6 +15,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"herald/services/internal/herald/heraldtest"
 )
 
 func secretJSON(entries ...keyEntry) string {
@@ -117,7 +119,7 @@ func TestParseKeys(t *testing.T) {
 
 func TestKeyRefresh(t *testing.T) {
 	secrets := &fakeSecrets{value: secretJSON(hashEntry("s1", "hk_s1"))}
-	logs := &testLog{}
+	logs := &heraldtest.Buffer{}
 	ks := newKeyStore([]keyEntry{hashEntry("env", "hk_env")}, "herald/api-keys", secrets, slog.New(slog.NewJSONHandler(logs, nil)))
 	ctx := context.Background()
 	valid := func(key string) bool { _, ok := ks.authenticate(key); return ok }

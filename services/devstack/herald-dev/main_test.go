@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,12 +13,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"herald/services/devstack"
+	"herald/services/internal/herald/heraldtest"
 )
 
 // shellSplit splits a POSIX shell command line made of plain words and
@@ -166,24 +165,6 @@ func TestFlags(t *testing.T) {
 	}
 }
 
-// syncBuffer collects a child's output from its copying goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // childrenOf lists the pids whose parent is pid (Linux /proc).
 func childrenOf(t *testing.T, pid int) []int {
 	t.Helper()
@@ -246,14 +227,14 @@ func TestLauncherEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuffer
+	var stderr heraldtest.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	var kids []int
 	exited := make(chan error, 1)
-	var out syncBuffer
+	var out heraldtest.Buffer
 	lines := make(chan string, 100)
 	go func() {
 		sc := bufio.NewScanner(stdout)
