@@ -2,7 +2,6 @@ package stacks
 
 import (
 	"encoding/json"
-	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -77,31 +76,6 @@ func (d tfDoc) named(t *testing.T, typ, part string) map[string]any {
 	return d.resources(typ)[found[0]]
 }
 
-// ignoredValue matches a value carrying a tfsec ignore (see tfsec.go).
-var ignoredValue = regexp.MustCompile(`^\$\{(.*) /\* (tfsec:ignore:[a-z0-9-]+) ([^*]+) \*/\}$`)
-
-// plain returns a value as Terraform evaluates it, undoing the tfsec ignore
-// wrapper, and the rule it ignores ("" if none).
-func plain(t *testing.T, v any) (any, string) {
-	t.Helper()
-	s, ok := v.(string)
-	if !ok {
-		return v, ""
-	}
-	m := ignoredValue.FindStringSubmatch(s)
-	if m == nil {
-		return v, ""
-	}
-	var out any
-	if err := json.Unmarshal([]byte(m[1]), &out); err != nil {
-		t.Fatalf("ignored value %q: %v", s, err)
-	}
-	if strings.TrimSpace(m[3]) == "" {
-		t.Errorf("ignore %s has no reason", m[2])
-	}
-	return out, strings.TrimPrefix(m[2], "tfsec:ignore:")
-}
-
 func block(v any) map[string]any {
 	switch b := v.(type) {
 	case map[string]any:
@@ -133,7 +107,6 @@ func blocks(v any) []map[string]any {
 
 func strs(t *testing.T, v any) []string {
 	t.Helper()
-	v, _ = plain(t, v)
 	list, _ := v.([]any)
 	var out []string
 	for _, e := range list {
