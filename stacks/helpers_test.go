@@ -64,6 +64,12 @@ func (d tfDoc) only(t *testing.T, typ string) map[string]any {
 // named returns the resource of a type whose logical name contains part.
 func (d tfDoc) named(t *testing.T, typ, part string) map[string]any {
 	t.Helper()
+	return d.resources(typ)[logicalName(t, d, typ, part)]
+}
+
+// logicalName is the one logical name of a type that contains part.
+func logicalName(t *testing.T, d tfDoc, typ, part string) string {
+	t.Helper()
 	var found []string
 	for name := range d.resources(typ) {
 		if strings.Contains(name, part) {
@@ -73,7 +79,7 @@ func (d tfDoc) named(t *testing.T, typ, part string) map[string]any {
 	if len(found) != 1 {
 		t.Fatalf("want one %s named *%s*, have %v", typ, part, found)
 	}
-	return d.resources(typ)[found[0]]
+	return found[0]
 }
 
 func block(v any) map[string]any {
@@ -107,13 +113,7 @@ func blocks(v any) []map[string]any {
 
 func strs(t *testing.T, v any) []string {
 	t.Helper()
-	list, _ := v.([]any)
-	var out []string
-	for _, e := range list {
-		s, _ := e.(string)
-		out = append(out, s)
-	}
-	return out
+	return list(v)
 }
 
 func num(v any) float64 {

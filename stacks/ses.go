@@ -70,7 +70,8 @@ func NewSES(scope constructs.Construct, id string, props *SESProps) *SES {
 	arn := func(kind, name string) string {
 		return fmt.Sprintf("arn:%s:ses:%s:%s:%s/%s", partition(p.Region), p.Region, p.Account, kind, name)
 	}
-	s := &SES{Construct: c, IdentityARN: arn("identity", p.Identity), account: p.Account, region: p.Region}
+	s := &SES{Construct: c, account: p.Account, region: p.Region}
+	s.IdentityARN = s.IdentityARNOf(p.Identity)
 	if p.ConfigurationSet != "" {
 		s.ConfigurationSet = sesv2configurationset.NewSesv2ConfigurationSet(c, jsii.String("configuration-set"), &sesv2configurationset.Sesv2ConfigurationSetConfig{
 			ConfigurationSetName: jsii.String(p.ConfigurationSet),

@@ -840,20 +840,6 @@ func deepCopy(t *testing.T, d tfDoc) tfDoc {
 	return decode(t, mustJSON(d))
 }
 
-func logicalName(t *testing.T, d tfDoc, typ, part string) string {
-	t.Helper()
-	var found []string
-	for name := range d.resources(typ) {
-		if strings.Contains(name, part) {
-			found = append(found, name)
-		}
-	}
-	if len(found) != 1 {
-		t.Fatalf("want one %s named *%s*, have %v", typ, part, found)
-	}
-	return found[0]
-}
-
 func docOf(t *testing.T, policy any) string {
 	t.Helper()
 	m := docReference.FindStringSubmatch(fmt.Sprint(policy))
