@@ -609,6 +609,36 @@ func TestSES(t *testing.T) {
 	}
 }
 
+// The sender may send only from what the API accepts: the default sender
+// and the allowed addresses ignoring case, any address of an allowed
+// domain; in the sandbox also to the listed recipients' identities.
+func TestSendAsAllowedFrom(t *testing.T) {
+	identity := func(id string) string { return "arn:aws:ses:eu-west-1:123456789012:identity/" + id }
+	em := EmailConfig{
+		DefaultFrom:       "No-Reply@Example.com",
+		AllowedFrom:       []string{"@Mail.Example.com", "alerts@example.com", "no-reply@example.com"},
+		SandboxRecipients: []string{"tester@example.org"},
+	}
+	got := sendAsAllowedFrom(em, []string{identity("example.com")}, identity)
+	want := []Statement{
+		{Sid: "SendAsAllowedAddresses", Actions: []string{"ses:SendEmail"}, Resources: []string{identity("example.com"), identity("tester@example.org")},
+			Conditions: []Condition{{Test: "StringEqualsIgnoreCase", Variable: "ses:FromAddress", Values: []string{"alerts@example.com", "no-reply@example.com"}}}},
+		{Sid: "SendAsAllowedDomains", Actions: []string{"ses:SendEmail"}, Resources: []string{identity("example.com"), identity("tester@example.org")},
+			Conditions: []Condition{{Test: "StringLike", Variable: "ses:FromAddress", Values: []string{"*@mail.example.com"}}}},
+	}
+	if mustJSON(got) != mustJSON(want) {
+		t.Errorf("statements\n %s\nwant\n %s", mustJSON(got), mustJSON(want))
+	}
+	if err := checkStatements(got, identityPolicy); err != nil {
+		t.Error(err)
+	}
+	// Without an @domain entry there is no domain statement.
+	em.AllowedFrom, em.SandboxRecipients = nil, nil
+	if got := sendAsAllowedFrom(em, []string{identity("example.com")}, identity); len(got) != 1 || len(got[0].Resources) != 1 {
+		t.Errorf("addresses only: %s", mustJSON(got))
+	}
+}
+
 func TestRepositories(t *testing.T) {
 	doc := synthConstruct(t, func(stack cdktf.TerraformStack) {
 		NewRepositories(stack, "repos", &RepositoriesProps{Prefix: "herald-test", Account: testAccount, Region: testRegion, Images: []string{"notification-api", "email-sender"}, KeepImages: 10})

@@ -398,11 +398,7 @@ func (h *HeraldStack) senderProps(id string, env Environment) *FargateServicePro
 			vars["HERALD_SES_CONFIGURATION_SET"] = h.SES.ConfigurationSetName
 			sendAs = append(sendAs, h.SES.ConfigurationSetARN)
 		}
-		for _, r := range env.Email.SandboxRecipients {
-			// in the sandbox SES also authorizes against the recipient
-			sendAs = append(sendAs, h.SES.IdentityARNOf(r))
-		}
-		statements = append(statements, sendAsAllowedFrom(env.Email, sendAs)...)
+		statements = append(statements, sendAsAllowedFrom(env.Email, sendAs, h.SES.IdentityARNOf)...)
 		if env.Email.SendRate == 0 {
 			statements = append(statements, Statement{Sid: "ReadSendingQuota", Actions: []string{"ses:GetAccount"}, Resources: []string{"*"}})
 		}
@@ -437,12 +433,19 @@ func (h *HeraldStack) senderProps(id string, env Environment) *FargateServicePro
 	return props
 }
 
-// sendAsAllowedFrom lets the sender send as the identity, and only from the
-// addresses the API accepts (HERALD_DEFAULT_FROM and HERALD_ALLOWED_FROM):
-// exact addresses compared ignoring case, as the API compares them, and
-// "@domain" entries as any address of that domain. SES compares the
-// domain pattern case-sensitively (StringLike has no IgnoreCase form).
-func sendAsAllowedFrom(em EmailConfig, sendAs []string) []Statement {
+// sendAsAllowedFrom lets the sender send as the identity (sendAs: its
+// identity and configuration set), and only from the addresses the API
+// accepts (HERALD_DEFAULT_FROM and HERALD_ALLOWED_FROM): exact addresses
+// compared ignoring case, as the API compares them, and "@domain" entries
+// as any address of that domain. SES compares the domain pattern
+// case-sensitively (StringLike has no IgnoreCase form). In the SES sandbox
+// a send may be authorized against the recipient's identity too, so the
+// identities of Email.SandboxRecipients (identityARN) join the resources.
+func sendAsAllowedFrom(em EmailConfig, sendAs []string, identityARN func(string) string) []Statement {
+	sendAs = slices.Clone(sendAs)
+	for _, r := range em.SandboxRecipients {
+		sendAs = append(sendAs, identityARN(r))
+	}
 	addresses := []string{strings.ToLower(em.DefaultFrom)}
 	var domains []string
 	for _, a := range em.AllowedFrom {
