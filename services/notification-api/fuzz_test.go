@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"herald/services/internal/herald"
 )
 
@@ -34,6 +36,12 @@ func FuzzDecode(f *testing.F) {
 		`{"notifications":[` + valid(nil) + `,{"to":[]},"x",null]}`,
 		`{"notifications":[]}`,
 		`{"notifications":{}}`,
+		`{"to":["a@example.com"],"TO":["m@example.com"],"subject":"s","text":"t"}`,
+		`{"to":["a@example.com"],"to":["m@example.com"],"subject":"s","text":"t"}`,
+		`{"to":["a@example.com"],"Subject":"s","subject":"s","text":"t"}`,
+		"{\"to\":[\"a@example.com\"],\"subject\":\"\xc0\xaf\",\"text\":\"t\"}",
+		`{"to":["a@example.com"],"subject":"\ud83d\ude00 \udc00","text":"t"}`,
+		`{"notifications":[{"to":["a@example.com"],"subject":"s","text":"t","text":"u"}]}`,
 	}
 	for _, s := range seeds {
 		f.Add(false, []byte(s))
@@ -49,7 +57,7 @@ func FuzzDecode(f *testing.F) {
 		sqs.bodies = nil
 		sqs.mu.Unlock()
 		path := "/api/notifications"
-		allowed := map[int]bool{202: true, 400: true, 413: true}
+		allowed := map[int]bool{202: true, 400: true, 413: true, 415: true}
 		if batch {
 			path += "/batch"
 			allowed[207] = true
@@ -106,6 +114,11 @@ func FuzzDecode(f *testing.F) {
 			if rec.Code == 400 && len(p.Errors) == 0 {
 				t.Fatalf("400 without errors: %s", rec.Body)
 			}
+		}
+		// Whatever was accepted came in a body that is I-JSON: UTF-8, no
+		// lone surrogate escape, each name once (issue 16).
+		if len(accepted) > 0 && !jsontext.Value(body).IsValid() {
+			t.Fatalf("accepted %d notifications of a body that is not valid I-JSON: %q", len(accepted), body)
 		}
 		if len(accepted) != len(queued) {
 			t.Fatalf("%d accepted, %d queued", len(accepted), len(queued))

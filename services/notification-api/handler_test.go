@@ -90,6 +90,24 @@ func TestPostNotification(t *testing.T) {
 		{name: "no content type", hdr: map[string]string{"Content-Type": "-"}, body: valid(nil), status: 415, kind: "unsupported-media-type"},
 		{name: "json in latin-1", hdr: map[string]string{"Content-Type": "application/json; charset=iso-8859-1"}, body: valid(nil), status: 415, kind: "unsupported-media-type"},
 
+		// Issue 16: the text must be UTF-8 (415, as documented), names exact and once.
+		{name: "invalid UTF-8 bytes", body: `{"to":["alice@example.com"],"subject":"a` + "\xff\xfe" + `","text":"t"}`, status: 415, kind: "unsupported-media-type"},
+		{name: "overlong UTF-8", body: `{"to":["alice@example.com"],"subject":"` + "\xc0\xaf" + `","text":"t"}`, status: 415, kind: "unsupported-media-type"},
+		{name: "lone surrogate escape", body: `{"to":["alice@example.com"],"subject":"a\ud800b","text":"t"}`, status: 415, kind: "unsupported-media-type"},
+		{name: "surrogate pair escape is a character", body: `{"to":["alice@example.com"],"subject":"smile \ud83d\ude00","text":"t"}`, status: 202,
+			check: func(t *testing.T, env herald.Envelope, _ int32) {
+				if env.Subject != "smile \U0001F600" {
+					t.Errorf("subject %q", env.Subject)
+				}
+			}},
+		{name: "a name in another case is unknown", body: `{"to":["alice@example.com"],"TO":["mallory@example.com"],"subject":"s","text":"t"}`,
+			status: 400, kind: "validation", fields: []string{"TO"}},
+		{name: "Subject is not subject", body: `{"to":["alice@example.com"],"Subject":"s","text":"t"}`, status: 400, kind: "validation", fields: []string{"Subject"}},
+		{name: "duplicate name", body: `{"to":["alice@example.com"],"to":["mallory@example.com"],"subject":"s","text":"t"}`,
+			status: 400, kind: "malformed", fields: []string{"to"}},
+		{name: "duplicate metadata key", body: `{"to":["alice@example.com"],"subject":"s","text":"t","metadata":{"k":"a","k":"b"}}`,
+			status: 400, kind: "malformed", fields: []string{"metadata.k"}},
+		{name: "wrong type of one recipient", body: `{"to":["alice@example.com",7],"subject":"s","text":"t"}`, status: 400, kind: "validation", fields: []string{"to[1]"}},
 		{name: "malformed json", body: `{"to":`, status: 400, kind: "malformed", fields: []string{""}},
 		{name: "empty body", body: ``, status: 400, kind: "malformed", fields: []string{""}},
 		{name: "not an object", body: `["a@b.c"]`, status: 400, kind: "malformed", fields: []string{""}},

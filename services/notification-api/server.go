@@ -113,9 +113,9 @@ func (s *server) postNotification(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req notificationRequest
-	if fe := decodeStrict(body, &req); fe != nil {
-		s.reject("validation", 1)
-		writeProblem(w, decodeProblem(fe))
+	if de := decodeStrict(body, &req); de != nil {
+		s.reject(de.reason(), 1)
+		writeProblem(w, de.problem())
 		return
 	}
 	p := s.prepare(req, keyID, s.now())
@@ -135,17 +135,6 @@ func (s *server) postNotification(w http.ResponseWriter, r *http.Request) {
 	s.metrics.Count("Accepted", 1)
 	info(r).notificationID = p.id
 	writeJSON(w, "application/json", http.StatusAccepted, map[string]string{"id": p.id, "status": "queued"})
-}
-
-func decodeProblem(fe *herald.FieldError) problem {
-	if fe.Field == "" {
-		p := newProblem(http.StatusBadRequest, "malformed", fe.Detail)
-		p.Errors = herald.FieldErrors{*fe}
-		return p
-	}
-	p := newProblem(http.StatusBadRequest, "validation", fe.Error())
-	p.Errors = herald.FieldErrors{*fe}
-	return p
 }
 
 // refuse answers a request that prepare found invalid or too large.
@@ -214,16 +203,17 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req batchRequest
-	if fe := decodeStrict(body, &req); fe != nil {
-		s.reject("validation", 1)
-		writeProblem(w, decodeProblem(fe))
+	if de := decodeStrict(body, &req); de != nil {
+		s.reject(de.reason(), 1)
+		writeProblem(w, de.problem())
 		return
 	}
 	n := len(req.Notifications)
 	if n == 0 || n > maxBatchItems {
 		s.reject("validation", 1)
-		fe := herald.FieldError{Field: "notifications", Detail: fmt.Sprintf("%d notifications; send 1 to %d", n, maxBatchItems)}
-		writeProblem(w, decodeProblem(&fe))
+		de := decodeError{status: http.StatusBadRequest, kind: "validation",
+			field: herald.FieldError{Field: "notifications", Detail: fmt.Sprintf("%d notifications; send 1 to %d", n, maxBatchItems)}}
+		writeProblem(w, de.problem())
 		return
 	}
 	if d, ok := s.limiter.take(keyID, n); !ok {
@@ -238,9 +228,9 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 	for i, raw := range req.Notifications {
 		items[i].Index = i
 		var one notificationRequest
-		if fe := decodeStrict(raw, &one); fe != nil {
-			s.reject("validation", 1)
-			items[i].Status, items[i].Detail, items[i].Errors = http.StatusBadRequest, "the notification is not valid", herald.FieldErrors{*fe}
+		if de := decodeStrict(raw, &one); de != nil {
+			s.reject(de.reason(), 1)
+			items[i].Status, items[i].Detail, items[i].Errors = http.StatusBadRequest, "the notification is not valid", herald.FieldErrors{de.field}
 			continue
 		}
 		p := s.prepare(one, keyID, now)
