@@ -55,6 +55,7 @@ func testConfig() config {
 		RateBurst:       200,
 		BatchLinger:     2 * time.Millisecond,
 		ReadyCache:      5 * time.Second,
+		MaxConnections:  1024,
 		EnqueueTimeout:  2 * time.Second,
 	}
 }

@@ -34,6 +34,8 @@ type server struct {
 	ready    *readiness
 	now      func() time.Time
 	draining atomic.Bool
+
+	unauthLog *logSampler // request lines of requests without a valid key
 }
 
 // deps are the outside world the server talks to; tests put fakes in.
@@ -57,6 +59,8 @@ func newServer(cfg config, d deps, log *slog.Logger, metrics *herald.Metrics) *s
 		enq:     newEnqueuer(q, cfg.BatchLinger, cfg.EnqueueTimeout),
 		ready:   &readiness{api: d.sqs, url: cfg.QueueURL, ttl: cfg.ReadyCache, now: d.now},
 		now:     d.now,
+
+		unauthLog: newLogSampler(unauthLogRate, unauthLogBurst),
 	}
 }
 
