@@ -15,8 +15,10 @@ import (
 // FuzzDecode sends arbitrary bodies through the real handler (with a key,
 // JSON content type and an SQS that accepts everything) to both POST
 // endpoints. Whatever the body: no panic, only documented codes, a reply in
-// the documented shape, and every notification answered as queued is on the
-// queue as a valid envelope under the id the client was given.
+// the documented shape (openapi.json's too), a body accepted whole only
+// when openapi.json's schema takes it, and every notification answered as
+// queued is on the queue as a valid envelope under the id the client was
+// given.
 //
 //	go test ./services/notification-api -run '^$' -fuzz FuzzDecode -fuzztime 20s
 func FuzzDecode(f *testing.F) {
@@ -42,6 +44,8 @@ func FuzzDecode(f *testing.F) {
 		"{\"to\":[\"a@example.com\"],\"subject\":\"\xc0\xaf\",\"text\":\"t\"}",
 		`{"to":["a@example.com"],"subject":"\ud83d\ude00 \udc00","text":"t"}`,
 		`{"notifications":[{"to":["a@example.com"],"subject":"s","text":"t","text":"u"}]}`,
+		`{"to":["a@example.com"],"cc":null,"from":"","replyTo":null,"subject":"s","text":"","html":"h","delaySeconds":-0,"metadata":null}`,
+		`{"to":["\"x@y.z\" <a@example.com>"],"from":"=?utf-8?q?a=40b.c?= <noreply@herald.test>","subject":"s","text":"t"}`,
 	}
 	for _, s := range seeds {
 		f.Add(false, []byte(s))
@@ -67,6 +71,7 @@ func FuzzDecode(f *testing.F) {
 		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
 		h.h.ServeHTTP(rec, req)
+		checkContract(t, req, body, rec)
 		if !allowed[rec.Code] {
 			t.Fatalf("status %d for %q: %s", rec.Code, body, rec.Body)
 		}

@@ -70,6 +70,7 @@ func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/api/notifications", s.allow(http.MethodPost, true, s.postNotification))
 	mux.Handle("/api/notifications/batch", s.allow(http.MethodPost, true, s.postBatch))
+	mux.Handle("/api/openapi.json", s.allow(http.MethodGet, false, s.openAPI))
 	mux.Handle("/api", s.allow(http.MethodGet, false, s.live))
 	mux.Handle("/healthz", s.allow(http.MethodGet, false, s.live))
 	mux.Handle("/readyz", s.allow(http.MethodGet, false, s.readyz))
