@@ -1,22 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
-)
 
-// A generous bound on waiting for a reply from a loopback server; the
-// server's own read timeout (30 s) is longer, so a server that waits for a
-// slow body before answering fails the test instead of passing late.
-const replyWait = 10 * time.Second
+	"herald/services/notification-api/apitest"
+)
 
 // liveServer serves h's handler as serve does (same http.Server, the
 // connection cap) on a free loopback port until the test ends. states, when
@@ -34,53 +29,6 @@ func liveServer(t *testing.T, h *harness, states func(net.Conn, http.ConnState))
 	go func() { srv.Serve(ln); close(done) }()
 	t.Cleanup(func() { srv.Close(); <-done })
 	return raw.Addr().String(), ln
-}
-
-// rawConn is one client connection that writes bytes as they are given.
-type rawConn struct {
-	t *testing.T
-	c net.Conn
-	r *bufio.Reader
-}
-
-func dial(t *testing.T, addr string) *rawConn {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, replyWait)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &rawConn{t: t, c: c, r: bufio.NewReader(c)}
-}
-
-func (rc *rawConn) send(s string) {
-	rc.t.Helper()
-	if _, err := io.WriteString(rc.c, s); err != nil {
-		rc.t.Fatal(err)
-	}
-}
-
-// reply reads one response within replyWait.
-func (rc *rawConn) reply() *http.Response {
-	rc.t.Helper()
-	rc.c.SetReadDeadline(time.Now().Add(replyWait))
-	resp, err := http.ReadResponse(rc.r, nil)
-	if err != nil {
-		rc.t.Fatalf("no reply within %s: %v", replyWait, err)
-	}
-	if _, err := io.ReadAll(resp.Body); err != nil {
-		rc.t.Fatalf("reply body: %v", err)
-	}
-	return resp
-}
-
-// closedByServer waits (within replyWait) for the server to end the
-// connection.
-func (rc *rawConn) closedByServer() bool {
-	rc.c.SetReadDeadline(time.Now().Add(replyWait))
-	_, err := rc.r.ReadByte()
-	var ne net.Error
-	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
 }
 
 // TestEarlyAnswerClosesTheConnection: a request answered before its body is
@@ -103,32 +51,32 @@ func TestEarlyAnswerClosesTheConnection(t *testing.T) {
 		{"declared over the limit", "Authorization: Bearer " + testKey + "\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n", 413},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			rc := dial(t, addr)
+			rc := apitest.Dial(t, addr)
 			body := partial
 			if strings.Contains(c.headers, "chunked") {
 				body = fmt.Sprintf("%x\r\n%s\r\n", len(partial), partial)
 			}
 			// The headers and the start of a body that never ends.
-			rc.send("POST /api/notifications HTTP/1.1\r\nHost: herald\r\n" + c.headers + "\r\n" + body)
-			resp := rc.reply()
+			rc.Send("POST /api/notifications HTTP/1.1\r\nHost: herald\r\n" + c.headers + "\r\n" + body)
+			resp := rc.Reply()
 			if resp.StatusCode != c.status {
 				t.Fatalf("status %d, want %d", resp.StatusCode, c.status)
 			}
 			if !resp.Close {
 				t.Errorf("reply without Connection: close (header %q)", resp.Header.Get("Connection"))
 			}
-			if !rc.closedByServer() {
-				t.Errorf("the server kept the connection open %s after answering", replyWait)
+			if !rc.ClosedByServer(apitest.ReplyWait) {
+				t.Errorf("the server kept the connection open %s after answering", apitest.ReplyWait)
 			}
 		})
 	}
 	t.Run("a body read in full keeps the connection", func(t *testing.T) {
-		rc := dial(t, addr)
+		rc := apitest.Dial(t, addr)
 		body := valid(nil)
 		for i := range 2 {
-			rc.send("POST /api/notifications HTTP/1.1\r\nHost: herald\r\nAuthorization: Bearer " + testKey +
+			rc.Send("POST /api/notifications HTTP/1.1\r\nHost: herald\r\nAuthorization: Bearer " + testKey +
 				"\r\nContent-Type: application/json\r\nContent-Length: " + fmt.Sprint(len(body)) + "\r\n\r\n" + body)
-			resp := rc.reply()
+			resp := rc.Reply()
 			if resp.StatusCode != 202 || resp.Close {
 				t.Fatalf("request %d on one connection: status %d, close %v", i, resp.StatusCode, resp.Close)
 			}
@@ -153,10 +101,10 @@ func TestConnectionCap(t *testing.T) {
 
 	// Given two idle keep-alive connections (idle for the server too, not
 	// only answered), the cap is reached.
-	idle := []*rawConn{dial(t, addr), dial(t, addr)}
+	idle := []*apitest.Conn{apitest.Dial(t, addr), apitest.Dial(t, addr)}
 	for _, rc := range idle {
-		rc.send(get)
-		if resp := rc.reply(); resp.StatusCode != 200 || resp.Close {
+		rc.Send(get)
+		if resp := rc.Reply(); resp.StatusCode != 200 || resp.Close {
 			t.Fatalf("status %d, close %v", resp.StatusCode, resp.Close)
 		}
 		<-idleNow
@@ -165,13 +113,13 @@ func TestConnectionCap(t *testing.T) {
 		t.Fatalf("%d connections hold a slot, want 2", n)
 	}
 	// When a third client comes, it is served: the idle ones are closed.
-	third := dial(t, addr)
-	third.send(get)
-	if resp := third.reply(); resp.StatusCode != 200 {
+	third := apitest.Dial(t, addr)
+	third.Send(get)
+	if resp := third.Reply(); resp.StatusCode != 200 {
 		t.Fatalf("third connection: status %d", resp.StatusCode)
 	}
 	for i, rc := range idle {
-		if !rc.closedByServer() {
+		if !rc.ClosedByServer(apitest.ReplyWait) {
 			t.Errorf("idle connection %d still open at the cap", i)
 		}
 	}
@@ -179,10 +127,10 @@ func TestConnectionCap(t *testing.T) {
 		t.Errorf("no warning logged at the cap:\n%s", h.log)
 	}
 	// Then, below the cap, connections are kept alive again.
-	fourth := dial(t, addr)
+	fourth := apitest.Dial(t, addr)
 	for i := range 2 {
-		fourth.send(get)
-		if resp := fourth.reply(); resp.StatusCode != 200 || resp.Close {
+		fourth.Send(get)
+		if resp := fourth.Reply(); resp.StatusCode != 200 || resp.Close {
 			t.Fatalf("request %d after the cap: status %d, close %v", i, resp.StatusCode, resp.Close)
 		}
 	}

@@ -25,7 +25,7 @@ import (
 
 	"herald/services/internal/herald"
 	"herald/services/internal/herald/heraldtest"
-	"herald/services/notification-api/openapitest"
+	"herald/services/notification-api/apitest"
 )
 
 const (
@@ -230,14 +230,14 @@ type harness struct {
 
 var (
 	contractOnce sync.Once
-	contract     *openapitest.Contract
+	contract     *apitest.Contract
 	contractErr  error
 )
 
 // apiContract is openapi.json, loaded and validated once.
-func apiContract(t testing.TB) *openapitest.Contract {
+func apiContract(t testing.TB) *apitest.Contract {
 	t.Helper()
-	contractOnce.Do(func() { contract, contractErr = openapitest.Load(context.Background(), openAPIDocument) })
+	contractOnce.Do(func() { contract, contractErr = apitest.Load(context.Background(), openAPIDocument) })
 	if contractErr != nil {
 		t.Fatal(contractErr)
 	}

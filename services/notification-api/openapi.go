@@ -6,7 +6,7 @@ import (
 )
 
 // openAPIDocument is the API's contract as an OpenAPI 3.1 document, the
-// same contract as doc.go. openapitest checks the handler's answers against
+// same contract as doc.go. apitest.Contract checks the handler's answers against
 // it, so a status, field or header the document does not have fails the
 // tests.
 //

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"herald/services/internal/herald"
-	"herald/services/notification-api/openapitest"
+	"herald/services/notification-api/apitest"
 )
 
 // Every answer of the handler tests (helpers_test.go's harness.do) is
@@ -207,7 +207,7 @@ func TestOpenAPIUndocumentedFails(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mutated, err := openapitest.Load(ctx, data)
+			mutated, err := apitest.Load(ctx, data)
 			if err != nil {
 				t.Fatalf("mutated document: %v", err)
 			}

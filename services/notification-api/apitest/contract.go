@@ -1,12 +1,15 @@
-// Package openapitest checks requests and answers of the Notification API
-// against its OpenAPI 3.1 document (services/notification-api/openapi.json,
-// served at GET /api/openapi.json), with kin-openapi. The service's handler
-// tests and the end-to-end tests use it; the service itself does not.
+// Package apitest is the Notification API's test kit, used by its own tests
+// and by the end-to-end tests (the service does not import it):
 //
-// kin-openapi (v0.153.0) reads OpenAPI 3.1 and validates its schemas as
-// JSON Schema 2020-12 (through santhosh-tekuri/jsonschema/v6), which the
-// document's if/then, const and type arrays need.
-package openapitest
+//   - Contract checks requests and answers against the API's OpenAPI 3.1
+//     document (services/notification-api/openapi.json, served at
+//     GET /api/openapi.json) with kin-openapi. kin-openapi (v0.153.0) reads
+//     OpenAPI 3.1 and validates its schemas as JSON Schema 2020-12 (through
+//     santhosh-tekuri/jsonschema/v6), which the document's if/then, const
+//     and type arrays need.
+//   - Conn is one raw HTTP/1.1 connection, for what a client library hides:
+//     a body that never ends, a connection held idle, a server closing it.
+package apitest
 
 import (
 	"bytes"
