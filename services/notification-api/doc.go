@@ -25,7 +25,8 @@
 // HERALD_DEFAULT_FROM) on HERALD_ALLOWED_FROM, a subject of at most 998
 // bytes, text or html, delaySeconds 0 to 900, at most 20 metadata entries
 // (keys 1 to 64 bytes, values at most 256), no unknown field, and an encoded
-// envelope of at most HERALD_MAX_MESSAGE_BYTES.
+// envelope of at most HERALD_MAX_MESSAGE_BYTES. null, and "" for from and
+// replyTo, is the same as an absent field.
 //
 // # Addresses
 //

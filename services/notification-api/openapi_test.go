@@ -107,6 +107,27 @@ func TestOpenAPILimitsAreTheCode(t *testing.T) {
 	}
 }
 
+// TestOpenAPIPostsShareParameters: both POST operations list the same
+// request parameters (today X-Request-Id), so a request header added to
+// both endpoints (an Idempotency-Key) is one components.parameters entry
+// and its $ref in each list, and this test fails while one lacks it.
+func TestOpenAPIPostsShareParameters(t *testing.T) {
+	doc := rawDoc(t)
+	single := docValue(t, doc, "paths", "/api/notifications", "post", "parameters")
+	batch := docValue(t, doc, "paths", "/api/notifications/batch", "post", "parameters")
+	a, _ := json.Marshal(single)
+	b, _ := json.Marshal(batch)
+	if string(a) != string(b) {
+		t.Errorf("the POST operations' parameters differ:\n single %s\n batch  %s", a, b)
+	}
+	for _, p := range single.([]any) {
+		ref, _ := p.(map[string]any)["$ref"].(string)
+		if !strings.HasPrefix(ref, "#/components/parameters/") {
+			t.Errorf("parameter %v is not a $ref to components.parameters", p)
+		}
+	}
+}
+
 // TestOpenAPIExamples posts every request example of the document to the
 // handler: it gets the status its x-herald-status says, and (as every
 // answer here) an answer the document has.
