@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -151,7 +150,7 @@ func TestBadInputQueuesNothing(t *testing.T) {
 	}
 	// The API's OpenAPI document, as it serves it without a key: every
 	// answer below must be one it has.
-	doc, err := request(ctx, a, http.MethodGet, "/api/openapi.json", nil, nil)
+	doc, err := a.request(ctx, http.MethodGet, "/api/openapi.json", nil, nil)
 	if err != nil || doc.Status != http.StatusOK {
 		t.Fatalf("GET /api/openapi.json: %v %v", doc, err)
 	}
@@ -192,7 +191,7 @@ func TestBadInputQueuesNothing(t *testing.T) {
 			for k, v := range c.header {
 				hdr[k] = v
 			}
-			r, err := request(ctx, a, http.MethodPost, path, hdr, c.body)
+			r, err := a.request(ctx, http.MethodPost, path, hdr, c.body)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -406,22 +405,4 @@ func dialAPI(t *testing.T, s *devstack.Stack) *apitest.Conn {
 		t.Fatal(err)
 	}
 	return apitest.Dial(t, u.Host)
-}
-
-// request sends a request with exactly the headers given.
-func request(ctx context.Context, a *api, method, path string, hdr map[string]string, body []byte) (reply, error) {
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, bytes.NewReader(body))
-	if err != nil {
-		return reply{}, err
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := a.http.Do(req)
-	if err != nil {
-		return reply{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return reply{Status: resp.StatusCode, Header: resp.Header, Body: b}, err
 }

@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -96,13 +96,8 @@ func TestOpenAPILimitsAreTheCode(t *testing.T) {
 			inDoc = append(inDoc, kind)
 		}
 	}
-	var inCode []string
-	for kind := range problemTitles {
-		inCode = append(inCode, kind)
-	}
-	sort.Strings(inDoc)
-	sort.Strings(inCode)
-	if !slices.Equal(inDoc, inCode) {
+	slices.Sort(inDoc)
+	if inCode := slices.Sorted(maps.Keys(problemTitles)); !slices.Equal(inDoc, inCode) {
 		t.Errorf("problem types in openapi.json %v, in the code %v", inDoc, inCode)
 	}
 }
