@@ -118,6 +118,10 @@ type keyStore struct {
 	secrets  secretsAPI
 	log      *slog.Logger
 	current  atomic.Pointer[[]keyEntry]
+	// version is the secret's VersionId whose keys are in force ("" before
+	// the first load): /readyz shows it, so an operator who changed the
+	// secret can tell when every task has picked the change up.
+	version atomic.Pointer[string]
 }
 
 func newKeyStore(static []keyEntry, secretID string, secrets secretsAPI, log *slog.Logger) *keyStore {
@@ -183,7 +187,18 @@ func (k *keyStore) refresh(ctx context.Context) error {
 		set = append(set, e)
 	}
 	k.current.Store(&set)
+	version := aws.ToString(out.VersionId)
+	k.version.Store(&version)
 	return nil
+}
+
+// secretVersion is the VersionId of the secret value in force, "" when no
+// secret was loaded.
+func (k *keyStore) secretVersion() string {
+	if v := k.version.Load(); v != nil {
+		return *v
+	}
+	return ""
 }
 
 // run refreshes every interval until ctx ends; a failed refresh is logged and
@@ -199,13 +214,13 @@ func (k *keyStore) run(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			before := strings.Join(k.ids(), ",")
+			ids, version := strings.Join(k.ids(), ","), k.secretVersion()
 			if err := k.refresh(ctx); err != nil {
 				k.log.Warn("API key refresh failed; keeping the last good keys", "err", err)
 				continue
 			}
-			if ids := k.ids(); strings.Join(ids, ",") != before {
-				k.log.Info("API keys changed", "keyIds", ids)
+			if now := k.ids(); strings.Join(now, ",") != ids || k.secretVersion() != version {
+				k.log.Info("API keys changed", "keyIds", now, "secretVersion", k.secretVersion())
 			}
 		}
 	}
