@@ -12,10 +12,6 @@ package devstack
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +32,7 @@ import (
 
 	"herald/services/devstack/sesgate"
 	"herald/services/devstack/sqslocal"
+	"herald/services/internal/herald"
 )
 
 // Component names one process of the stack.
@@ -562,11 +559,9 @@ const DevKeyID = "dev"
 // MintKey makes an API key as `notification-api keygen` does (hk_ and 256
 // random bits) and its SHA-256 hex, the form the API stores.
 func MintKey() (key, sha256Hex string, err error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
+	key, sha256Hex, err = herald.NewAPIKey()
+	if err != nil {
 		return "", "", fmt.Errorf("mint API key: %w", err)
 	}
-	key = "hk_" + base64.RawURLEncoding.EncodeToString(b)
-	sum := sha256.Sum256([]byte(key))
-	return key, hex.EncodeToString(sum[:]), nil
+	return key, sha256Hex, nil
 }

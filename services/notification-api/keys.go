@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,10 +18,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"herald/services/internal/herald"
 )
 
 // keyPrefix marks Herald API keys, so a leaked one is recognisable in a scan.
-const keyPrefix = "hk_"
+const keyPrefix = herald.APIKeyPrefix
 
 // keyEntry is one API key as the service holds it: its id and the SHA-256 of
 // the key. The key itself is never stored.
@@ -37,17 +38,7 @@ type secretsAPI interface {
 }
 
 // validKeyID keeps key ids safe to put in logs, metrics and the envelope.
-func validKeyID(id string) error {
-	if id == "" || len(id) > 64 {
-		return errors.New("key id must be 1 to 64 characters")
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return fmt.Errorf("key id %q may hold only letters, digits, '-', '_' and '.'", id)
-		}
-	}
-	return nil
-}
+func validKeyID(id string) error { return herald.CheckKeyID(id) }
 
 func parseHash(id, s string) (keyEntry, error) {
 	if err := validKeyID(id); err != nil {
@@ -228,11 +219,8 @@ func (k *keyStore) run(ctx context.Context, every time.Duration) {
 
 // newKey mints a 256-bit random API key.
 func newKey() (string, error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("random key: %w", err)
-	}
-	return keyPrefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
+	key, _, err := herald.NewAPIKey()
+	return key, err
 }
 
 // keygen is the `keygen [key-id]` subcommand: it prints a new key once and
