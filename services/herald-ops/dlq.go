@@ -391,16 +391,23 @@ func follow(ctx context.Context, e *env, c sqsAPI, dlqARN, handle string, timeou
 	}
 }
 
+// dlqClient is the SQS client and the DLQ's ARN, for the commands that
+// work on the DLQ's move tasks.
+func dlqClient(ctx context.Context, e *env) (sqsAPI, string, error) {
+	if err := e.need("dlq-url"); err != nil {
+		return nil, "", err
+	}
+	c, err := e.clients.sqs(ctx, &e.target)
+	if err != nil {
+		return nil, "", err
+	}
+	arn, err := queueARN(ctx, c, e.dlqURL)
+	return c, arn, err
+}
+
 func dlqStatusFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	return func(ctx context.Context, e *env, _ []string) error {
-		if err := e.need("dlq-url"); err != nil {
-			return err
-		}
-		c, err := e.clients.sqs(ctx, &e.target)
-		if err != nil {
-			return err
-		}
-		dlqARN, err := queueARN(ctx, c, e.dlqURL)
+		c, dlqARN, err := dlqClient(ctx, e)
 		if err != nil {
 			return err
 		}
@@ -422,14 +429,7 @@ func dlqStatusFlags(fs *flag.FlagSet) func(context.Context, *env, []string) erro
 
 func dlqCancelFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
 	return func(ctx context.Context, e *env, _ []string) error {
-		if err := e.need("dlq-url"); err != nil {
-			return err
-		}
-		c, err := e.clients.sqs(ctx, &e.target)
-		if err != nil {
-			return err
-		}
-		dlqARN, err := queueARN(ctx, c, e.dlqURL)
+		c, dlqARN, err := dlqClient(ctx, e)
 		if err != nil {
 			return err
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -140,7 +139,8 @@ func changeKeys(ctx context.Context, e *env, c secretsAPI, id string, change key
 	put, err := c.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
 		SecretId:           aws.String(e.secretID),
 		SecretString:       aws.String(string(value)),
-		ClientRequestToken: aws.String(newToken()),
+		// The new version's id, and what makes a retried call idempotent.
+		ClientRequestToken: aws.String(herald.NewID()),
 	})
 	if err != nil {
 		return "", fmt.Errorf("write the secret %s: %w", e.secretID, err)
@@ -192,17 +192,6 @@ func currentVersion(stages map[string][]string) string {
 		}
 	}
 	return ""
-}
-
-// newToken is a random UUID for PutSecretValue's ClientRequestToken: the new
-// version's id, and what makes a retried call idempotent.
-func newToken() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 // waitForVersion polls the API's /readyz until confirm answers in a row show

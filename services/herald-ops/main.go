@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -171,13 +172,22 @@ var (
 // environment (the local emulators).
 type awsClients struct{ getenv func(string) string }
 
-func (c awsClients) sqs(ctx context.Context, t *target) (sqsAPI, error) {
+// config is the SDK configuration for the target's region.
+func (c awsClients) config(ctx context.Context, t *target) (aws.Config, error) {
 	cfg, err := herald.LoadAWSConfig(ctx, t.region, herald.AWSOptions{})
 	if err != nil {
-		return nil, err
+		return aws.Config{}, err
 	}
 	if cfg.Region == "" {
-		return nil, errors.New("no AWS region: set -region or AWS_REGION")
+		return aws.Config{}, errors.New("no AWS region: set -region or AWS_REGION")
+	}
+	return cfg, nil
+}
+
+func (c awsClients) sqs(ctx context.Context, t *target) (sqsAPI, error) {
+	cfg, err := c.config(ctx, t)
+	if err != nil {
+		return nil, err
 	}
 	return sqs.NewFromConfig(cfg, func(o *sqs.Options) {
 		o.BaseEndpoint = herald.Endpoint(c.getenv, herald.EnvEndpointSQS)
@@ -185,12 +195,9 @@ func (c awsClients) sqs(ctx context.Context, t *target) (sqsAPI, error) {
 }
 
 func (c awsClients) secrets(ctx context.Context, t *target) (secretsAPI, error) {
-	cfg, err := herald.LoadAWSConfig(ctx, t.region, herald.AWSOptions{})
+	cfg, err := c.config(ctx, t)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.Region == "" {
-		return nil, errors.New("no AWS region: set -region or AWS_REGION")
 	}
 	return secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) {
 		o.BaseEndpoint = herald.Endpoint(c.getenv, herald.EnvEndpointSecretsManager)

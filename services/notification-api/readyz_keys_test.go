@@ -7,45 +7,25 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"herald/services/internal/herald/heraldtest"
 )
 
-// versionedSecrets serves one secret value with its VersionId, as Secrets
-// Manager answers GetSecretValue.
-type versionedSecrets struct {
-	mu             sync.Mutex
-	value, version string
-	err            error
-}
-
-func (f *versionedSecrets) set(value, version string, err error) {
+// setVersion serves value as the given version of the secret.
+func (f *fakeSecrets) setVersion(value, version string, err error) {
 	f.mu.Lock()
 	f.value, f.version, f.err = value, version, err
 	f.mu.Unlock()
-}
-
-func (f *versionedSecrets) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.err != nil {
-		return nil, f.err
-	}
-	return &secretsmanager.GetSecretValueOutput{SecretString: aws.String(f.value), VersionId: aws.String(f.version)}, nil
 }
 
 // /readyz names the secret version whose keys are in force: the new one
 // after a refresh, the last good one while refreshes fail or the new value
 // is invalid, none without a secret.
 func TestReadyzShowsTheKeySecretVersion(t *testing.T) {
-	secrets := &versionedSecrets{}
-	secrets.set(secretJSON(hashEntry("a", "hk_a")), "v1", nil)
+	secrets := &fakeSecrets{}
+	secrets.setVersion(secretJSON(hashEntry("a", "hk_a")), "v1", nil)
 	cfg := testConfig()
 	cfg.KeysSecretID = "herald/api-keys"
 	h := newHarness(t, cfg, nil, deps{secrets: secrets})
@@ -75,7 +55,7 @@ func TestReadyzShowsTheKeySecretVersion(t *testing.T) {
 		{"a valid one again", secretJSON(hashEntry("b", "hk_b")), "v4", nil, "v4"},
 	}
 	for _, s := range steps {
-		secrets.set(s.value, s.version, s.err)
+		secrets.setVersion(s.value, s.version, s.err)
 		err := refresh()
 		if (err == nil) != (s.wantVersion == s.version) {
 			t.Errorf("%s: refresh error %v", s.name, err)
@@ -96,8 +76,8 @@ func TestReadyzShowsTheKeySecretVersion(t *testing.T) {
 // The refresh loop logs a new version even when the key ids stay the same
 // (a rotated key), naming the version and never a hash.
 func TestKeyRefreshLogsNewVersion(t *testing.T) {
-	secrets := &versionedSecrets{}
-	secrets.set(secretJSON(hashEntry("a", "hk_a")), "v1", nil)
+	secrets := &fakeSecrets{}
+	secrets.setVersion(secretJSON(hashEntry("a", "hk_a")), "v1", nil)
 	logs := &heraldtest.Buffer{}
 	ks := newKeyStore(nil, "herald/api-keys", secrets, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err := ks.refresh(context.Background()); err != nil {
@@ -108,7 +88,7 @@ func TestKeyRefreshLogsNewVersion(t *testing.T) {
 	go func() { defer close(done); ks.run(ctx, time.Millisecond) }()
 	t.Cleanup(func() { cancel(); <-done })
 	rotated := hashEntry("a", "hk_a2")
-	secrets.set(secretJSON(rotated), "v2", nil)
+	secrets.setVersion(secretJSON(rotated), "v2", nil)
 	pollUntil(t, "rotation logged", func() bool { return strings.Contains(logs.String(), `"secretVersion":"v2"`) })
 	if _, ok := ks.authenticate("hk_a2"); !ok {
 		t.Error("rotated key not in force")

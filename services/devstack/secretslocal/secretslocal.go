@@ -20,20 +20,20 @@
 package secretslocal
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"herald/services/devstack/loopback"
+	"herald/services/internal/herald"
 )
 
 // AccountID is the account in local secret ARNs.
@@ -61,20 +61,12 @@ type Server struct {
 	// URL is the endpoint for AWS_ENDPOINT_URL_SECRETSMANAGER.
 	URL   string
 	store *store
-	srv   *http.Server
-	done  chan struct{}
+	http  *loopback.Server
 }
 
 // Start serves the emulator on addr, a loopback host:port ("127.0.0.1:0"
 // picks a free port), with cfg.Secrets created.
 func Start(addr string, cfg Config) (*Server, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("secretslocal: address %q: %w", addr, err)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, fmt.Errorf("secretslocal: address %q is not loopback", addr)
-	}
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
 	}
@@ -87,27 +79,11 @@ func Start(addr string, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("secretslocal: create %s: %s", name, apiErr.message)
 		}
 	}
-	ln, err := net.Listen("tcp", addr)
+	srv, err := loopback.Serve(addr, st)
 	if err != nil {
-		return nil, fmt.Errorf("secretslocal: listen on %s: %w", addr, err)
+		return nil, fmt.Errorf("secretslocal: %w", err)
 	}
-	s := &Server{
-		URL:   "http://" + ln.Addr().String(),
-		store: st,
-		srv: &http.Server{
-			Handler:           st,
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      30 * time.Second,
-			IdleTimeout:       120 * time.Second,
-		},
-		done: make(chan struct{}),
-	}
-	go func() {
-		defer close(s.done)
-		s.srv.Serve(ln)
-	}()
-	return s, nil
+	return &Server{URL: srv.URL, store: st, http: srv}, nil
 }
 
 // ARN is the ARN of a secret, "" if there is none of that name.
@@ -121,16 +97,7 @@ func (s *Server) ARN(name string) string {
 }
 
 // Close stops serving, waiting briefly for calls in flight.
-func (s *Server) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	err := s.srv.Shutdown(ctx)
-	if err != nil {
-		err = errors.Join(err, s.srv.Close())
-	}
-	<-s.done
-	return err
-}
+func (s *Server) Close() error { return s.http.Close() }
 
 // secret is one secret and its versions.
 type secret struct {
@@ -257,15 +224,8 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	w.Write(b)
 }
 
-// newID is a random UUID (version 4), the form of VersionIds.
-func newID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
+// newID is a new VersionId or request id: a UUID, as Secrets Manager's.
+func newID() string { return herald.NewID() }
 
 // epoch is a timestamp as the JSON protocol writes it: seconds since 1970.
 func epoch(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
