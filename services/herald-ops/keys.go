@@ -137,8 +137,8 @@ func changeKeys(ctx context.Context, e *env, c secretsAPI, id string, change key
 		return "", err
 	}
 	put, err := c.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
-		SecretId:           aws.String(e.secretID),
-		SecretString:       aws.String(string(value)),
+		SecretId:     aws.String(e.secretID),
+		SecretString: aws.String(string(value)),
 		// The new version's id, and what makes a retried call idempotent.
 		ClientRequestToken: aws.String(herald.NewID()),
 	})
