@@ -125,9 +125,12 @@ func newMover(goaws http.Handler) *mover {
 	}
 }
 
-// close stops every running task and waits for them.
+// close stops every running task and waits for them. Under mu, so a start
+// in progress either sees the stop or is counted before the wait.
 func (mv *mover) close() {
+	mv.mu.Lock()
 	mv.stop()
+	mv.mu.Unlock()
 	mv.running.Wait()
 }
 
