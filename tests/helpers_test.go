@@ -12,6 +12,8 @@
 //	TestSenderKilled, TestSenderSIGTERMDrains, TestSESOutage, TestSQSOutage
 //	                                faults_test.go
 //	TestBadInputQueuesNothing       badinput_test.go
+//	TestRedriveDeliversOnce, TestKeysReachTheRunningAPI
+//	                                ops_test.go (the built herald-ops)
 //
 // The deployed-stack suite lives in tests/aws (README.md).
 package tests

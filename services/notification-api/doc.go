@@ -11,6 +11,12 @@
 //	GET  /api, /healthz            liveness (no key, no queue call)
 //	GET  /readyz                   the queue answers GetQueueAttributes (cached HERALD_READY_CACHE)
 //
+// /readyz answers 200 {"status": "ready", "apiKeysVersion": "<VersionId>"},
+// apiKeysVersion being the version of the HERALD_API_KEYS_SECRET_ID secret
+// whose keys this task uses (absent without a secret): after changing the
+// secret, every task answers the new version once it has read it
+// (herald-ops keys waits for that).
+//
 // Both POST endpoints need `Authorization: Bearer <API key>` and a JSON body
 // (application/json or application/*+json) that is I-JSON (RFC 7493): UTF-8
 // text (invalid bytes, overlong forms and \u escapes of lone surrogates are

@@ -402,7 +402,11 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, "application/json", http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "detail": "the queue cannot be reached"})
 		return
 	}
-	writeJSON(w, "application/json", http.StatusOK, map[string]string{"status": "ready"})
+	body := map[string]string{"status": "ready"}
+	if v := s.keys.secretVersion(); v != "" {
+		body["apiKeysVersion"] = v
+	}
+	writeJSON(w, "application/json", http.StatusOK, body)
 }
 
 // readiness asks SQS for the queue's attributes, and reuses the answer (good

@@ -281,6 +281,7 @@ func (c *Consumer) poll(lt lifetimes, workers *sync.WaitGroup) {
 			MessageSystemAttributeNames: []types.MessageSystemAttributeName{
 				types.MessageSystemAttributeNameSentTimestamp,
 				types.MessageSystemAttributeNameApproximateReceiveCount,
+				types.MessageSystemAttributeNameApproximateFirstReceiveTimestamp,
 			},
 			MessageAttributeNames: []string{"All"},
 		})
@@ -324,6 +325,9 @@ type message struct {
 	attempt  int
 	sentAt   time.Time
 	received time.Time
+	// firstReceived is SQS's first receive of the message (this receive
+	// when SQS does not say).
+	firstReceived time.Time
 }
 
 func (m *message) entry() entry { return entry{messageID: m.id, receipt: m.receipt} }
@@ -342,6 +346,10 @@ func (c *Consumer) handle(lt lifetimes, raw types.Message, received time.Time) {
 	m.attempt = max(attrInt(raw.Attributes, string(types.MessageSystemAttributeNameApproximateReceiveCount)), c.attempts.seen(m.id))
 	if ms := attrInt(raw.Attributes, string(types.MessageSystemAttributeNameSentTimestamp)); ms > 0 {
 		m.sentAt = time.UnixMilli(int64(ms))
+	}
+	m.firstReceived = received
+	if ms := attrInt(raw.Attributes, string(types.MessageSystemAttributeNameApproximateFirstReceiveTimestamp)); ms > 0 {
+		m.firstReceived = time.UnixMilli(int64(ms))
 	}
 	log := c.log.With("sqsMessageId", m.id, "attempt", m.attempt)
 
@@ -461,12 +469,15 @@ func (c *Consumer) deadLetter(ctx context.Context, m *message, f transport.Failu
 const maxAttributes = 10
 
 // deadLetterAttributes keeps the original's attributes (as many as fit
-// beside Herald's three, by name) and adds the failure's.
+// beside Herald's own, by name) and adds the failure's: class, reason,
+// attempts, first attempt and the source message id.
 func deadLetterAttributes(m *message, f transport.Failure) map[string]types.MessageAttributeValue {
 	attrs := map[string]types.MessageAttributeValue{
-		herald.AttrFailureClass:    {DataType: aws.String("String"), StringValue: aws.String(string(f.Class))},
-		herald.AttrFailureReason:   {DataType: aws.String("String"), StringValue: aws.String(nonEmpty(f.Reason, "unknown"))},
-		herald.AttrSourceMessageID: {DataType: aws.String("String"), StringValue: aws.String(m.id)},
+		herald.AttrFailureClass:        {DataType: aws.String("String"), StringValue: aws.String(string(f.Class))},
+		herald.AttrFailureReason:       {DataType: aws.String("String"), StringValue: aws.String(nonEmpty(f.Reason, "unknown"))},
+		herald.AttrSourceMessageID:     {DataType: aws.String("String"), StringValue: aws.String(m.id)},
+		herald.AttrFailureAttempts:     {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(max(m.attempt, 1)))},
+		herald.AttrFailureFirstAttempt: {DataType: aws.String("String"), StringValue: aws.String(m.firstReceived.UTC().Format(herald.TimeFormatMillis))},
 	}
 	names := make([]string, 0, len(m.MessageAttributes))
 	for name := range m.MessageAttributes {

@@ -216,6 +216,10 @@ func TestPermanentFailureIsDeadLetteredThenDeleted(t *testing.T) {
 		if r := attr(herald.AttrFailureReason); !strings.Contains(r, "MessageRejected") || strings.Contains(r, "@") {
 			t.Errorf("reason %q: want MessageRejected and no address", r)
 		}
+		first, err := time.Parse(herald.TimeFormatMillis, attr(herald.AttrFailureFirstAttempt))
+		if attr(herald.AttrFailureAttempts) != "1" || err != nil || time.Since(first) > time.Minute || time.Since(first) < 0 {
+			t.Errorf("attempts %q, first attempt %q (%v): want 1 and about now", attr(herald.AttrFailureAttempts), attr(herald.AttrFailureFirstAttempt), err)
+		}
 		if len(f.visibility) != 0 {
 			t.Errorf("visibility changed on a dead-lettered message: %v", f.visibility)
 		}

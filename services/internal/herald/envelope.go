@@ -34,7 +34,16 @@ const (
 	AttrFailureClass    = "herald.failure.class"
 	AttrFailureReason   = "herald.failure.reason"
 	AttrSourceMessageID = "herald.source.messageId"
+	// AttrFailureAttempts is how many times the message was tried (Number).
+	AttrFailureAttempts = "herald.failure.attempts"
+	// AttrFailureFirstAttempt is when it was first received, RFC 3339 in UTC
+	// with milliseconds (SQS's ApproximateFirstReceiveTimestamp).
+	AttrFailureFirstAttempt = "herald.failure.firstAttempt"
 )
+
+// TimeFormatMillis is how time attributes are written: RFC 3339 with
+// milliseconds.
+const TimeFormatMillis = "2006-01-02T15:04:05.000Z07:00"
 
 // Envelope is the one queue message format, written by the notification API
 // and read by the email sender. Field names are the wire format: change them
