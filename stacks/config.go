@@ -264,9 +264,9 @@ const (
 // WithDefaults returns a copy of e with every unset field at its default.
 func (e Environment) WithDefaults() Environment {
 	e.Tags = mergeTags(map[string]string{
-		"Project":     "herald",
-		"Environment": e.Name,
-		"ManagedBy":   "cdktf",
+		"Project":      "herald",
+		EnvironmentTag: e.Name,
+		"ManagedBy":    "cdktf",
 	}, e.Tags)
 
 	if e.State.Bucket != "" {

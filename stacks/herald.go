@@ -235,7 +235,7 @@ func (h *HeraldStack) newProviderAndBackend(id string, env Environment) {
 	}
 	backend := cdktf.NewS3Backend(h.TerraformStack, &cdktf.S3BackendConfig{
 		Bucket:  jsii.String(s.Bucket),
-		Key:     jsii.String(orString(s.Key, "herald/"+id+".tfstate")),
+		Key:     jsii.String(orString(s.Key, StateKey(id))),
 		Region:  jsii.String(s.Region),
 		Encrypt: jsii.Bool(true),
 	})
