@@ -56,6 +56,9 @@ type Environment struct {
 	API           ServiceConfig
 	Sender        ServiceConfig
 	Observability ObservabilityConfig
+	// CI is the GitHub Actions role of the deployed-stack suite (ci.go);
+	// off by default.
+	CI CIConfig
 }
 
 // StateConfig says where Terraform keeps the stack's state.
@@ -315,6 +318,7 @@ func (e Environment) WithDefaults() Environment {
 	if o.SenderFailurePercent == 0 {
 		o.SenderFailurePercent = defaultErrorPercent
 	}
+	e.CI = e.CI.withDefaults()
 	return e
 }
 
@@ -421,6 +425,7 @@ func (e Environment) validate() error {
 	validateService(p, "API", e.API, false)
 	validateService(p, "Sender", e.Sender, true)
 	e.validateObservability(p)
+	e.validateCI(p)
 	return errors.Join(p.errs...)
 }
 
