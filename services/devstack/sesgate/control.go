@@ -103,6 +103,7 @@ func Start(addr string, cfg Config) (*Server, error) {
 
 // Close stops serving, waiting briefly for requests in flight.
 func (s *Server) Close() error {
+	s.Gate.close() // calls held by a hang end now
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	err := s.srv.Shutdown(ctx)

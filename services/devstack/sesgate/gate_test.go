@@ -290,6 +290,70 @@ func TestFaults(t *testing.T) {
 			t.Error("fault ended before its duration")
 		}
 	})
+	t.Run("only sends with the subject", func(t *testing.T) {
+		g, up, url := newGate(t, Config{MaxSendRate: 1000})
+		if err := g.SetFault(Fault{Mode: FaultUnavailable, Count: 1, Subject: "doomed"}); err != nil {
+			t.Fatal(err)
+		}
+		c := client(url)
+		// Other sends and other calls pass, and do not use up the count.
+		if _, err := send(ctx, c, "a@example.com", "fine #1"); err != nil {
+			t.Fatalf("a send without the subject: %v", err)
+		}
+		if _, err := c.GetAccount(ctx, &sesv2.GetAccountInput{}); err != nil {
+			t.Fatalf("GetAccount: %v", err)
+		}
+		if _, err := send(ctx, c, "a@example.com", "the doomed one"); statusOf(err) != http.StatusServiceUnavailable {
+			t.Fatalf("a send with the subject: %v, want 503", err)
+		}
+		if _, err := send(ctx, c, "a@example.com", "the doomed one"); err != nil {
+			t.Fatalf("after its count: %v", err)
+		}
+		if up.calls.Load() != 2 || g.Stats().Faulted != 1 {
+			t.Errorf("emulator saw %d sends, %d faulted; want 2 and 1", up.calls.Load(), g.Stats().Faulted)
+		}
+	})
+	t.Run("hang holds the call until the caller gives up", func(t *testing.T) {
+		g, up, url := newGate(t, Config{MaxSendRate: 1000})
+		g.SetFault(Fault{Mode: FaultHang, Subject: "frozen"})
+		c := client(url)
+		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { _, err := send(short, c, "a@example.com", "frozen"); done <- err }()
+		deadline := time.Now().Add(5 * time.Second)
+		for g.Stats().Hanging != 1 {
+			if time.Now().After(deadline) {
+				t.Fatal("the call is not held")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := <-done; err == nil || time.Since(start) < 300*time.Millisecond {
+			t.Fatalf("a held call ended with %v after %s", err, time.Since(start))
+		}
+		for g.Stats().Hanging != 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the call is still held after its caller left")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		// Clearing the fault releases a held call (dropped, never passed on).
+		go func() { _, err := send(ctx, c, "a@example.com", "frozen"); done <- err }()
+		for g.Stats().Hanging != 1 {
+			if time.Now().After(deadline) {
+				t.Fatal("the second call is not held")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		g.ClearFault()
+		if err := <-done; err == nil || statusOf(err) != 0 {
+			t.Fatalf("a released call: %v, want a dropped connection", err)
+		}
+		if up.calls.Load() != 0 {
+			t.Errorf("%d held calls reached the emulator", up.calls.Load())
+		}
+	})
 	t.Run("rejects an unknown mode", func(t *testing.T) {
 		g, _, _ := newGate(t, Config{})
 		if err := g.SetFault(Fault{Mode: "flaky"}); err == nil {
