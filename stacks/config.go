@@ -146,6 +146,10 @@ type QueueConfig struct {
 	// MaxMessageBytes is the queue's MaximumMessageSize and the API's
 	// HERALD_MAX_MESSAGE_BYTES; default 262144.
 	MaxMessageBytes int
+	// RetryWindow is how long the sender retries a transiently failing
+	// message after its first attempt (HERALD_RETRY_WINDOW); default 12h.
+	// Retention must exceed it by a day (retry.go).
+	RetryWindow time.Duration
 }
 
 // EmailConfig is how mail leaves Herald.
@@ -291,6 +295,7 @@ func (e Environment) WithDefaults() Environment {
 	q.Retention = orDuration(q.Retention, defaultRetention)
 	q.DLQRetention = orDuration(q.DLQRetention, defaultDLQRetention)
 	q.MaxMessageBytes = orInt(q.MaxMessageBytes, defaultMaxMessageBytes)
+	q.RetryWindow = orDuration(q.RetryWindow, defaultRetryWindow)
 
 	em := &e.Email
 	em.Transport = orString(em.Transport, "ses")
@@ -416,6 +421,7 @@ func (e Environment) validate() error {
 	e.validateMesh(p)
 	e.validateIngress(p)
 	e.validateQueue(p)
+	e.validateRetry(p)
 	e.validateEmail(p)
 	e.validateRepositories(p)
 	validateService(p, "API", e.API, false)
