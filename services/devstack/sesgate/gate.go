@@ -188,9 +188,9 @@ func New(cfg Config) (*Gate, error) {
 	g := &Gate{
 		faultChanged: make(chan struct{}),
 		upstream:     u,
-		log:      cfg.Logger,
-		region:   cfg.Region,
-		max24h:   cfg.Max24HourSend,
+		log:          cfg.Logger,
+		region:       cfg.Region,
+		max24h:       cfg.Max24HourSend,
 		client: &http.Client{Transport: &http.Transport{
 			Proxy:               nil,
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
