@@ -167,6 +167,35 @@ func TestSESFaultsDuringSteadyFlow(t *testing.T) {
 	}
 }
 
+// pipelineWithFault starts a pipeline for one scenario with an SES fault
+// set from the start.
+func pipelineWithFault(t *testing.T, name string, cfg devstack.Config, f sesgate.Fault) (*devstack.Stack, *api, *ledger) {
+	t.Helper()
+	s := startStack(t, cfg)
+	if err := s.Gate().SetFault(f); err != nil {
+		t.Fatal(err)
+	}
+	return s, newAPI(s), newLedger(name)
+}
+
+// postOne posts n and records it as accepted, or as doomed (it must end in
+// the dead-letter queue); it returns the notification's id.
+func postOne(t *testing.T, a *api, l *ledger, n notification, doomed bool) string {
+	t.Helper()
+	l.post()
+	r, err := a.post(context.Background(), n)
+	var acc accepted
+	if err != nil || r.Status != http.StatusAccepted || json.Unmarshal(r.Body, &acc) != nil || acc.ID == "" {
+		t.Fatalf("post %q: %v %s", n.Subject, err, r)
+	}
+	if doomed {
+		l.acceptDoomed(n.Subject, acc.ID)
+	} else {
+		l.accept(n.Subject, acc.ID)
+	}
+	return acc.ID
+}
+
 // postedAndAccepted is how many notifications the ledger has posted and
 // seen accepted.
 func (l *ledger) postedAndAccepted() (accepted, posted int) {
@@ -236,14 +265,10 @@ func TestSendersShareTheAccountQuota(t *testing.T) {
 func TestRetryWindowRunsOut(t *testing.T) {
 	t.Parallel()
 	const window = 8 * time.Second
-	s := startStack(t, devstack.Config{APIEnv: fastPosting, SenderEnv: map[string]string{"HERALD_RETRY_WINDOW": window.String()}})
-	a := newAPI(s)
-	ctx := context.Background()
-	l := newLedger("retry-window")
 	const marker = "never deliverable"
-	if err := s.Gate().SetFault(sesgate.Fault{Mode: sesgate.FaultUnavailable, Subject: marker}); err != nil {
-		t.Fatal(err)
-	}
+	s, a, l := pipelineWithFault(t, "retry-window",
+		devstack.Config{APIEnv: fastPosting, SenderEnv: map[string]string{"HERALD_RETRY_WINDOW": window.String()}},
+		sesgate.Fault{Mode: sesgate.FaultUnavailable, Subject: marker})
 	start := time.Now()
 	var ns []notification
 	for i := range 30 {
@@ -253,17 +278,7 @@ func TestRetryWindowRunsOut(t *testing.T) {
 		}
 	}
 	for _, n := range ns {
-		l.post()
-		r, err := a.post(ctx, n)
-		var acc accepted
-		if err != nil || r.Status != http.StatusAccepted || json.Unmarshal(r.Body, &acc) != nil {
-			t.Fatalf("post: %v %s", err, r)
-		}
-		if strings.Contains(n.Subject, marker) {
-			l.acceptDoomed(n.Subject, acc.ID)
-		} else {
-			l.accept(n.Subject, acc.ID)
-		}
+		postOne(t, a, l, n, strings.Contains(n.Subject, marker))
 	}
 	l.waitAllDelivered(t, s, 2*time.Minute)
 	waitDrained(t, s, 30*time.Second)
@@ -294,26 +309,16 @@ func TestRetryWindowRunsOut(t *testing.T) {
 func TestCrashingMessageIsRedriven(t *testing.T) {
 	t.Parallel()
 	const maxReceives = 3
-	s := startStack(t, devstack.Config{APIEnv: fastPosting, VisibilityTimeout: 3 * time.Second, MaxReceiveCount: maxReceives})
-	a := newAPI(s)
-	ctx := context.Background()
-	l := newLedger("crash")
 	const marker = "crashes the sender"
-	if err := s.Gate().SetFault(sesgate.Fault{Mode: sesgate.FaultHang, Subject: marker}); err != nil {
-		t.Fatal(err)
-	}
+	s, a, l := pipelineWithFault(t, "crash",
+		devstack.Config{APIEnv: fastPosting, VisibilityTimeout: 3 * time.Second, MaxReceiveCount: maxReceives},
+		sesgate.Fault{Mode: sesgate.FaultHang, Subject: marker})
+	ctx := context.Background()
 	start := time.Now()
 	if err := l.postAll(a, 4, simple(l, 0, 20)); err != nil {
 		t.Fatal(err)
 	}
-	poison := notification{To: []string{"x@example.org"}, Subject: l.prefix + marker, Text: "x"}
-	l.post()
-	r, err := a.post(ctx, poison)
-	var acc accepted
-	if err != nil || r.Status != http.StatusAccepted || json.Unmarshal(r.Body, &acc) != nil {
-		t.Fatalf("post: %v %s", err, r)
-	}
-	l.acceptDoomed(poison.Subject, acc.ID)
+	poisonID := postOne(t, a, l, notification{To: []string{"x@example.org"}, Subject: l.prefix + marker, Text: "x"}, true)
 
 	inDLQ := func() bool {
 		dead, err := s.PeekDeadLetters(ctx)
@@ -321,7 +326,7 @@ func TestCrashingMessageIsRedriven(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, d := range dead {
-			if strings.Contains(d.Body, acc.ID) {
+			if strings.Contains(d.Body, poisonID) {
 				return true
 			}
 		}

@@ -297,17 +297,12 @@ func TestFaults(t *testing.T) {
 		}
 		c := client(url)
 		// Other sends and other calls pass, and do not use up the count.
-		if _, err := send(ctx, c, "a@example.com", "fine #1"); err != nil {
-			t.Fatalf("a send without the subject: %v", err)
-		}
-		if _, err := c.GetAccount(ctx, &sesv2.GetAccountInput{}); err != nil {
-			t.Fatalf("GetAccount: %v", err)
-		}
-		if _, err := send(ctx, c, "a@example.com", "the doomed one"); statusOf(err) != http.StatusServiceUnavailable {
-			t.Fatalf("a send with the subject: %v, want 503", err)
-		}
-		if _, err := send(ctx, c, "a@example.com", "the doomed one"); err != nil {
-			t.Fatalf("after its count: %v", err)
+		_, okErr := send(ctx, c, "a@example.com", "fine #1")
+		_, accountErr := c.GetAccount(ctx, &sesv2.GetAccountInput{})
+		_, faultErr := send(ctx, c, "a@example.com", "the doomed one")
+		_, afterErr := send(ctx, c, "a@example.com", "the doomed one")
+		if okErr != nil || accountErr != nil || statusOf(faultErr) != http.StatusServiceUnavailable || afterErr != nil {
+			t.Fatalf("other send %v, GetAccount %v, the subject's send %v (want 503), after its count %v", okErr, accountErr, faultErr, afterErr)
 		}
 		if up.calls.Load() != 2 || g.Stats().Faulted != 1 {
 			t.Errorf("emulator saw %d sends, %d faulted; want 2 and 1", up.calls.Load(), g.Stats().Faulted)
@@ -322,30 +317,24 @@ func TestFaults(t *testing.T) {
 		start := time.Now()
 		done := make(chan error, 1)
 		go func() { _, err := send(short, c, "a@example.com", "frozen"); done <- err }()
-		deadline := time.Now().Add(5 * time.Second)
-		for g.Stats().Hanging != 1 {
-			if time.Now().After(deadline) {
-				t.Fatal("the call is not held")
+		waitHanging := func(n int64, what string) {
+			t.Helper()
+			deadline := time.Now().Add(5 * time.Second)
+			for g.Stats().Hanging != n {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: %d calls held, want %d", what, g.Stats().Hanging, n)
+				}
+				time.Sleep(5 * time.Millisecond)
 			}
-			time.Sleep(5 * time.Millisecond)
 		}
+		waitHanging(1, "the call")
 		if err := <-done; err == nil || time.Since(start) < 300*time.Millisecond {
 			t.Fatalf("a held call ended with %v after %s", err, time.Since(start))
 		}
-		for g.Stats().Hanging != 0 {
-			if time.Now().After(deadline) {
-				t.Fatal("the call is still held after its caller left")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		waitHanging(0, "after its caller left")
 		// Clearing the fault releases a held call (dropped, never passed on).
 		go func() { _, err := send(ctx, c, "a@example.com", "frozen"); done <- err }()
-		for g.Stats().Hanging != 1 {
-			if time.Now().After(deadline) {
-				t.Fatal("the second call is not held")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		waitHanging(1, "the second call")
 		g.ClearFault()
 		if err := <-done; err == nil || statusOf(err) != 0 {
 			t.Fatalf("a released call: %v, want a dropped connection", err)

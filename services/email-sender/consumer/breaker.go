@@ -158,17 +158,25 @@ func (b *breaker) admit(ctx context.Context) (probe bool, err error) {
 		}
 		changed := b.changed
 		b.mu.Unlock()
-		t := time.NewTimer(wait)
-		select {
-		case <-changed:
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return false, ctx.Err()
+		if err := waitChange(ctx, changed, wait); err != nil {
+			return false, err
 		}
-		t.Stop()
 		b.mu.Lock()
 	}
+}
+
+// waitChange waits until changed is closed, d has passed, or ctx ends (its
+// error).
+func waitChange(ctx context.Context, changed <-chan struct{}, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-changed:
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
 }
 
 // pollLimit is how many messages a poller may receive now: -1 for no limit
@@ -196,15 +204,9 @@ func (b *breaker) pollLimit(ctx context.Context, tick func()) (int, error) {
 		changed := b.changed
 		b.mu.Unlock()
 		tick()
-		t := time.NewTimer(wait)
-		select {
-		case <-changed:
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return 0, ctx.Err()
+		if err := waitChange(ctx, changed, wait); err != nil {
+			return 0, err
 		}
-		t.Stop()
 	}
 }
 

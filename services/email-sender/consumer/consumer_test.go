@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -137,6 +138,18 @@ func TestReceivesNoMoreThanFreeWorkers(t *testing.T) {
 	})
 }
 
+// withBudget is a copy of message id that carries attempts failed attempts,
+// the first at first.
+func withBudget(t *testing.T, id string, attempts int, first time.Time) types.Message {
+	t.Helper()
+	m := sqsMessage(id, envelopeBody(t, "e-"+id), 1, 1)
+	m.MessageAttributes = map[string]types.MessageAttributeValue{
+		herald.AttrRetryAttempts:     stringAttr(strconv.Itoa(attempts)),
+		herald.AttrRetryFirstAttempt: stringAttr(first.UTC().Format(timeLayout)),
+	}
+	return m
+}
+
 func TestTransientFailureIsRequeuedAsACopyWithItsAccounting(t *testing.T) {
 	fq := newFakeSQS()
 	metrics := herald.NewMetrics(&strings.Builder{}, "test", "email-sender")
@@ -192,11 +205,7 @@ func TestBackoffGrowsWithTheAttemptsTheCopiesCarry(t *testing.T) {
 	fq := newFakeSQS()
 	fq.requeueCopies = true
 	var sends atomic.Int32
-	c := newConsumer(t, testConfig(), Deps{SQS: fq,
-		Sender: senderFunc(func(context.Context, *herald.Envelope) (string, error) {
-			sends.Add(1)
-			return "", fmt.Errorf("send: %w", context.DeadlineExceeded)
-		})})
+	c := newConsumer(t, testConfig(), Deps{SQS: fq, Sender: failingSender(&sends, fmt.Errorf("send: %w", context.DeadlineExceeded))})
 	c.rnd = func(n int64) int64 { return n - 1 }
 	fq.put(sqsMessage("m1", envelopeBody(t, "e1"), 1, 1))
 	stop := start(t, c)
@@ -629,19 +638,10 @@ func TestBreakerOpensOnConsecutiveFailuresAndProbesOneAtATime(t *testing.T) {
 func TestExpiredWindowIsDeadLetteredWithTheReason(t *testing.T) {
 	fq := newFakeSQS()
 	var sends atomic.Int32
-	c := newConsumer(t, testConfig(), Deps{SQS: fq,
-		Sender: senderFunc(func(context.Context, *herald.Envelope) (string, error) {
-			sends.Add(1)
-			return "", fmt.Errorf("send: %w", context.DeadlineExceeded)
-		})})
+	c := newConsumer(t, testConfig(), Deps{SQS: fq, Sender: failingSender(&sends, fmt.Errorf("send: %w", context.DeadlineExceeded))})
 	// Given a copy whose first attempt was two hours ago, with a one-hour window.
 	first := time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Millisecond)
-	m := sqsMessage("m1", envelopeBody(t, "e1"), 1, 1)
-	m.MessageAttributes = map[string]types.MessageAttributeValue{
-		herald.AttrRetryAttempts:     stringAttr("6"),
-		herald.AttrRetryFirstAttempt: stringAttr(first.Format(timeLayout)),
-	}
-	fq.put(m)
+	fq.put(withBudget(t, "m1", 6, first))
 	stop := start(t, c)
 	waitFor(t, "the dead letter", func() bool { return fq.deadLetters() == 1 && len(fq.deletedReceipts()) == 1 })
 	stop()
@@ -666,20 +666,10 @@ func TestExpiredWindowIsDeadLetteredWithTheReason(t *testing.T) {
 func TestHeldMessageExpiresWhileSendingIsPaused(t *testing.T) {
 	fq := newFakeSQS()
 	var sends atomic.Int32
-	c := newConsumer(t, testConfig(), Deps{SQS: fq,
-		Sender: senderFunc(func(context.Context, *herald.Envelope) (string, error) {
-			sends.Add(1)
-			return "", &sestypes.SendingPausedException{}
-		})})
+	c := newConsumer(t, testConfig(), Deps{SQS: fq, Sender: failingSender(&sends, &sestypes.SendingPausedException{})})
 	c.breaker.probeMin, c.breaker.probeMax = time.Hour, time.Hour // no probe in this test
 	// Given a message whose one-hour window ends in a second.
-	first := time.Now().Add(-time.Hour + time.Second).UTC()
-	m := sqsMessage("m1", envelopeBody(t, "e1"), 1, 1)
-	m.MessageAttributes = map[string]types.MessageAttributeValue{
-		herald.AttrRetryAttempts:     stringAttr("1"),
-		herald.AttrRetryFirstAttempt: stringAttr(first.Format(timeLayout)),
-	}
-	fq.put(m)
+	fq.put(withBudget(t, "m1", 1, time.Now().Add(-time.Hour+time.Second)))
 	stop := start(t, c)
 	waitFor(t, "the dead letter", func() bool { return fq.deadLetters() == 1 })
 	stop()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -200,6 +201,14 @@ func (f *fakeSQS) deletedReceipts() []string {
 type senderFunc func(ctx context.Context, e *herald.Envelope) (string, error)
 
 func (s senderFunc) Send(ctx context.Context, e *herald.Envelope) (string, error) { return s(ctx, e) }
+
+// failingSender fails every send with err, counting them in sends.
+func failingSender(sends *atomic.Int32, err error) Sender {
+	return senderFunc(func(context.Context, *herald.Envelope) (string, error) {
+		sends.Add(1)
+		return "", err
+	})
+}
 
 func okSender() Sender {
 	return senderFunc(func(ctx context.Context, e *herald.Envelope) (string, error) { return "ok-" + e.ID, nil })
