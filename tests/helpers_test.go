@@ -3,14 +3,17 @@
 // behind the SES gate), each a process started by services/devstack on
 // loopback and free ports, the way `make dev` starts them.
 //
-// One test per scenario, each printing one FIGURES line (sent, delivered,
-// duplicates, lost, dead-lettered, elapsed) so a regression shows in the CI
-// log:
+// One test per scenario, each printing one FIGURES line (posted, accepted,
+// delivered, duplicates, lost, dead-lettered, elapsed) so a regression shows
+// in the CI log:
 //
 //	TestDeliveryExactlyOnce         delivery_test.go
 //	TestPermanentFailureDeadLettered deadletter_test.go
 //	TestSenderKilled, TestSenderSIGTERMDrains, TestSESOutage, TestSQSOutage
 //	                                faults_test.go
+//	TestSESFaultsDuringSteadyFlow, TestSendersShareTheAccountQuota,
+//	TestRetryWindowRunsOut, TestCrashingMessageIsRedriven
+//	                                retry_test.go
 //	TestBadInputQueuesNothing       badinput_test.go
 //
 // The deployed-stack suite lives in tests/aws (README.md).
