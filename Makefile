@@ -19,7 +19,7 @@ FUZZTIME     ?= 20s
 ARGS ?=
 
 # The binaries Herald builds, where they exist yet.
-CMDS := $(foreach d,services/notification-api services/email-sender services/devstack/sqs-local services/devstack/herald-dev,$(if $(wildcard $(d)/*.go),./$(d)))
+CMDS := $(foreach d,services/notification-api services/email-sender services/herald-ops services/devstack/sqs-local services/devstack/herald-dev,$(if $(wildcard $(d)/*.go),./$(d)))
 
 # The infrastructure's own targets (test-stacks, tfsec), once stacks/ has them.
 STACKS_MK := $(wildcard stacks/stacks.mk)

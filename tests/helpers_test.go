@@ -15,6 +15,8 @@
 //	TestRetryWindowRunsOut, TestCrashingMessageIsRedriven
 //	                                retry_test.go
 //	TestBadInputQueuesNothing       badinput_test.go
+//	TestRedriveDeliversOnce, TestKeysReachTheRunningAPI
+//	                                ops_test.go (the built herald-ops)
 //
 // The deployed-stack suite lives in tests/aws (README.md).
 package tests
@@ -164,18 +166,27 @@ func newAPI(s *devstack.Stack) *api {
 	return &api{base: s.APIURL(), key: s.APIKey(), http: &http.Client{Timeout: 30 * time.Second}}
 }
 
-// do sends a request; contentType "" leaves the header out, key "" sends no
+// do sends a POST; contentType "" leaves the header out, key "" sends no
 // Authorization.
 func (a *api) do(ctx context.Context, path, contentType, key string, body []byte) (reply, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+path, bytes.NewReader(body))
+	hdr := map[string]string{}
+	if contentType != "" {
+		hdr["Content-Type"] = contentType
+	}
+	if key != "" {
+		hdr["Authorization"] = "Bearer " + key
+	}
+	return a.request(ctx, http.MethodPost, path, hdr, body)
+}
+
+// request sends a request with exactly the headers given.
+func (a *api) request(ctx context.Context, method, path string, hdr map[string]string, body []byte) (reply, error) {
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, bytes.NewReader(body))
 	if err != nil {
 		return reply{}, err
 	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
 	}
 	resp, err := a.http.Do(req)
 	if err != nil {

@@ -312,13 +312,13 @@ func TestRetryWindowRunsOut(t *testing.T) {
 		t.Errorf("a message was dead-lettered %s after it was posted, before its %s window could run out", soonest, window)
 	}
 	for _, d := range c.deadList {
-		reason, first := d.Attributes[attrFailureReason], d.Attributes["herald.retry.firstAttempt"]
+		reason, first := d.Attributes[attrFailureReason], d.Attributes["herald.failure.firstAttempt"]
 		if d.Attributes[attrFailureClass] != "expired" || !strings.Contains(reason, "retry window 8s ran out after") ||
 			!strings.Contains(reason, "last error: transient: ses ServiceUnavailable") || first == "" || !strings.Contains(reason, first) {
 			t.Errorf("dead letter %s: attributes %v", d.MessageID, d.Attributes)
 		}
 		_, err := time.Parse(time.RFC3339, first)
-		if attempts, _ := strconv.Atoi(d.Attributes["herald.retry.attempts"]); err != nil || attempts < 1 {
+		if attempts, _ := strconv.Atoi(d.Attributes["herald.failure.attempts"]); err != nil || attempts < 1 {
 			t.Errorf("dead letter %s: first attempt %q, %d attempts; want a time and a count", d.MessageID, first, attempts)
 		}
 	}
@@ -329,7 +329,7 @@ func deadAttempts(s *devstack.Stack) []int {
 	dead, _ := s.PeekDeadLetters(context.Background())
 	var out []int
 	for _, d := range dead {
-		n, _ := strconv.Atoi(d.Attributes["herald.retry.attempts"])
+		n, _ := strconv.Atoi(d.Attributes["herald.failure.attempts"])
 		out = append(out, n)
 	}
 	sort.Ints(out)

@@ -388,6 +388,8 @@ type message struct {
 	// triedHere: a send of it failed in this process, so at shutdown it is
 	// re-queued with its accounting rather than released.
 	triedHere bool
+	// failure is the last failed send's, in this process.
+	failure transport.Failure
 }
 
 func (m *message) entry() entry { return entry{messageID: m.id, receipt: m.receipt} }
@@ -519,7 +521,7 @@ func (c *Consumer) attempt(lt lifetimes, m *message, env *herald.Envelope, log *
 		}
 		c.breaker.record(false, f.Class == transport.Account, probe, f.Reason)
 		m.retry.failed(start, f)
-		m.triedHere = true
+		m.triedHere, m.failure = true, f
 		flog = flog.With("attempts", m.retry.attempts)
 		if m.retry.expired(time.Now(), c.cfg.RetryWindow) {
 			return outcome{fate: fateDeadLetter, failure: m.retry.expiredFailure(c.cfg.RetryWindow)}
@@ -529,7 +531,6 @@ func (c *Consumer) attempt(lt lifetimes, m *message, env *herald.Envelope, log *
 			continue
 		}
 		delay := Backoff(m.retry.attempts, c.cfg.RetryBase, c.cfg.RetryMax, c.rnd)
-		flog.Warn("send failed; re-queueing for a later attempt")
 		return outcome{fate: fateRequeue, delay: delay, why: "transient failure"}
 	}
 }
@@ -604,10 +605,19 @@ func (c *Consumer) requeue(ctx context.Context, m *message, delay time.Duration,
 		DelaySeconds:      secs,
 		MessageAttributes: copyAttributes(m),
 	})
+	// One line per re-queue, with the last failure's class and reason (none
+	// for a message released at shutdown or after a pause without one).
+	log = log.With("outcome", "retry", "why", why, "attempts", m.retry.attempts, "retryInSeconds", secs)
+	if m.failure.Class != "" {
+		log = log.With("class", string(m.failure.Class), "reason", m.failure.Reason)
+	}
 	if err == nil {
 		c.deletes.add(m.entry())
-		log.Info("message re-queued", "outcome", "requeued", "why", why, "retryInSeconds", secs,
-			"copyMessageId", aws.ToString(out.MessageId))
+		if m.failure.Class == "" {
+			log.Info("message re-queued unsent", "copyMessageId", aws.ToString(out.MessageId))
+		} else {
+			log.Warn("send failed; re-queued for a later attempt", "copyMessageId", aws.ToString(out.MessageId))
+		}
 		return
 	}
 	_, verr := c.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
@@ -616,12 +626,11 @@ func (c *Consumer) requeue(ctx context.Context, m *message, delay time.Duration,
 		VisibilityTimeout: secs,
 	})
 	if verr != nil {
-		log.Warn("could not re-queue the message nor set its backoff; it returns after the visibility timeout",
-			"outcome", "kept", "why", why, "err", errors.Join(err, verr))
+		log.Warn("send failed; could not re-queue the message nor set its backoff, it returns after the visibility timeout",
+			"outcome", "kept", "err", errors.Join(err, verr))
 		return
 	}
-	log.Warn("could not re-queue a copy; the message returns after its backoff", "outcome", "retry", "why", why,
-		"retryInSeconds", secs, "err", err)
+	log.Warn("send failed; could not re-queue a copy, the message returns after its backoff", "err", err)
 }
 
 // deadLetter moves the message to the DLQ with the reason attached, then

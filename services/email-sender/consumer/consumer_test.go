@@ -145,7 +145,7 @@ func withBudget(t *testing.T, id string, attempts int, first time.Time) types.Me
 	m := sqsMessage(id, envelopeBody(t, "e-"+id), 1, 1)
 	m.MessageAttributes = map[string]types.MessageAttributeValue{
 		herald.AttrRetryAttempts:     stringAttr(strconv.Itoa(attempts)),
-		herald.AttrRetryFirstAttempt: stringAttr(first.UTC().Format(timeLayout)),
+		herald.AttrRetryFirstAttempt: stringAttr(first.UTC().Format(herald.TimeFormatMillis)),
 	}
 	return m
 }
@@ -164,7 +164,7 @@ func TestTransientFailureIsRequeuedAsACopyWithItsAccounting(t *testing.T) {
 	m := sqsMessage("m1", body, 1, 1)
 	m.MessageAttributes = map[string]types.MessageAttributeValue{
 		herald.AttrRetryAttempts:     stringAttr("2"),
-		herald.AttrRetryFirstAttempt: stringAttr(first.Format(timeLayout)),
+		herald.AttrRetryFirstAttempt: stringAttr(first.Format(herald.TimeFormatMillis)),
 		herald.AttrRetryLastError:    stringAttr("throttled: before"),
 		"traceId":                    stringAttr("t-1"),
 	}
@@ -182,7 +182,7 @@ func TestTransientFailureIsRequeuedAsACopyWithItsAccounting(t *testing.T) {
 			t.Errorf("copy to %s, delay %d s, body %q; want the queue, 4 s, the original body", aws.ToString(cp.QueueUrl), cp.DelaySeconds, aws.ToString(cp.MessageBody))
 		}
 		a := cp.MessageAttributes
-		if attr(a, herald.AttrRetryAttempts) != "3" || attr(a, herald.AttrRetryFirstAttempt) != first.Format(timeLayout) ||
+		if attr(a, herald.AttrRetryAttempts) != "3" || attr(a, herald.AttrRetryFirstAttempt) != first.Format(herald.TimeFormatMillis) ||
 			attr(a, herald.AttrRetryLastError) != "transient: timeout" || attr(a, "traceId") != "t-1" {
 			t.Errorf("copy attributes %v", a)
 		}
@@ -315,6 +315,10 @@ func TestPermanentFailureIsDeadLetteredThenDeleted(t *testing.T) {
 		}
 		if r := attr(herald.AttrFailureReason); !strings.Contains(r, "MessageRejected") || strings.Contains(r, "@") {
 			t.Errorf("reason %q: want MessageRejected and no address", r)
+		}
+		first, err := time.Parse(herald.TimeFormatMillis, attr(herald.AttrFailureFirstAttempt))
+		if attr(herald.AttrFailureAttempts) != "1" || err != nil || time.Since(first) > time.Minute || time.Since(first) < 0 {
+			t.Errorf("attempts %q, first attempt %q (%v): want 1 and about now", attr(herald.AttrFailureAttempts), attr(herald.AttrFailureFirstAttempt), err)
 		}
 		if len(f.visibility) != 0 {
 			t.Errorf("visibility changed on a dead-lettered message: %v", f.visibility)
@@ -654,10 +658,10 @@ func TestExpiredWindowIsDeadLetteredWithTheReason(t *testing.T) {
 		a := f.dlq[0].MessageAttributes
 		reason := attr(a, herald.AttrFailureReason)
 		if attr(a, herald.AttrFailureClass) != "expired" || !strings.Contains(reason, "7 attempts") ||
-			!strings.Contains(reason, first.Format(timeLayout)) || !strings.Contains(reason, "transient: timeout") {
+			!strings.Contains(reason, first.Format(herald.TimeFormatMillis)) || !strings.Contains(reason, "transient: timeout") {
 			t.Errorf("class %q, reason %q", attr(a, herald.AttrFailureClass), reason)
 		}
-		if attr(a, herald.AttrRetryAttempts) != "7" || attr(a, herald.AttrSourceMessageID) != "m1" {
+		if attr(a, herald.AttrFailureAttempts) != "7" || attr(a, herald.AttrFailureFirstAttempt) != first.Format(herald.TimeFormatMillis) || attr(a, herald.AttrSourceMessageID) != "m1" {
 			t.Errorf("dead letter attributes %v", a)
 		}
 	})
@@ -744,7 +748,9 @@ func TestCopiesKeepTheOriginalsAttributesWithinTen(t *testing.T) {
 		t.Error("a failure attribute was copied")
 	}
 	dead := deadLetterAttributes(m, transport.Failure{Class: transport.Permanent, Reason: "no"})
-	if len(dead) != maxAttributes || attr(dead, herald.AttrFailureClass) != "permanent" || attr(dead, herald.AttrRetryAttempts) != "1" {
+	// A permanent failure after one transient one: two attempts.
+	if len(dead) != maxAttributes || attr(dead, herald.AttrFailureClass) != "permanent" || attr(dead, herald.AttrFailureAttempts) != "2" ||
+		attr(dead, herald.AttrRetryAttempts) != "" || attr(dead, "a04") != "v" {
 		t.Errorf("dead letter attributes %v", dead)
 	}
 }

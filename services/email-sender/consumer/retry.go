@@ -21,10 +21,6 @@ import (
 // only by messages that crash or hang the consumer again and again, and a
 // message is dead-lettered as expired once the retry window has run out.
 
-// timeLayout is how the first attempt's time is written: RFC 3339 in UTC
-// with milliseconds, readable in the console and exact enough for a window.
-const timeLayout = "2006-01-02T15:04:05.000Z07:00"
-
 // retryState is a message's attempt accounting across its copies.
 type retryState struct {
 	// attempts is how many sends of this message failed, over all copies.
@@ -49,7 +45,7 @@ func readRetryState(attrs map[string]types.MessageAttributeValue) (retryState, e
 		s.attempts = n
 	}
 	if v := str(herald.AttrRetryFirstAttempt); v != "" {
-		t, err := time.Parse(timeLayout, v)
+		t, err := time.Parse(herald.TimeFormatMillis, v)
 		if err != nil {
 			return retryState{}, fmt.Errorf("%s %q is not a time: %v", herald.AttrRetryFirstAttempt, v, err)
 		}
@@ -86,7 +82,7 @@ func (s retryState) windowEnd(window time.Duration) time.Time {
 func (s retryState) expiredFailure(window time.Duration) transport.Failure {
 	return transport.Failure{Class: transport.Expired, Reason: transport.Sanitize(fmt.Sprintf(
 		"retry window %s ran out after %d attempts since %s; last error: %s",
-		window, s.attempts, s.first.UTC().Format(timeLayout), nonEmpty(s.lastError, "unknown")))}
+		window, s.attempts, s.first.UTC().Format(herald.TimeFormatMillis), nonEmpty(s.lastError, "unknown")))}
 }
 
 // attributes are the herald.retry.* attributes of the state.
@@ -95,14 +91,18 @@ func (s retryState) attributes() map[string]types.MessageAttributeValue {
 		return map[string]types.MessageAttributeValue{}
 	}
 	return map[string]types.MessageAttributeValue{
-		herald.AttrRetryAttempts:     stringAttr(strconv.Itoa(s.attempts)),
-		herald.AttrRetryFirstAttempt: stringAttr(s.first.UTC().Format(timeLayout)),
+		herald.AttrRetryAttempts:     numberAttr(s.attempts),
+		herald.AttrRetryFirstAttempt: stringAttr(s.first.UTC().Format(herald.TimeFormatMillis)),
 		herald.AttrRetryLastError:    stringAttr(nonEmpty(s.lastError, "unknown")),
 	}
 }
 
 func stringAttr(v string) types.MessageAttributeValue {
 	return types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+}
+
+func numberAttr(n int) types.MessageAttributeValue {
+	return types.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(n))}
 }
 
 // maxAttributes is SQS's limit of message attributes per message.
@@ -134,12 +134,23 @@ func copyAttributes(m *message) map[string]types.MessageAttributeValue {
 	return withOriginal(m.retry.attributes(), m.MessageAttributes)
 }
 
-// deadLetterAttributes are a dead letter's: the failure, the source message
-// id, the accounting when there was a failed attempt, and the original's own.
+// deadLetterAttributes are a dead letter's: the failure's class and reason,
+// the attempts over all copies (an expired message's failed ones; otherwise
+// those and the attempt that decided) and when the first was made, the
+// source message id, and the original's own.
 func deadLetterAttributes(m *message, f transport.Failure) map[string]types.MessageAttributeValue {
-	attrs := m.retry.attributes()
-	attrs[herald.AttrFailureClass] = stringAttr(string(f.Class))
-	attrs[herald.AttrFailureReason] = stringAttr(nonEmpty(f.Reason, "unknown"))
-	attrs[herald.AttrSourceMessageID] = stringAttr(m.id)
-	return withOriginal(attrs, m.MessageAttributes)
+	attempts, first := m.retry.attempts, m.retry.first
+	if f.Class != transport.Expired {
+		attempts++
+	}
+	if first.IsZero() {
+		first = m.received
+	}
+	return withOriginal(map[string]types.MessageAttributeValue{
+		herald.AttrFailureClass:        stringAttr(string(f.Class)),
+		herald.AttrFailureReason:       stringAttr(nonEmpty(f.Reason, "unknown")),
+		herald.AttrFailureAttempts:     numberAttr(attempts),
+		herald.AttrFailureFirstAttempt: stringAttr(first.UTC().Format(herald.TimeFormatMillis)),
+		herald.AttrSourceMessageID:     stringAttr(m.id),
+	}, m.MessageAttributes)
 }
