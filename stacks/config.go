@@ -176,8 +176,10 @@ type EmailConfig struct {
 	// SendTimeout bounds one send (HERALD_SEND_TIMEOUT); the queue's
 	// visibility timeout is derived from it. Default 10s.
 	SendTimeout time.Duration
-	// SendRate is sends per second (HERALD_SEND_RATE, from an SSM parameter);
-	// 0 uses the SES account's maximum send rate.
+	// SendRate is the account's sends per second for all sender tasks
+	// together (HERALD_SEND_RATE, from an SSM parameter); 0 uses the SES
+	// account's maximum send rate. Each task starts at it divided by
+	// Sender.MinTasks and adapts.
 	SendRate float64
 }
 
