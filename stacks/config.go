@@ -57,6 +57,9 @@ type Environment struct {
 	API           ServiceConfig
 	Sender        ServiceConfig
 	Observability ObservabilityConfig
+	// CI is the GitHub Actions role of the deployed-stack suite (ci.go);
+	// off by default.
+	CI CIConfig
 }
 
 // StateConfig says where Terraform keeps the stack's state.
@@ -176,6 +179,10 @@ type QueueConfig struct {
 	// MaxMessageBytes is the queue's MaximumMessageSize and the API's
 	// HERALD_MAX_MESSAGE_BYTES; default 262144.
 	MaxMessageBytes int
+	// RetryWindow is how long the sender retries a transiently failing
+	// message after its first attempt (HERALD_RETRY_WINDOW); default 12h.
+	// Retention must exceed it by a day (retry.go).
+	RetryWindow time.Duration
 }
 
 // EmailConfig is how mail leaves Herald.
@@ -202,8 +209,10 @@ type EmailConfig struct {
 	// SendTimeout bounds one send (HERALD_SEND_TIMEOUT); the queue's
 	// visibility timeout is derived from it. Default 10s.
 	SendTimeout time.Duration
-	// SendRate is sends per second (HERALD_SEND_RATE, from an SSM parameter);
-	// 0 uses the SES account's maximum send rate.
+	// SendRate is the account's sends per second for all sender tasks
+	// together (HERALD_SEND_RATE, from an SSM parameter); 0 uses the SES
+	// account's maximum send rate. Each task starts at it divided by
+	// Sender.MinTasks and adapts.
 	SendRate float64
 	// SandboxRecipients are verified SES identities (addresses or
 	// domains) mail may go to while the account is in the SES sandbox,
@@ -305,9 +314,9 @@ const (
 // WithDefaults returns a copy of e with every unset field at its default.
 func (e Environment) WithDefaults() Environment {
 	e.Tags = mergeTags(map[string]string{
-		"Project":     "herald",
-		"Environment": e.Name,
-		"ManagedBy":   "cdktf",
+		"Project":      "herald",
+		EnvironmentTag: e.Name,
+		"ManagedBy":    "cdktf",
 	}, e.Tags)
 
 	if e.State.Bucket != "" {
@@ -330,6 +339,7 @@ func (e Environment) WithDefaults() Environment {
 	q.Retention = orDuration(q.Retention, defaultRetention)
 	q.DLQRetention = orDuration(q.DLQRetention, defaultDLQRetention)
 	q.MaxMessageBytes = orInt(q.MaxMessageBytes, defaultMaxMessageBytes)
+	q.RetryWindow = orDuration(q.RetryWindow, defaultRetryWindow)
 
 	em := &e.Email
 	em.Transport = orString(em.Transport, "ses")
@@ -354,6 +364,7 @@ func (e Environment) WithDefaults() Environment {
 	if o.SenderFailurePercent == 0 {
 		o.SenderFailurePercent = defaultErrorPercent
 	}
+	e.CI = e.CI.withDefaults()
 	return e
 }
 
@@ -475,11 +486,13 @@ func (e Environment) validate() error {
 	e.validateMesh(p)
 	e.validateIngress(p)
 	e.validateQueue(p)
+	e.validateRetry(p)
 	e.validateEmail(p)
 	e.validateRepositories(p)
 	validateService(p, "API", e.API, false)
 	validateService(p, "Sender", e.Sender, true)
 	e.validateObservability(p)
+	e.validateCI(p)
 	return errors.Join(p.errs...)
 }
 

@@ -59,6 +59,7 @@ type HeraldStack struct {
 	API           *FargateService
 	Sender        *FargateService
 	Observability *Observability
+	CI            *CIRole // nil unless Environment.CI is set
 	// Warnings for the person synthesizing (also cdktf annotations).
 	Warnings []string
 }
@@ -229,6 +230,9 @@ func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackPro
 		API5xxPercent:         env.Observability.API5xxPercent,
 		SenderFailurePercent:  env.Observability.SenderFailurePercent,
 	})
+	if env.CI.Enabled() {
+		h.CI = NewCIRole(stack, "ci", h.ciProps(id, env))
+	}
 	h.newOutputs(env)
 	return h
 }
@@ -255,7 +259,7 @@ func (h *HeraldStack) newProviderAndBackend(id string, env Environment) {
 	}
 	backend := cdktf.NewS3Backend(h.TerraformStack, &cdktf.S3BackendConfig{
 		Bucket:  jsii.String(s.Bucket),
-		Key:     jsii.String(orString(s.Key, "herald/"+id+".tfstate")),
+		Key:     jsii.String(orString(s.Key, StateKey(id))),
 		Region:  jsii.String(s.Region),
 		Encrypt: jsii.Bool(true),
 	})
@@ -380,6 +384,8 @@ func (h *HeraldStack) senderProps(id string, env Environment) *FargateServicePro
 	statements := []Statement{
 		{Sid: "ConsumeNotifications", Actions: []string{"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"}, Resources: []string{*h.Queue.Queue.Arn()}},
 		{Sid: "DeadLetterPermanentFailures", Actions: []string{"sqs:SendMessage"}, Resources: []string{*h.Queue.DeadLetter.Arn()}},
+		// A transient failure goes back to the queue as a copy that carries its retry budget.
+		{Sid: "RequeueForRetry", Actions: []string{"sqs:SendMessage"}, Resources: []string{*h.Queue.Queue.Arn()}},
 		{Sid: "DecryptAndEncryptQueuedMessages", Actions: []string{"kms:Decrypt", "kms:GenerateDataKey"}, Resources: []string{*h.Queue.Key.Key.Arn()}, Conditions: viaService("sqs", env.Region)},
 	}
 	secrets := map[string]string{"HERALD_SEND_RATE": h.Secrets.ParameterARNs[sendRateName]}
@@ -389,6 +395,10 @@ func (h *HeraldStack) senderProps(id string, env Environment) *FargateServicePro
 		"HERALD_WAIT_TIME":          durationSeconds(h.Queue.WaitTime),
 		"HERALD_VISIBILITY_TIMEOUT": durationSeconds(h.Queue.VisibilityTimeout),
 		"HERALD_SEND_TIMEOUT":       durationSeconds(env.Email.SendTimeout),
+		"HERALD_RETRY_WINDOW":       durationSeconds(env.Queue.RetryWindow),
+		// Each task starts at the quota divided by this; autoscaling makes
+		// it a seed the tasks adapt from, not a truth.
+		"HERALD_SENDER_TASKS": strconv.Itoa(env.Sender.MinTasks),
 	}
 	var executionSecrets, executionKeys []string
 	switch env.Email.Transport {
@@ -521,6 +531,9 @@ func (h *HeraldStack) newOutputs(env Environment) {
 	out("smtp_secret_arn", "Secret holding the SMTP credentials (smtp transport)", h.Secrets.Secrets[smtpSecret].Arn())
 	if h.SES != nil && h.SES.ConfigurationSetName != "" {
 		out("ses_configuration_set", "SES configuration set the sender uses", jsii.String(h.SES.ConfigurationSetName))
+	}
+	if h.CI != nil {
+		out("ci_role_arn", "Role of the deployed-stack workflow (HERALD_AWS_ROLE_ARN)", h.CI.Role.Arn())
 	}
 	if h.Mesh != nil {
 		out("mesh_name", "App Mesh mesh of the services (cannot be deployed since AWS ended App Mesh on 2026-09-30)", h.Mesh.Mesh.Name())

@@ -16,12 +16,16 @@ const (
 	BinSQSLocal        = "sqs-local"
 	BinNotificationAPI = "notification-api"
 	BinEmailSender     = "email-sender"
+	// BinHeraldOps is the on-call tool; the stack does not run it, herald-dev
+	// and the tests do.
+	BinHeraldOps = "herald-ops"
 )
 
 var binaryPackages = map[string]string{
 	BinSQSLocal:        "./services/devstack/sqs-local",
 	BinNotificationAPI: "./services/notification-api",
 	BinEmailSender:     "./services/email-sender",
+	BinHeraldOps:       "./services/herald-ops",
 }
 
 // FindRoot returns the repository root: the nearest directory at or above
@@ -47,11 +51,11 @@ func FindRoot(dir string) (string, error) {
 	}
 }
 
-// Build compiles the named binaries (all three when none are named) from
+// Build compiles the named binaries (all four when none are named) from
 // the repository at root into dir, with one `go build`.
 func Build(ctx context.Context, root, dir string, names ...string) error {
 	if len(names) == 0 {
-		names = []string{BinSQSLocal, BinNotificationAPI, BinEmailSender}
+		names = []string{BinSQSLocal, BinNotificationAPI, BinEmailSender, BinHeraldOps}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("build: %w", err)

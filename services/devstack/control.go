@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"sort"
 
 	"herald/services/devstack/sesgate"
 )
@@ -95,7 +97,7 @@ func (s *Stack) proc(c Component) (*proc, error) {
 	if !ok {
 		return nil, fmt.Errorf("devstack: unknown component %q", c)
 	}
-	if s.cfg.EmulatorsOnly && (c == API || c == Sender) {
+	if s.cfg.EmulatorsOnly && (c == API || IsSender(c)) {
 		return nil, fmt.Errorf("devstack: %s is not part of an emulators-only stack", c)
 	}
 	return p, nil
@@ -112,8 +114,8 @@ func (s *Stack) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	var errs []error
-	for i := len(Components) - 1; i >= 0; i-- {
-		c := Components[i]
+	for i := len(s.components) - 1; i >= 0; i-- {
+		c := s.components[i]
 		p := s.procs[c]
 		if _, ok := p.running(); !ok {
 			continue
@@ -134,9 +136,19 @@ func (s *Stack) Close() error {
 			errs = append(errs, fmt.Errorf("sesgate: %w", err))
 		}
 	}
+	if s.secrets != nil {
+		if err := s.secrets.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("secretslocal: %w", err))
+		}
+		s.secrets = nil
+	}
 	s.http.CloseIdleConnections()
 	return errors.Join(errs...)
 }
+
+// Components are the stack's components in start order, its extra senders
+// included.
+func (s *Stack) Components() []Component { return append([]Component(nil), s.components...) }
 
 // APIURL is the notification API's base URL.
 func (s *Stack) APIURL() string { return s.baseURL(API) }
@@ -170,6 +182,50 @@ func (s *Stack) GateURL() string { return s.Gate().URL }
 
 // Gate is the SES gate: faults, verified identities, send rate, records.
 func (s *Stack) Gate() *sesgate.Server { s.mu.Lock(); defer s.mu.Unlock(); return s.gate }
+
+// SecretsURL is the Secrets Manager emulator's endpoint
+// (AWS_ENDPOINT_URL_SECRETSMANAGER).
+func (s *Stack) SecretsURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.secrets == nil {
+		return ""
+	}
+	return s.secrets.URL
+}
+
+// KeysSecretID is the API-key secret (HERALD_API_KEYS_SECRET_ID).
+func (s *Stack) KeysSecretID() string { return s.cfg.KeysSecret }
+
+// OpsEnv is the environment herald-ops needs to work on this stack: the
+// emulators' endpoints, dummy credentials, the queues, the key secret and
+// the API, as NAME=value.
+func (s *Stack) OpsEnv() []string {
+	vars := map[string]string{
+		"AWS_REGION":                  s.cfg.Region,
+		"AWS_ACCESS_KEY_ID":           "local",
+		"AWS_SECRET_ACCESS_KEY":       "local",
+		"AWS_CONFIG_FILE":             os.DevNull,
+		"AWS_SHARED_CREDENTIALS_FILE": os.DevNull,
+		"AWS_EC2_METADATA_DISABLED":   "true",
+		// Empty: a profile or session token of the caller's shell must not
+		// mix with the dummy credentials.
+		"AWS_PROFILE":                     "",
+		"AWS_SESSION_TOKEN":               "",
+		"AWS_ENDPOINT_URL_SQS":            s.SQSEndpoint(),
+		"AWS_ENDPOINT_URL_SECRETSMANAGER": s.SecretsURL(),
+		"HERALD_QUEUE_URL":                s.QueueURL(),
+		"HERALD_DLQ_URL":                  s.DLQURL(),
+		"HERALD_API_KEYS_SECRET_ID":       s.KeysSecretID(),
+		"HERALD_API_URL":                  s.APIURL(),
+	}
+	out := make([]string, 0, len(vars))
+	for k, v := range vars {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
 
 // APIKey is the development API key, for `Authorization: Bearer <key>`.
 func (s *Stack) APIKey() string { return s.apiKey }

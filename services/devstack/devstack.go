@@ -1,21 +1,20 @@
 // Package devstack runs Herald's whole pipeline on one machine, on loopback:
 // the SQS emulator (sqs-local, goaws), the SES v2 emulator (npm
-// aws-ses-v2-local) behind an SES gate (package sesgate), the notification
-// API and the email sender. Each emulator and service is a child process of
+// aws-ses-v2-local) behind an SES gate (package sesgate), a Secrets Manager
+// emulator (package secretslocal) holding the API-key secret, the
+// notification API and the email sender. Each emulator and service is a child process of
 // its own, so a test can stop, kill (SIGKILL) and restart any of them while
 // the others run. The launcher `herald-dev` (make dev) and the end-to-end
 // tests in tests/ both use it.
 //
 // The services get exactly the environment described in services/README.md,
-// pointed at the emulators, with a development API key minted at start.
+// pointed at the emulators, with a development API key minted at start (in
+// HERALD_API_KEY_HASHES) and the API-key secret, empty at start, read again
+// every Config.KeysRefresh: herald-ops keys manages it as on AWS.
 package devstack
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,8 +33,10 @@ import (
 	"sync"
 	"time"
 
+	"herald/services/devstack/secretslocal"
 	"herald/services/devstack/sesgate"
 	"herald/services/devstack/sqslocal"
+	"herald/services/internal/herald"
 )
 
 // Component names one process of the stack.
@@ -48,8 +49,23 @@ const (
 	Sender Component = "sender" // email-sender
 )
 
-// Components in start order; Close stops them in reverse.
+// Components of a stack with one sender, in start order; Close stops them
+// in reverse. Stack.Components lists a stack's own, with its extra senders.
 var Components = []Component{SQS, SES, Sender, API}
+
+// SenderN is the i-th sender of a stack with Config.Senders > 1: Sender for
+// the first, "sender-2", "sender-3" ... for the others.
+func SenderN(i int) Component {
+	if i <= 1 {
+		return Sender
+	}
+	return Component(fmt.Sprintf("%s-%d", Sender, i))
+}
+
+// IsSender reports whether c is one of the stack's senders.
+func IsSender(c Component) bool {
+	return c == Sender || strings.HasPrefix(string(c), string(Sender)+"-")
+}
 
 // Config says what to start and how. The zero value, with BinDir set, starts
 // the whole pipeline on free loopback ports.
@@ -67,11 +83,16 @@ type Config struct {
 	Echo io.Writer
 	// Logger gets the stack's own events; nil discards them.
 	Logger *slog.Logger
-	// EmulatorsOnly starts SQS, SES and the gate without the two services.
+	// EmulatorsOnly starts SQS, SES, the gate and Secrets Manager without
+	// the two services.
 	EmulatorsOnly bool
+	// Senders is how many email-sender processes consume the queue and
+	// share the SES account (each is told so in HERALD_SENDER_TASKS); 0
+	// means 1. The first is Sender, the others SenderN(2) ...
+	Senders int
 
 	// Listen addresses (loopback host:port); "" picks a free port.
-	SQSAddr, SESAddr, GateAddr, APIAddr, SenderAddr string
+	SQSAddr, SESAddr, GateAddr, SecretsAddr, APIAddr, SenderAddr string
 
 	Region            string        // "" means us-east-1
 	QueueName         string        // "" means herald-notifications
@@ -92,6 +113,12 @@ type Config struct {
 	MaxSendRate float64
 	// MetricsInterval is HERALD_METRICS_INTERVAL; 0 means 5s.
 	MetricsInterval time.Duration
+	// KeysSecret names the API-key secret (HERALD_API_KEYS_SECRET_ID); ""
+	// means herald-local/api-key-hashes.
+	KeysSecret string
+	// KeysRefresh is the API's HERALD_API_KEYS_REFRESH; 0 means 10s, the
+	// shortest the API takes.
+	KeysRefresh time.Duration
 	// APIEnv and SenderEnv add to or override the services' environment.
 	APIEnv, SenderEnv map[string]string
 
@@ -109,11 +136,15 @@ type Stack struct {
 	log  *slog.Logger
 	http *http.Client
 
+	// components in start order, with the extra senders.
+	components []Component
+
 	mu    sync.Mutex // guards the fields below and serialises component control
 	procs map[Component]*proc
 	addrs map[Component]string // fixed after the first start, for restarts
 
 	gate        *sesgate.Server
+	secrets     *secretslocal.Server
 	apiKey      string
 	apiKeyHash  string
 	sqsEndpoint string
@@ -146,7 +177,12 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, err
 	}
 	s.apiKey, s.apiKeyHash = key, hash
-	for _, c := range Components {
+	s.components = []Component{SQS, SES}
+	for i := 1; i <= cfg.Senders; i++ {
+		s.components = append(s.components, SenderN(i))
+	}
+	s.components = append(s.components, API)
+	for _, c := range s.components {
 		s.procs[c] = &proc{name: string(c), logPath: filepath.Join(cfg.LogDir, string(c)+".log"), echo: cfg.Echo}
 	}
 	if err := s.startAll(ctx); err != nil {
@@ -178,7 +214,7 @@ func (cfg *Config) defaults() error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	for _, a := range []string{cfg.SQSAddr, cfg.SESAddr, cfg.GateAddr, cfg.APIAddr, cfg.SenderAddr} {
+	for _, a := range []string{cfg.SQSAddr, cfg.SESAddr, cfg.GateAddr, cfg.SecretsAddr, cfg.APIAddr, cfg.SenderAddr} {
 		if err := checkLoopback(a); err != nil {
 			return fmt.Errorf("devstack: %w", err)
 		}
@@ -192,6 +228,10 @@ func (cfg *Config) defaults() error {
 	def(&cfg.QueueName, "herald-notifications")
 	def(&cfg.DLQName, "herald-notifications-dlq")
 	def(&cfg.DefaultFrom, "noreply@example.com")
+	def(&cfg.KeysSecret, "herald-local/api-key-hashes")
+	if cfg.KeysRefresh == 0 {
+		cfg.KeysRefresh = 10 * time.Second
+	}
 	if cfg.AllowedFrom == nil {
 		cfg.AllowedFrom = []string{"@example.com", "@example.net"}
 	}
@@ -200,6 +240,12 @@ func (cfg *Config) defaults() error {
 	}
 	if cfg.MaxReceiveCount == 0 {
 		cfg.MaxReceiveCount = 5
+	}
+	if cfg.Senders == 0 {
+		cfg.Senders = 1
+	}
+	if cfg.Senders < 1 || cfg.Senders > 20 {
+		return fmt.Errorf("devstack: Senders %d is outside 1..20", cfg.Senders)
 	}
 	if cfg.VisibilityTimeout == 0 {
 		cfg.VisibilityTimeout = 30 * time.Second
@@ -283,11 +329,31 @@ func (s *Stack) startAll(ctx context.Context) error {
 	}
 	s.gate = gate
 	s.log.Info("ready", "component", "sesgate", "url", gate.URL)
+	secretsAddr := s.cfg.SecretsAddr
+	if secretsAddr == "" {
+		secretsAddr = "127.0.0.1:0"
+	}
+	// The API-key secret starts with no key: the dev key is in
+	// HERALD_API_KEY_HASHES, and herald-ops keys adds the others.
+	secrets, err := secretslocal.Start(secretsAddr, secretslocal.Config{
+		Region:  s.cfg.Region,
+		Secrets: map[string]string{s.cfg.KeysSecret: "{}"},
+		Logger:  s.log.With("component", "secretslocal"),
+	})
+	if err != nil {
+		return fmt.Errorf("devstack: %w", err)
+	}
+	s.secrets = secrets
+	s.log.Info("ready", "component", "secretslocal", "url", secrets.URL)
 	if s.cfg.EmulatorsOnly {
 		return nil
 	}
-	if err := s.launch(ctx, Sender); err != nil {
-		return err
+	for _, c := range s.components {
+		if IsSender(c) {
+			if err := s.launch(ctx, c); err != nil {
+				return err
+			}
+		}
 	}
 	return s.launch(ctx, API)
 }
@@ -329,7 +395,10 @@ func (s *Stack) spec(c Component) (procSpec, func(context.Context) error, error)
 		return s.sqsSpec()
 	case SES:
 		return s.sesSpec()
-	case API, Sender:
+	case API:
+		return s.serviceSpec(c)
+	}
+	if IsSender(c) {
 		return s.serviceSpec(c)
 	}
 	return procSpec{}, nil, fmt.Errorf("devstack: unknown component %q", c)
@@ -453,6 +522,9 @@ func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error,
 		env["HERALD_DEFAULT_FROM"] = s.cfg.DefaultFrom
 		env["HERALD_ALLOWED_FROM"] = strings.Join(s.cfg.AllowedFrom, ",")
 		env["HERALD_API_KEY_HASHES"] = DevKeyID + ":" + s.apiKeyHash
+		env["AWS_ENDPOINT_URL_SECRETSMANAGER"] = s.secrets.URL
+		env["HERALD_API_KEYS_SECRET_ID"] = s.cfg.KeysSecret
+		env["HERALD_API_KEYS_REFRESH"] = s.cfg.KeysRefresh.String()
 	} else {
 		bin, path = BinEmailSender, "/healthz"
 		extra = s.cfg.SenderEnv
@@ -463,6 +535,7 @@ func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error,
 		// production keeps 5s / 15m.
 		env["HERALD_RETRY_BASE"] = "1s"
 		env["HERALD_RETRY_MAX"] = "10s"
+		env["HERALD_SENDER_TASKS"] = strconv.Itoa(s.cfg.Senders)
 	}
 	for k, v := range extra {
 		env[k] = v
@@ -562,11 +635,9 @@ const DevKeyID = "dev"
 // MintKey makes an API key as `notification-api keygen` does (hk_ and 256
 // random bits) and its SHA-256 hex, the form the API stores.
 func MintKey() (key, sha256Hex string, err error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
+	key, sha256Hex, err = herald.NewAPIKey()
+	if err != nil {
 		return "", "", fmt.Errorf("mint API key: %w", err)
 	}
-	key = "hk_" + base64.RawURLEncoding.EncodeToString(b)
-	sum := sha256.Sum256([]byte(key))
-	return key, hex.EncodeToString(sum[:]), nil
+	return key, sha256Hex, nil
 }

@@ -35,6 +35,7 @@ type config struct {
 	RateBurst       int
 	BatchLinger     time.Duration
 	ReadyCache      time.Duration
+	MaxConnections  int // open connections per process
 
 	// EnqueueTimeout is not read from the environment; tests shorten it.
 	EnqueueTimeout time.Duration
@@ -53,6 +54,7 @@ func readConfig(getenv func(string) string) (config, error) {
 		RateBurst:       e.Int("HERALD_RATE_BURST", 200, 1, 1000000),
 		BatchLinger:     e.Duration("HERALD_BATCH_LINGER", 2*time.Millisecond, 0, 100*time.Millisecond),
 		ReadyCache:      e.Duration("HERALD_READY_CACHE", 5*time.Second, 0, 5*time.Minute),
+		MaxConnections:  e.Int("HERALD_MAX_CONNECTIONS", 1024, 1, 65536),
 		EnqueueTimeout:  enqueueTimeout,
 	}
 	if c.DefaultFrom != "" {
@@ -144,5 +146,6 @@ func (c *config) logValue() slog.Value {
 		slog.Int("rateBurst", c.RateBurst),
 		slog.String("batchLinger", c.BatchLinger.String()),
 		slog.String("readyCache", c.ReadyCache.String()),
+		slog.Int("maxConnections", c.MaxConnections),
 	)...)
 }

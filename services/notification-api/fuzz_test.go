@@ -7,14 +7,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"herald/services/internal/herald"
 )
 
 // FuzzDecode sends arbitrary bodies through the real handler (with a key,
 // JSON content type and an SQS that accepts everything) to both POST
 // endpoints. Whatever the body: no panic, only documented codes, a reply in
-// the documented shape, and every notification answered as queued is on the
-// queue as a valid envelope under the id the client was given.
+// the documented shape (openapi.json's too), a body accepted whole only
+// when openapi.json's schema takes it, and every notification answered as
+// queued is on the queue as a valid envelope under the id the client was
+// given.
 //
 //	go test ./services/notification-api -run '^$' -fuzz FuzzDecode -fuzztime 20s
 func FuzzDecode(f *testing.F) {
@@ -34,6 +38,14 @@ func FuzzDecode(f *testing.F) {
 		`{"notifications":[` + valid(nil) + `,{"to":[]},"x",null]}`,
 		`{"notifications":[]}`,
 		`{"notifications":{}}`,
+		`{"to":["a@example.com"],"TO":["m@example.com"],"subject":"s","text":"t"}`,
+		`{"to":["a@example.com"],"to":["m@example.com"],"subject":"s","text":"t"}`,
+		`{"to":["a@example.com"],"Subject":"s","subject":"s","text":"t"}`,
+		"{\"to\":[\"a@example.com\"],\"subject\":\"\xc0\xaf\",\"text\":\"t\"}",
+		`{"to":["a@example.com"],"subject":"\ud83d\ude00 \udc00","text":"t"}`,
+		`{"notifications":[{"to":["a@example.com"],"subject":"s","text":"t","text":"u"}]}`,
+		`{"to":["a@example.com"],"cc":null,"from":"","replyTo":null,"subject":"s","text":"","html":"h","delaySeconds":-0,"metadata":null}`,
+		`{"to":["\"x@y.z\" <a@example.com>"],"from":"=?utf-8?q?a=40b.c?= <noreply@herald.test>","subject":"s","text":"t"}`,
 	}
 	for _, s := range seeds {
 		f.Add(false, []byte(s))
@@ -49,7 +61,7 @@ func FuzzDecode(f *testing.F) {
 		sqs.bodies = nil
 		sqs.mu.Unlock()
 		path := "/api/notifications"
-		allowed := map[int]bool{202: true, 400: true, 413: true}
+		allowed := map[int]bool{202: true, 400: true, 413: true, 415: true}
 		if batch {
 			path += "/batch"
 			allowed[207] = true
@@ -59,6 +71,7 @@ func FuzzDecode(f *testing.F) {
 		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
 		h.h.ServeHTTP(rec, req)
+		checkContract(t, req, body, rec)
 		if !allowed[rec.Code] {
 			t.Fatalf("status %d for %q: %s", rec.Code, body, rec.Body)
 		}
@@ -106,6 +119,11 @@ func FuzzDecode(f *testing.F) {
 			if rec.Code == 400 && len(p.Errors) == 0 {
 				t.Fatalf("400 without errors: %s", rec.Body)
 			}
+		}
+		// Whatever was accepted came in a body that is I-JSON: UTF-8, no
+		// lone surrogate escape, each name once (issue 16).
+		if len(accepted) > 0 && !jsontext.Value(body).IsValid() {
+			t.Fatalf("accepted %d notifications of a body that is not valid I-JSON: %q", len(accepted), body)
 		}
 		if len(accepted) != len(queued) {
 			t.Fatalf("%d accepted, %d queued", len(accepted), len(queued))

@@ -25,6 +25,7 @@ import (
 
 	"herald/services/internal/herald"
 	"herald/services/internal/herald/heraldtest"
+	"herald/services/notification-api/apitest"
 )
 
 const (
@@ -55,6 +56,7 @@ func testConfig() config {
 		RateBurst:       200,
 		BatchLinger:     2 * time.Millisecond,
 		ReadyCache:      5 * time.Second,
+		MaxConnections:  1024,
 		EnqueueTimeout:  2 * time.Second,
 	}
 }
@@ -218,11 +220,44 @@ func errResponse(op string, status int, code string) error {
 }
 
 type harness struct {
+	t       testing.TB
 	srv     *server
 	h       http.Handler
 	sqs     *fakeSQS
 	log     *heraldtest.Buffer
 	metrics *herald.Metrics
+}
+
+var (
+	contractOnce sync.Once
+	contract     *apitest.Contract
+	contractErr  error
+)
+
+// apiContract is openapi.json, loaded and validated once.
+func apiContract(t testing.TB) *apitest.Contract {
+	t.Helper()
+	contractOnce.Do(func() { contract, contractErr = apitest.Load(context.Background(), openAPIDocument) })
+	if contractErr != nil {
+		t.Fatal(contractErr)
+	}
+	return contract
+}
+
+// checkContract fails t when an answer is not one the OpenAPI document
+// has (an undocumented status, field or header), or when the API queued
+// everything of a request the document calls invalid.
+func checkContract(t testing.TB, req *http.Request, body []byte, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	c := apiContract(t)
+	if err := c.CheckAnswer(context.Background(), req, rec.Code, rec.Header(), rec.Body.Bytes()); err != nil {
+		t.Errorf("answer not in the OpenAPI document: %v", err)
+	}
+	if rec.Code == http.StatusAccepted {
+		if err := c.CheckRequest(context.Background(), req, body); err != nil {
+			t.Errorf("accepted a request the OpenAPI document calls invalid: %v", err)
+		}
+	}
 }
 
 func newHarness(t testing.TB, cfg config, f *fakeSQS, d deps) *harness {
@@ -235,7 +270,7 @@ func newHarness(t testing.TB, cfg config, f *fakeSQS, d deps) *harness {
 	m := herald.NewMetrics(io.Discard, cfg.Env, serviceName)
 	s := newServer(cfg, d, slog.New(slog.NewJSONHandler(lg, &slog.HandlerOptions{Level: slog.LevelDebug})), m)
 	t.Cleanup(s.enq.close)
-	return &harness{srv: s, h: s.handler(), sqs: f, log: lg, metrics: m}
+	return &harness{t: t, srv: s, h: s.handler(), sqs: f, log: lg, metrics: m}
 }
 
 // do sends one request through the handler. Headers "Authorization" and
@@ -253,6 +288,7 @@ func (h *harness) do(method, path string, hdr map[string]string, body string) *h
 	}
 	rec := httptest.NewRecorder()
 	h.h.ServeHTTP(rec, req)
+	checkContract(h.t, req, []byte(body), rec)
 	return rec
 }
 

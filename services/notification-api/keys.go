@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,10 +18,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"herald/services/internal/herald"
 )
 
 // keyPrefix marks Herald API keys, so a leaked one is recognisable in a scan.
-const keyPrefix = "hk_"
+const keyPrefix = herald.APIKeyPrefix
 
 // keyEntry is one API key as the service holds it: its id and the SHA-256 of
 // the key. The key itself is never stored.
@@ -37,17 +38,7 @@ type secretsAPI interface {
 }
 
 // validKeyID keeps key ids safe to put in logs, metrics and the envelope.
-func validKeyID(id string) error {
-	if id == "" || len(id) > 64 {
-		return errors.New("key id must be 1 to 64 characters")
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return fmt.Errorf("key id %q may hold only letters, digits, '-', '_' and '.'", id)
-		}
-	}
-	return nil
-}
+func validKeyID(id string) error { return herald.CheckKeyID(id) }
 
 func parseHash(id, s string) (keyEntry, error) {
 	if err := validKeyID(id); err != nil {
@@ -118,6 +109,10 @@ type keyStore struct {
 	secrets  secretsAPI
 	log      *slog.Logger
 	current  atomic.Pointer[[]keyEntry]
+	// version is the secret's VersionId whose keys are in force ("" before
+	// the first load): /readyz shows it, so an operator who changed the
+	// secret can tell when every task has picked the change up.
+	version atomic.Pointer[string]
 }
 
 func newKeyStore(static []keyEntry, secretID string, secrets secretsAPI, log *slog.Logger) *keyStore {
@@ -183,7 +178,18 @@ func (k *keyStore) refresh(ctx context.Context) error {
 		set = append(set, e)
 	}
 	k.current.Store(&set)
+	version := aws.ToString(out.VersionId)
+	k.version.Store(&version)
 	return nil
+}
+
+// secretVersion is the VersionId of the secret value in force, "" when no
+// secret was loaded.
+func (k *keyStore) secretVersion() string {
+	if v := k.version.Load(); v != nil {
+		return *v
+	}
+	return ""
 }
 
 // run refreshes every interval until ctx ends; a failed refresh is logged and
@@ -199,13 +205,13 @@ func (k *keyStore) run(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			before := strings.Join(k.ids(), ",")
+			ids, version := strings.Join(k.ids(), ","), k.secretVersion()
 			if err := k.refresh(ctx); err != nil {
 				k.log.Warn("API key refresh failed; keeping the last good keys", "err", err)
 				continue
 			}
-			if ids := k.ids(); strings.Join(ids, ",") != before {
-				k.log.Info("API keys changed", "keyIds", ids)
+			if now := k.ids(); strings.Join(now, ",") != ids || k.secretVersion() != version {
+				k.log.Info("API keys changed", "keyIds", now, "secretVersion", k.secretVersion())
 			}
 		}
 	}
@@ -213,11 +219,8 @@ func (k *keyStore) run(ctx context.Context, every time.Duration) {
 
 // newKey mints a 256-bit random API key.
 func newKey() (string, error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("random key: %w", err)
-	}
-	return keyPrefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
+	key, _, err := herald.NewAPIKey()
+	return key, err
 }
 
 // keygen is the `keygen [key-id]` subcommand: it prints a new key once and

@@ -27,12 +27,13 @@ func secretJSON(entries ...keyEntry) string {
 	return "{" + strings.Join(parts, ",") + "}"
 }
 
-// fakeSecrets serves one secret string, or an error.
+// fakeSecrets serves one secret string and its VersionId, or an error.
 type fakeSecrets struct {
-	mu    sync.Mutex
-	value string
-	err   error
-	calls int
+	mu      sync.Mutex
+	value   string
+	version string
+	err     error
+	calls   int
 }
 
 func (f *fakeSecrets) set(value string, err error) {
@@ -51,7 +52,7 @@ func (f *fakeSecrets) GetSecretValue(ctx context.Context, in *secretsmanager.Get
 	if f.err != nil {
 		return nil, f.err
 	}
-	return &secretsmanager.GetSecretValueOutput{SecretString: aws.String(f.value)}, nil
+	return &secretsmanager.GetSecretValueOutput{SecretString: aws.String(f.value), VersionId: aws.String(f.version)}, nil
 }
 
 func TestAuthenticate(t *testing.T) {

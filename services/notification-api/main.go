@@ -72,6 +72,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	return serve(ctx, cfg, d, log, metrics)
 }
 
+// httpServer is the API's HTTP server with its timeouts.
+func (s *server) httpServer() *http.Server {
+	return &http.Server{
+		Handler:           s.handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// Above the enqueue deadline, so a 503 is always written.
+		WriteTimeout:   s.cfg.EnqueueTimeout + 10*time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// limitConnections caps ln at HERALD_MAX_CONNECTIONS open connections; at
+// the cap srv stops keeping connections alive until a slot is free, and a
+// warning is logged (at most one each 10 s).
+func (s *server) limitConnections(ln net.Listener, srv *http.Server) *limitListener {
+	capLog := newLogSampler(0.1, 1)
+	return newLimitListener(ln, s.cfg.MaxConnections, func(full bool) {
+		srv.SetKeepAlivesEnabled(!full)
+		if !full {
+			return
+		}
+		if ok, suppressed := capLog.allow(s.now()); ok {
+			s.log.Warn("connection cap reached: new connections wait, idle ones are closed",
+				"maxConnections", s.cfg.MaxConnections, "suppressed", suppressed)
+		}
+	})
+}
+
 // serve loads the API keys, listens on cfg.HTTPAddr and serves until ctx
 // ends, then drains: requests in flight finish, gathered sends are flushed,
 // metrics are written a last time.
@@ -86,16 +117,8 @@ func serve(ctx context.Context, cfg config, d deps, log *slog.Logger, metrics *h
 	if err != nil {
 		return fmt.Errorf("listen on %s (HERALD_HTTP_ADDR): %w", cfg.HTTPAddr, err)
 	}
-	srv := &http.Server{
-		Handler:           s.handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		// Above the enqueue deadline, so a 503 is always written.
-		WriteTimeout:   cfg.EnqueueTimeout + 10*time.Second,
-		IdleTimeout:    120 * time.Second,
-		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := s.httpServer()
+	ln = s.limitConnections(ln, srv)
 
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var background sync.WaitGroup

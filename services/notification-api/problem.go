@@ -32,7 +32,7 @@ var problemTitles = map[string]string{
 	"not-found":              "No such endpoint",
 	"method-not-allowed":     "Method not allowed",
 	"too-large":              "The request or message is too large",
-	"unsupported-media-type": "The body must be JSON",
+	"unsupported-media-type": "The body must be JSON in UTF-8",
 	"rate-limited":           "Too many notifications for this API key",
 	"unavailable":            "The queue is unavailable",
 	"queue-error":            "The queue refused the message",

@@ -34,6 +34,8 @@ type server struct {
 	ready    *readiness
 	now      func() time.Time
 	draining atomic.Bool
+
+	unauthLog *logSampler // request lines of requests without a valid key
 }
 
 // deps are the outside world the server talks to; tests put fakes in.
@@ -57,6 +59,8 @@ func newServer(cfg config, d deps, log *slog.Logger, metrics *herald.Metrics) *s
 		enq:     newEnqueuer(q, cfg.BatchLinger, cfg.EnqueueTimeout),
 		ready:   &readiness{api: d.sqs, url: cfg.QueueURL, ttl: cfg.ReadyCache, now: d.now},
 		now:     d.now,
+
+		unauthLog: newLogSampler(unauthLogRate, unauthLogBurst),
 	}
 }
 
@@ -66,6 +70,7 @@ func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/api/notifications", s.allow(http.MethodPost, true, s.postNotification))
 	mux.Handle("/api/notifications/batch", s.allow(http.MethodPost, true, s.postBatch))
+	mux.Handle("/api/openapi.json", s.allow(http.MethodGet, false, s.openAPI))
 	mux.Handle("/api", s.allow(http.MethodGet, false, s.live))
 	mux.Handle("/healthz", s.allow(http.MethodGet, false, s.live))
 	mux.Handle("/readyz", s.allow(http.MethodGet, false, s.readyz))
@@ -113,9 +118,9 @@ func (s *server) postNotification(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req notificationRequest
-	if fe := decodeStrict(body, &req); fe != nil {
-		s.reject("validation", 1)
-		writeProblem(w, decodeProblem(fe))
+	if de := decodeStrict(body, &req); de != nil {
+		s.reject(de.reason(), 1)
+		writeProblem(w, de.problem())
 		return
 	}
 	p := s.prepare(req, keyID, s.now())
@@ -135,17 +140,6 @@ func (s *server) postNotification(w http.ResponseWriter, r *http.Request) {
 	s.metrics.Count("Accepted", 1)
 	info(r).notificationID = p.id
 	writeJSON(w, "application/json", http.StatusAccepted, map[string]string{"id": p.id, "status": "queued"})
-}
-
-func decodeProblem(fe *herald.FieldError) problem {
-	if fe.Field == "" {
-		p := newProblem(http.StatusBadRequest, "malformed", fe.Detail)
-		p.Errors = herald.FieldErrors{*fe}
-		return p
-	}
-	p := newProblem(http.StatusBadRequest, "validation", fe.Error())
-	p.Errors = herald.FieldErrors{*fe}
-	return p
 }
 
 // refuse answers a request that prepare found invalid or too large.
@@ -214,16 +208,17 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req batchRequest
-	if fe := decodeStrict(body, &req); fe != nil {
-		s.reject("validation", 1)
-		writeProblem(w, decodeProblem(fe))
+	if de := decodeStrict(body, &req); de != nil {
+		s.reject(de.reason(), 1)
+		writeProblem(w, de.problem())
 		return
 	}
 	n := len(req.Notifications)
 	if n == 0 || n > maxBatchItems {
 		s.reject("validation", 1)
-		fe := herald.FieldError{Field: "notifications", Detail: fmt.Sprintf("%d notifications; send 1 to %d", n, maxBatchItems)}
-		writeProblem(w, decodeProblem(&fe))
+		de := decodeError{status: http.StatusBadRequest, kind: "validation",
+			field: herald.FieldError{Field: "notifications", Detail: fmt.Sprintf("%d notifications; send 1 to %d", n, maxBatchItems)}}
+		writeProblem(w, de.problem())
 		return
 	}
 	if d, ok := s.limiter.take(keyID, n); !ok {
@@ -238,9 +233,9 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 	for i, raw := range req.Notifications {
 		items[i].Index = i
 		var one notificationRequest
-		if fe := decodeStrict(raw, &one); fe != nil {
-			s.reject("validation", 1)
-			items[i].Status, items[i].Detail, items[i].Errors = http.StatusBadRequest, "the notification is not valid", herald.FieldErrors{*fe}
+		if de := decodeStrict(raw, &one); de != nil {
+			s.reject(de.reason(), 1)
+			items[i].Status, items[i].Detail, items[i].Errors = http.StatusBadRequest, "the notification is not valid", herald.FieldErrors{de.field}
 			continue
 		}
 		p := s.prepare(one, keyID, now)
@@ -407,7 +402,11 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, "application/json", http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "detail": "the queue cannot be reached"})
 		return
 	}
-	writeJSON(w, "application/json", http.StatusOK, map[string]string{"status": "ready"})
+	body := map[string]string{"status": "ready"}
+	if v := s.keys.secretVersion(); v != "" {
+		body["apiKeysVersion"] = v
+	}
+	writeJSON(w, "application/json", http.StatusOK, body)
 }
 
 // readiness asks SQS for the queue's attributes, and reuses the answer (good

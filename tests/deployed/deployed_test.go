@@ -26,6 +26,7 @@ import (
 	"github.com/gruntwork-io/terratest/modules/terraform"
 
 	"herald/services/devstack"
+	"herald/stacks"
 )
 
 // Variables that drive the suite.
@@ -93,8 +94,8 @@ func deployAndCheck(t *testing.T, base, mode string) {
 	ctx := context.Background()
 	start := time.Now()
 	// Environment names are lower-case letters and digits, at most 10.
-	name := "e2e" + strings.ToLower(random.UniqueId())
-	stack := "herald-" + name
+	name := stacks.CICopyPrefix + strings.ToLower(random.UniqueId())
+	stack := stacks.StackID(name, "")
 	root, err := devstack.FindRoot(".")
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +119,7 @@ func deployAndCheck(t *testing.T, base, mode string) {
 		t.Logf("destroyed %s after %s", stack, time.Since(start).Round(time.Second))
 	}()
 
-	// stacks/README.md, first deploy, step 2: deploy (again, if the logs
+	// stacks/README.md, first deploy, step 3: deploy (again, if the logs
 	// key's policy was not yet usable).
 	terraform.InitAndApply(t, opts)
 	t.Logf("applied %s in %s", stack, time.Since(start).Round(time.Second))
@@ -150,6 +151,7 @@ func synth(t *testing.T, root, base, name, mode string) string {
 		"CDKTF_OUTDIR="+out,
 		"HERALD_SYNTH_COPY="+base+":"+name+":"+mode,
 		"HERALD_SYNTH_MESH_VARIANTS=",
+		stacks.CopyStateBucketVariable+"="+os.Getenv(StateBucketVariable),
 		"CHECKPOINT_DISABLE=1",
 		"JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1",
 	)

@@ -1,8 +1,10 @@
 // Command herald-dev (`make dev`) runs Herald's whole pipeline on this
 // machine: it builds the binaries, starts the SQS emulator, the SES v2
-// emulator behind the SES gate, the email sender and the notification API on
-// loopback, prints their URLs, a development API key and a ready curl line,
-// and stops everything on Ctrl-C (SIGINT) or SIGTERM.
+// emulator behind the SES gate, the Secrets Manager emulator, the email
+// sender and the notification API on loopback, prints their URLs, a
+// development API key and a ready curl line, writes <dir>/herald-ops (the
+// on-call tool, set up for this pipeline), and stops everything on Ctrl-C
+// (SIGINT) or SIGTERM.
 package main
 
 import (
@@ -124,7 +126,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	printSummary(stdout, stack, root)
+	ops := filepath.Join(o.dir, devstack.BinHeraldOps)
+	if err := writeOpsWrapper(ops, filepath.Join(binDir, devstack.BinHeraldOps), stack.OpsEnv()); err != nil {
+		return errors.Join(err, stack.Close())
+	}
+	defer os.Remove(ops) // it names this run's ports
+	printSummary(stdout, stack, root, ops)
 
 	// Run until Ctrl-C, or until a component dies on its own.
 	var died error
@@ -143,8 +150,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 // exitedAny yields the first component whose process exits.
 func exitedAny(s *devstack.Stack) <-chan devstack.Component {
-	ch := make(chan devstack.Component, len(devstack.Components))
-	for _, c := range devstack.Components {
+	components := s.Components()
+	ch := make(chan devstack.Component, len(components))
+	for _, c := range components {
 		go func() {
 			<-s.Exited(c)
 			ch <- c
@@ -166,7 +174,22 @@ func CurlLine(apiURL, key string) string {
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-func printSummary(w io.Writer, s *devstack.Stack, root string) {
+// writeOpsWrapper writes an executable script that runs herald-ops with the
+// pipeline's settings, so `.dev/herald-ops dlq list` works as on a stack.
+func writeOpsWrapper(path, bin string, env []string) error {
+	var b strings.Builder
+	b.WriteString("#!/bin/sh\n# herald-ops on the local pipeline of this herald-dev run (make dev); removed when it stops.\nexec env")
+	for _, kv := range env {
+		b.WriteString(" " + shellQuote(kv))
+	}
+	b.WriteString(" " + shellQuote(bin) + " \"$@\"\n")
+	if err := os.WriteFile(path, []byte(b.String()), 0o755); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func printSummary(w io.Writer, s *devstack.Stack, root, ops string) {
 	rel := func(p string) string {
 		if r, err := filepath.Rel(root, p); err == nil && !strings.HasPrefix(r, "..") {
 			return r
@@ -184,18 +207,21 @@ Herald is running locally. Press Ctrl-C to stop everything.
   SQS endpoint        %s
   Queue               %s
   Dead-letter queue   %s
+  Secrets Manager     %s   (API-key secret %s, read every %s)
   Logs                %s/{api,sender,sqs,ses}.log
 
   Dev API key         %s
+  On-call tool        %s dlq list   (dlq redrive, keys add <id>, ...: -h lists them)
 
 Send a notification (expect HTTP/1.1 202 Accepted), then open the sent-mail page:
 
 %s
 
 A From address at example.net passes the API but is not verified at SES:
-its notification ends in the dead-letter queue.
+its notification ends in the dead-letter queue (the on-call tool's dlq list shows it).
 `,
 		s.APIURL(), s.SenderURL(), s.SESURL(), s.GateURL(), strings.Join(cfg.Verified, ", "), cfg.MaxSendRate,
-		s.SQSEndpoint(), s.QueueURL(), s.DLQURL(), rel(s.LogDir()), s.APIKey(),
+		s.SQSEndpoint(), s.QueueURL(), s.DLQURL(), s.SecretsURL(), s.KeysSecretID(), cfg.KeysRefresh,
+		rel(s.LogDir()), s.APIKey(), rel(ops),
 		CurlLine(s.APIURL(), s.APIKey()))
 }

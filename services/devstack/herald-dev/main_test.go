@@ -257,8 +257,9 @@ func TestLauncherEndToEnd(t *testing.T) {
 	})
 
 	// When: it prints its summary.
-	var curl, sesURL string
+	var curl, sesURL, ops string
 	sesLine := regexp.MustCompile(`Sent mail \(SES\)\s+(http://\S+)/`)
+	opsLine := regexp.MustCompile(`On-call tool\s+(\S+) dlq list`)
 	for curl == "" {
 		select {
 		case l, ok := <-lines:
@@ -267,6 +268,9 @@ func TestLauncherEndToEnd(t *testing.T) {
 			}
 			if m := sesLine.FindStringSubmatch(l); m != nil {
 				sesURL = m[1]
+			}
+			if m := opsLine.FindStringSubmatch(l); m != nil {
+				ops = m[1]
 			}
 			if strings.HasPrefix(l, "curl ") {
 				curl = l
@@ -277,6 +281,18 @@ func TestLauncherEndToEnd(t *testing.T) {
 	}
 	if sesURL == "" {
 		t.Fatal("no sent-mail URL printed")
+	}
+	// The printed on-call tool works on this pipeline as it is.
+	if !filepath.IsAbs(ops) {
+		ops = filepath.Join(root, ops)
+	}
+	listing, err := exec.CommandContext(ctx, ops, "dlq", "list", "-json").Output()
+	var dlq struct {
+		Queue    string
+		Messages []json.RawMessage
+	}
+	if err != nil || json.Unmarshal(listing, &dlq) != nil || !strings.HasSuffix(dlq.Queue, "/herald-notifications-dlq") || len(dlq.Messages) != 0 {
+		t.Fatalf("printed herald-ops %q: %v\n%s", ops, err, listing)
 	}
 	kids = childrenOf(t, cmd.Process.Pid)
 	if len(kids) != 4 {
@@ -350,5 +366,8 @@ func TestLauncherEndToEnd(t *testing.T) {
 		if alive(k) {
 			t.Errorf("child %d still alive after herald-dev exited", k)
 		}
+	}
+	if _, err := os.Stat(ops); !os.IsNotExist(err) {
+		t.Errorf("%s outlived the run: %v", ops, err)
 	}
 }

@@ -1,14 +1,12 @@
 package sesgate
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
-	"time"
+
+	"herald/services/devstack/loopback"
 )
 
 // serveControl answers the gate's own endpoints:
@@ -68,50 +66,25 @@ type Server struct {
 	*Gate
 	// URL is the base URL for AWS_ENDPOINT_URL_SESV2.
 	URL  string
-	srv  *http.Server
-	done chan struct{}
+	http *loopback.Server
 }
 
-// Start makes a gate and serves it on addr ("127.0.0.1:0" picks a port).
+// Start makes a gate and serves it on addr, a loopback address
+// ("127.0.0.1:0" picks a port).
 func Start(addr string, cfg Config) (*Server, error) {
 	g, err := New(cfg)
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", addr)
+	srv, err := loopback.Serve(addr, g)
 	if err != nil {
-		return nil, fmt.Errorf("sesgate: listen on %s: %w", addr, err)
+		return nil, fmt.Errorf("sesgate: %w", err)
 	}
-	s := &Server{
-		Gate: g,
-		URL:  "http://" + ln.Addr().String(),
-		srv: &http.Server{
-			Handler:           g,
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       60 * time.Second,
-			WriteTimeout:      60 * time.Second,
-			IdleTimeout:       120 * time.Second,
-		},
-		done: make(chan struct{}),
-	}
-	go func() {
-		defer close(s.done)
-		s.srv.Serve(ln)
-	}()
-	return s, nil
+	return &Server{Gate: g, URL: srv.URL, http: srv}, nil
 }
 
 // Close stops serving, waiting briefly for requests in flight.
 func (s *Server) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	err := s.srv.Shutdown(ctx)
-	if err != nil {
-		err = errors.Join(err, s.srv.Close())
-	}
-	<-s.done
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	s.Gate.close() // calls held by a hang end now
+	return s.http.Close()
 }

@@ -6,6 +6,10 @@
 // emulator: Start refuses a second while the first is running. A stopped
 // emulator can be started again (as a restarted SQS endpoint); its queues are
 // then created anew, empty.
+//
+// Beyond goaws it answers StartMessageMoveTask, ListMessageMoveTasks and
+// CancelMessageMoveTask (movetask.go), so dead-letter redrive works locally
+// as on SQS.
 package sqslocal
 
 import (
@@ -58,6 +62,7 @@ type Server struct {
 	done     chan struct{}
 	urls     map[string]string
 	counter  *counter
+	mover    *mover
 }
 
 var (
@@ -97,12 +102,15 @@ func Start(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	count := newCounter()
+	goaws := jsonProtocolFixes(router.New())
+	moves := newMover(goaws)
 	s := &Server{
 		Endpoint: "http://" + ln.Addr().String(),
 		counter:  count,
+		mover:    moves,
 		ln:       ln,
 		srv: &http.Server{
-			Handler:           count.wrap(jsonProtocolFixes(router.New())),
+			Handler:           count.wrap(moves.wrap(goaws)),
 			ReadHeaderTimeout: 10 * time.Second,
 			// Long polls last up to 20 s: leave room.
 			WriteTimeout: 60 * time.Second,
@@ -136,6 +144,7 @@ func (s *Server) QueueURL(name string) string { return s.urls[name] }
 func (s *Server) Close() error {
 	err := s.srv.Close()
 	<-s.done
+	s.mover.close()
 	close(s.quit)
 	runningMu.Lock()
 	running = false
@@ -153,6 +162,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.srv.Close()
 	}
 	<-s.done
+	s.mover.close()
 	close(s.quit)
 	runningMu.Lock()
 	running = false

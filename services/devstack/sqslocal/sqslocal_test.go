@@ -2,19 +2,26 @@ package sqslocal
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"herald/services/internal/herald"
 )
 
+// client is an SDK client for the emulator, guarded as the services' are
+// (herald.GuardRequestBodies): unguarded, a lost answer makes the SDK retry
+// a ReceiveMessage, and what the lost answer handed out stays hidden.
 func client(endpoint string) *sqs.Client {
 	return sqs.New(sqs.Options{
 		Region:       "us-east-1",
 		BaseEndpoint: aws.String(endpoint),
 		Credentials:  credentials.NewStaticCredentialsProvider("local", "local", ""),
+		HTTPClient:   herald.GuardRequestBodies(&http.Client{Timeout: 30 * time.Second}),
 	})
 }
 

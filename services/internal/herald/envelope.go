@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/mail"
 	"strings"
 	"time"
 )
@@ -35,6 +34,25 @@ const (
 	AttrFailureClass    = "herald.failure.class"
 	AttrFailureReason   = "herald.failure.reason"
 	AttrSourceMessageID = "herald.source.messageId"
+	// AttrFailureAttempts is how many times the message was tried (Number).
+	AttrFailureAttempts = "herald.failure.attempts"
+	// AttrFailureFirstAttempt is when it was first received, RFC 3339 in UTC
+	// with milliseconds (SQS's ApproximateFirstReceiveTimestamp).
+	AttrFailureFirstAttempt = "herald.failure.firstAttempt"
+)
+
+// TimeFormatMillis is how time attributes are written: RFC 3339 with
+// milliseconds.
+const TimeFormatMillis = "2006-01-02T15:04:05.000Z07:00"
+
+// Message attributes the sender sets on the copy it re-queues after a
+// transient failure: the attempts so far, when the first was made (RFC 3339,
+// UTC, milliseconds) and the last attempt's class and reason. They carry a
+// message's retry budget from copy to copy.
+const (
+	AttrRetryAttempts     = "herald.retry.attempts"
+	AttrRetryFirstAttempt = "herald.retry.firstAttempt"
+	AttrRetryLastError    = "herald.retry.lastError"
 )
 
 // Envelope is the one queue message format, written by the notification API
@@ -79,8 +97,9 @@ func (fe FieldErrors) Error() string {
 func (e *Envelope) Recipients() int { return len(e.To) + len(e.Cc) + len(e.Bcc) }
 
 // Validate checks the content rules both services rely on: recipients present
-// and within the SES limit, every address parseable, no CR or LF in any
-// header value, a subject and a body. It does not check the sender allow-list,
+// and within the SES limit, every address as SES accepts it (CheckAddress;
+// CheckSender for from and replyTo), no control character in any header
+// value or metadata (CheckText), a subject and a body. It does not check the sender allow-list,
 // which is the API's policy.
 func (e *Envelope) Validate() FieldErrors {
 	var errs FieldErrors
@@ -106,19 +125,19 @@ func (e *Envelope) Validate() FieldErrors {
 	checkList("bcc", e.Bcc)
 	if e.From == "" {
 		add("from", "a sender address is required")
-	} else if err := CheckAddress(e.From); err != nil {
+	} else if err := CheckSender(e.From); err != nil {
 		add("from", "%v", err)
 	}
 	if e.ReplyTo != "" {
-		if err := CheckAddress(e.ReplyTo); err != nil {
+		if err := CheckSender(e.ReplyTo); err != nil {
 			add("replyTo", "%v", err)
 		}
 	}
 	switch {
 	case strings.TrimSpace(e.Subject) == "":
 		add("subject", "a subject is required")
-	case strings.ContainsAny(e.Subject, "\r\n"):
-		add("subject", "must not contain CR or LF")
+	case CheckText(e.Subject) != nil:
+		add("subject", "%v", CheckText(e.Subject))
 	case len(e.Subject) > MaxSubjectBytes:
 		add("subject", "%d bytes; at most %d", len(e.Subject), MaxSubjectBytes)
 	}
@@ -134,45 +153,11 @@ func (e *Envelope) Validate() FieldErrors {
 			add("metadata", "key %q must be 1 to %d bytes", truncate(k, 32), MaxMetadataKeyLen)
 		case len(v) > MaxMetadataValueLen:
 			add("metadata."+k, "value is %d bytes; at most %d", len(v), MaxMetadataValueLen)
-		case strings.ContainsAny(k+v, "\r\n"):
-			add("metadata."+k, "must not contain CR or LF")
+		case CheckText(k+v) != nil:
+			add("metadata."+k, "%v", CheckText(k+v))
 		}
 	}
 	return errs
-}
-
-// CheckAddress accepts one bare or named address as net/mail parses it, and
-// refuses CR and LF, which net/mail would otherwise let through in a display name
-// in some forms and which would allow header injection.
-func CheckAddress(addr string) error {
-	if strings.ContainsAny(addr, "\r\n") {
-		return errors.New("must not contain CR or LF")
-	}
-	if strings.TrimSpace(addr) == "" {
-		return errors.New("empty address")
-	}
-	a, err := mail.ParseAddress(addr)
-	if err != nil {
-		return fmt.Errorf("not a valid address: %w", err)
-	}
-	if strings.ContainsAny(a.Name, "\r\n") {
-		return errors.New("must not contain CR or LF")
-	}
-	return nil
-}
-
-// BareAddress returns the addr-spec of a (possibly named) address, lower-cased
-// in its domain, or "" when it does not parse.
-func BareAddress(addr string) string {
-	a, err := mail.ParseAddress(addr)
-	if err != nil {
-		return ""
-	}
-	at := strings.LastIndexByte(a.Address, '@')
-	if at < 0 {
-		return a.Address
-	}
-	return a.Address[:at] + "@" + strings.ToLower(a.Address[at+1:])
 }
 
 // Marshal encodes the envelope for the queue, setting the version.

@@ -53,6 +53,13 @@ func TestValidate(t *testing.T) {
 		{"no body", func(e *Envelope) { e.Text = "" }, []string{"text"}},
 		{"metadata value too long", func(e *Envelope) { e.Metadata = map[string]string{"k": strings.Repeat("v", MaxMetadataValueLen+1)} }, []string{"metadata.k"}},
 		{"metadata newline", func(e *Envelope) { e.Metadata = map[string]string{"k": "a\nb"} }, []string{"metadata.k"}},
+		{"control character in subject", func(e *Envelope) { e.Subject = "a\x00b" }, []string{"subject"}},
+		{"line separator in metadata", func(e *Envelope) { e.Metadata = map[string]string{"k": "a\u2028b"} }, []string{"metadata.k"}},
+		{"escape in a metadata key", func(e *Envelope) { e.Metadata = map[string]string{"k\x1b": "v"} }, []string{"metadata.k\x1b"}},
+		{"bodies may hold control characters", func(e *Envelope) { e.Text, e.HTML = "a\tb\fc\x00", "<p>\u2028</p>" }, nil},
+		{"address in the from name", func(e *Envelope) { e.From = `"security@bank.test" <noreply@herald.test>` }, []string{"from"}},
+		{"address in the replyTo name", func(e *Envelope) { e.ReplyTo = `support@bank.test <help@herald.test>` }, []string{"replyTo"}},
+		{"a recipient name may hold an @", func(e *Envelope) { e.To = []string{`"alice@home" <alice@example.com>`} }, nil},
 		{"several problems", func(e *Envelope) { e.To = nil; e.Subject = ""; e.Text = "" }, []string{"to", "subject", "text"}},
 	}
 	for _, tc := range cases {
@@ -139,6 +146,90 @@ func TestMaskAddress(t *testing.T) {
 	} {
 		if got := MaskAddress(in); got != want {
 			t.Errorf("MaskAddress(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestAddressRules is the table of CheckAddress, CheckSender and CheckText:
+// what SES accepts passes, the rest is refused with a reason.
+func TestAddressRules(t *testing.T) {
+	long := func(n int) string { return strings.Repeat("a", n) }
+	label := long(63)
+	cases := []struct {
+		addr   string
+		sender bool   // check with CheckSender
+		want   string // part of the error; "" when accepted
+	}{
+		{addr: "alice@example.com"},
+		{addr: "Alice <alice@example.com>"},
+		{addr: `"Alice, Ops" <alice@example.com>`},
+		{addr: "<alice@example.com>"},
+		{addr: "=?utf-8?q?J=C3=B6rg?= <joerg@example.com>"},
+		{addr: "Jörg <joerg@example.com>"},
+		{addr: "first.last+tag@mail.example.co.uk"},
+		{addr: "o'brien!#$%&*/=?^_`{|}~-@example.com"},
+		{addr: "a@xn--bcher-kva.example"},
+		{addr: long(64) + "@example.com"},
+		{addr: long(64) + "@" + label + "." + label + "." + label + "." + long(57) + ".com", want: "254"},
+		{addr: long(65) + "@example.com", want: "local part (before the @) is 65 octets"},
+		{addr: long(1000) + "@example.com", want: "1012 octets"},
+		{addr: "alice@example.com (Alice)", want: "comment"},
+		{addr: "Alice (CEO) <alice@example.com>", want: "comment"},
+		{addr: `"Alice (CEO)" <alice@example.com>`},
+		{addr: `"john doe"@example.com`, want: "local part"},
+		{addr: "alice@[192.0.2.1]", want: "IP-literal"},
+		{addr: "alice@192.0.2.1", want: "IP address"},
+		{addr: "alice@localhost", want: "two labels"},
+		{addr: "alice@bücher.example", want: "Punycode"},
+		{addr: "jörg@example.com", want: "local part"},
+		{addr: "alice@-example.com", want: "hyphen"},
+		{addr: "alice@example..com", want: "not a valid address"},
+		{addr: "alice@" + long(64) + ".com", want: "label of 64 octets"},
+		{addr: ".alice@example.com", want: "not a valid address"},
+		{addr: "<al..ice@example.com>", want: "not a valid address"},
+		{addr: "alice@ex_ample.com", want: "not '_'"},
+		{addr: "not an address", want: "not a valid address"},
+		{addr: "", want: "empty"},
+		{addr: "alice@example.com\r\nBcc: x@evil.test", want: "CR or LF"},
+		{addr: "\"Eve\x00\" <eve@example.com>", want: "U+0000"},
+		{addr: "=?utf-8?q?Eve=0D=0AX?= <eve@example.com>", want: "CR or LF"},
+		{addr: "Eve\u2028 <eve@example.com>", want: "U+2028"},
+		{addr: "\"Eve\u0085\" <eve@example.com>", want: "U+0085"},
+		// Senders: no address or @ in the display name, however written.
+		{addr: "Herald <noreply@example.com>", sender: true},
+		{addr: `"security@bank.test" <noreply@example.com>`, sender: true, want: "display name must not contain an address"},
+		{addr: "=?utf-8?q?security=40bank.test?= <noreply@example.com>", sender: true, want: "display name must not contain"},
+		{addr: "security\uFF20bank.test <noreply@example.com>", sender: true, want: "display name must not contain"},
+		{addr: `"security@bank.test" <noreply@example.com>`, sender: false},
+	}
+	for _, c := range cases {
+		t.Run(truncate(c.addr, 40), func(t *testing.T) {
+			check := CheckAddress
+			if c.sender {
+				check = CheckSender
+			}
+			err := check(c.addr)
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case c.want != "" && err == nil:
+				t.Errorf("accepted, want an error with %q", c.want)
+			case c.want != "" && !strings.Contains(err.Error(), c.want):
+				t.Errorf("error %q, want it to say %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestCheckText(t *testing.T) {
+	for _, s := range []string{"Hello", "Grüße 👋🏽", "zero\u200dwidth joiner", "a\uFFFEb"} {
+		if err := CheckText(s); err != nil {
+			t.Errorf("%q refused: %v", s, err)
+		}
+	}
+	for _, s := range []string{"a\x00b", "esc\x1b[31m", "del\x7f", "vt\v", "ff\f", "tab\t", "nel\u0085", "ls\u2028", "ps\u2029", "cr\r", "lf\n"} {
+		if err := CheckText(s); err == nil {
+			t.Errorf("%q accepted", s)
 		}
 	}
 }

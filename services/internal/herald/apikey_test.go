@@ -1,0 +1,34 @@
+package herald
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"testing"
+)
+
+func TestNewAPIKey(t *testing.T) {
+	key, hash, err := NewAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(key))
+	if !strings.HasPrefix(key, APIKeyPrefix) || len(key) != len(APIKeyPrefix)+43 || hash != hex.EncodeToString(sum[:]) || HashAPIKey(key) != hash {
+		t.Errorf("key %q hash %q", key, hash)
+	}
+	other, _, _ := NewAPIKey()
+	if other == key {
+		t.Error("two keys alike")
+	}
+}
+
+func TestCheckKeyID(t *testing.T) {
+	for id, ok := range map[string]bool{
+		"team-a": true, "a.b_c-1": true, strings.Repeat("x", 64): true,
+		"": false, strings.Repeat("x", 65): false, "has space": false, "quote\"": false, "é": false,
+	} {
+		if err := CheckKeyID(id); (err == nil) != ok {
+			t.Errorf("CheckKeyID(%q) = %v, want ok %v", id, err, ok)
+		}
+	}
+}
