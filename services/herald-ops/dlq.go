@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"herald/services/internal/herald"
+	"herald/services/mailaddr"
 )
 
 // sqsAPI is what herald-ops asks of SQS.
@@ -178,11 +179,11 @@ func describe(m types.Message) deadLetter {
 	if json.Unmarshal([]byte(aws.ToString(m.Body)), &env) == nil {
 		d.Notification, d.CreatedAt, d.KeyID = env.ID, env.CreatedAt, env.KeyID
 		if env.From != "" {
-			d.From = herald.MaskAddress(env.From)
+			d.From = mailaddr.Mask(env.From)
 		}
 		for _, list := range [][]string{env.To, env.Cc, env.Bcc} {
 			for _, a := range list {
-				d.To = append(d.To, herald.MaskAddress(a))
+				d.To = append(d.To, mailaddr.Mask(a))
 			}
 		}
 		d.Recipients = env.Recipients()
@@ -196,7 +197,7 @@ var addressLike = regexp.MustCompile(`[^\s<>"',;:()\[\]]+@[^\s<>"',;:()\[\]]+`)
 // maskAddresses masks every address-like word of a reason as the logs do;
 // the sender keeps addresses out of reasons, this keeps it so.
 func maskAddresses(s string) string {
-	return addressLike.ReplaceAllStringFunc(s, herald.MaskAddress)
+	return addressLike.ReplaceAllStringFunc(s, mailaddr.Mask)
 }
 
 func printDeadLetters(e *env, l dlqListing) error {

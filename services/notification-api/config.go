@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"herald/services/internal/herald"
+	"herald/services/mailaddr"
 )
 
 const (
@@ -58,12 +59,12 @@ func readConfig(getenv func(string) string) (config, error) {
 		EnqueueTimeout:  enqueueTimeout,
 	}
 	if c.DefaultFrom != "" {
-		if err := herald.CheckAddress(c.DefaultFrom); err != nil {
+		if err := mailaddr.Check(c.DefaultFrom); err != nil {
 			e.Failf("HERALD_DEFAULT_FROM", "%v", err)
 		}
 	}
 	// The default sender is always allowed; the list adds to it.
-	c.AllowedFrom = []string{strings.ToLower(herald.BareAddress(c.DefaultFrom))}
+	c.AllowedFrom = []string{strings.ToLower(mailaddr.Bare(c.DefaultFrom))}
 	for _, item := range e.List("HERALD_ALLOWED_FROM", nil) {
 		entry, err := parseAllowed(item)
 		if err != nil {
@@ -99,16 +100,16 @@ func parseAllowed(item string) (string, error) {
 		}
 		return "@" + domain, nil
 	}
-	if err := herald.CheckAddress(item); err != nil {
+	if err := mailaddr.Check(item); err != nil {
 		return "", err
 	}
-	return strings.ToLower(herald.BareAddress(item)), nil
+	return strings.ToLower(mailaddr.Bare(item)), nil
 }
 
 // fromAllowed reports whether a (possibly named) sender address is on the
 // allow-list.
 func (c *config) fromAllowed(from string) bool {
-	bare := strings.ToLower(herald.BareAddress(from))
+	bare := strings.ToLower(mailaddr.Bare(from))
 	if bare == "" {
 		return false
 	}
@@ -128,7 +129,7 @@ func (c *config) logValue() slog.Value {
 		if strings.HasPrefix(a, "@") {
 			allowed[i] = a
 		} else {
-			allowed[i] = herald.MaskAddress(a)
+			allowed[i] = mailaddr.Mask(a)
 		}
 	}
 	keyIDs := make([]string, len(c.KeyHashes))
@@ -136,7 +137,7 @@ func (c *config) logValue() slog.Value {
 		keyIDs[i] = k.ID
 	}
 	return slog.GroupValue(append(c.Common.LogAttrs(),
-		slog.String("defaultFrom", herald.MaskAddress(c.DefaultFrom)),
+		slog.String("defaultFrom", mailaddr.Mask(c.DefaultFrom)),
 		slog.Any("allowedFrom", allowed),
 		slog.Any("apiKeyHashes", keyIDs),
 		slog.String("apiKeysSecretId", c.KeysSecretID),

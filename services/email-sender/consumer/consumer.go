@@ -25,6 +25,7 @@ import (
 
 	"herald/services/email-sender/transport"
 	"herald/services/internal/herald"
+	"herald/services/mailaddr"
 )
 
 // SQS is the part of the SQS client the consumer uses.
@@ -442,7 +443,7 @@ func (c *Consumer) handle(lt lifetimes, raw types.Message, received time.Time) {
 		c.deadLetter(lt.final, m, transport.Failure{Class: transport.Unreadable, Reason: transport.Sanitize(err.Error())}, log)
 		return
 	}
-	log = log.With("envelopeId", env.ID, "from", herald.MaskAddress(env.From), "recipients", env.Recipients())
+	log = log.With("envelopeId", env.ID, "from", mailaddr.Mask(env.From), "recipients", env.Recipients())
 
 	stopHeartbeat := c.heartbeat(lt.final, m, log)
 	out := c.attempt(lt, m, &env, log)

@@ -3,7 +3,6 @@ package herald
 import (
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 )
 
@@ -31,20 +30,6 @@ func NewLogger(w io.Writer, level, env, service string) *slog.Logger {
 	}
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})
 	return slog.New(h).With("service", service, "env", env)
-}
-
-// MaskAddress keeps what helps an operator (the first character of the local
-// part and the domain) and hides the rest: "alice@example.com" -> "a***@example.com".
-func MaskAddress(addr string) string {
-	bare := BareAddress(addr)
-	if bare == "" {
-		return "***"
-	}
-	at := strings.LastIndexByte(bare, '@')
-	if at <= 0 {
-		return "***"
-	}
-	return bare[:1] + "***" + bare[at:]
 }
 
 // MaskSecret shows only whether a secret is set.
