@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 
+	"herald/services/contract"
 	"herald/services/devstack/sesgate"
 )
 
@@ -202,7 +203,7 @@ func (s *Stack) KeysSecretID() string { return s.cfg.KeysSecret }
 // the API, as NAME=value.
 func (s *Stack) OpsEnv() []string {
 	vars := map[string]string{
-		"AWS_REGION":                  s.cfg.Region,
+		contract.Region.Name:          s.cfg.Region,
 		"AWS_ACCESS_KEY_ID":           "local",
 		"AWS_SECRET_ACCESS_KEY":       "local",
 		"AWS_CONFIG_FILE":             os.DevNull,
@@ -210,14 +211,14 @@ func (s *Stack) OpsEnv() []string {
 		"AWS_EC2_METADATA_DISABLED":   "true",
 		// Empty: a profile or session token of the caller's shell must not
 		// mix with the dummy credentials.
-		"AWS_PROFILE":                     "",
-		"AWS_SESSION_TOKEN":               "",
-		"AWS_ENDPOINT_URL_SQS":            s.SQSEndpoint(),
-		"AWS_ENDPOINT_URL_SECRETSMANAGER": s.SecretsURL(),
-		"HERALD_QUEUE_URL":                s.QueueURL(),
-		"HERALD_DLQ_URL":                  s.DLQURL(),
-		"HERALD_API_KEYS_SECRET_ID":       s.KeysSecretID(),
-		"HERALD_API_URL":                  s.APIURL(),
+		"AWS_PROFILE":                        "",
+		"AWS_SESSION_TOKEN":                  "",
+		contract.EndpointSQS.Name:            s.SQSEndpoint(),
+		contract.EndpointSecretsManager.Name: s.SecretsURL(),
+		contract.QueueURL.Name:               s.QueueURL(),
+		contract.DLQURL.Name:                 s.DLQURL(),
+		contract.APIKeysSecretID.Name:        s.KeysSecretID(),
+		contract.OpsAPIURL:                   s.APIURL(),
 	}
 	out := make([]string, 0, len(vars))
 	for k, v := range vars {

@@ -158,14 +158,15 @@ func checkAddrSpec(spec string) error {
 			return fmt.Errorf("the local part (before the @) must not contain %q: plain ASCII letters, digits and !#$%%&'*+-/=?^_`{|}~ only (no quotes, spaces or comments)", r)
 		}
 	}
-	return checkDomain(domain)
+	return CheckDomain(domain)
 }
 
 func isAtext(r rune) bool {
 	return r < 0x80 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", r))
 }
 
-func checkDomain(domain string) error {
+// CheckDomain accepts a host name as Check accepts an address's domain.
+func CheckDomain(domain string) error {
 	switch {
 	case domain == "":
 		return errors.New("the domain (after the @) is empty")

@@ -268,7 +268,7 @@ func (s *server) prepare(req notificationRequest, keyID string, now time.Time) p
 		env.From = s.cfg.DefaultFrom
 	}
 	errs := env.Validate()
-	if req.From != "" && mailaddr.Check(req.From) == nil && !s.cfg.fromAllowed(req.From) {
+	if req.From != "" && mailaddr.Check(req.From) == nil && !s.cfg.AllowedFrom.Allows(req.From) {
 		errs = append(errs, herald.FieldError{Field: "from", Detail: "not an allowed sender address"})
 	}
 	var delay int64

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"herald/services/contract"
 	"herald/services/internal/herald"
 )
 
@@ -99,7 +100,7 @@ func (s *server) allow(method string, counted bool, h http.HandlerFunc) http.Han
 }
 
 func (s *server) reject(reason string, n int) {
-	s.metrics.CountBy("Rejected", "Reason", reason, float64(n))
+	s.metrics.CountBy(contract.Rejected, reason, float64(n))
 }
 
 // --- notifications
@@ -136,8 +137,8 @@ func (s *server) postNotification(w http.ResponseWriter, r *http.Request) {
 		s.enqueueFailed(w, r, res.err, 1)
 		return
 	}
-	s.metrics.Observe("EnqueueLatency", time.Since(start))
-	s.metrics.Count("Accepted", 1)
+	s.metrics.Observe(contract.EnqueueLatency, time.Since(start))
+	s.metrics.Count(contract.Accepted, 1)
 	info(r).notificationID = p.id
 	writeJSON(w, "application/json", http.StatusAccepted, map[string]string{"id": p.id, "status": "queued"})
 }
@@ -263,7 +264,7 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 			}
 			it.Status = http.StatusAccepted
 		}
-		s.metrics.Observe("EnqueueLatency", time.Since(start))
+		s.metrics.Observe(contract.EnqueueLatency, time.Since(start))
 	}
 	s.answerBatch(w, r, items)
 }
@@ -285,7 +286,7 @@ func (s *server) answerBatch(w http.ResponseWriter, r *http.Request, items []bat
 		}
 	}
 	reply.Rejected = len(items) - reply.Accepted
-	s.metrics.Count("Accepted", float64(reply.Accepted))
+	s.metrics.Count(contract.Accepted, float64(reply.Accepted))
 	info(r).accepted, info(r).rejected = reply.Accepted, reply.Rejected
 	if any503 {
 		setRetryAfter(w, unavailableRetryAfter)
@@ -387,7 +388,7 @@ func isJSON(contentType string) bool {
 // --- health
 
 func (s *server) live(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, "application/json", http.StatusOK, map[string]string{"status": "ok", "service": serviceName})
+	writeJSON(w, "application/json", http.StatusOK, map[string]string{"status": "ok", "service": string(contract.API)})
 }
 
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 )
 
@@ -28,18 +27,4 @@ func NewAPIKey() (key, sha256Hex string, err error) {
 func HashAPIKey(key string) string {
 	sum := sha256.Sum256([]byte(key))
 	return hex.EncodeToString(sum[:])
-}
-
-// CheckKeyID keeps API key ids safe to put in logs, metrics and the
-// envelope: 1 to 64 letters, digits, '-', '_' and '.'.
-func CheckKeyID(id string) error {
-	if id == "" || len(id) > 64 {
-		return errors.New("key id must be 1 to 64 characters")
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return fmt.Errorf("key id %q may hold only letters, digits, '-', '_' and '.'", id)
-		}
-	}
-	return nil
 }

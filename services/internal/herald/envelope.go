@@ -1,5 +1,6 @@
 // Package herald holds what both Herald services share: the queue envelope and
-// its validation, configuration parsing, AWS client setup, logging and metrics.
+// its validation, the entry-point shape (process.go), AWS client setup,
+// logging and metrics. Their configuration is services/contract's.
 package herald
 
 import (
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"herald/services/contract"
 	"herald/services/mailaddr"
 )
 
@@ -28,7 +30,7 @@ const (
 	MaxMetadataKeyLen   = 64
 	MaxMetadataValueLen = 256
 	// MaxDelay is SQS's largest DelaySeconds.
-	MaxDelay = 900 * time.Second
+	MaxDelay = contract.SQSMaxDelay
 )
 
 // Message attributes the sender sets on a message it moves to the dead-letter queue.

@@ -136,4 +136,3 @@ func TestNewID(t *testing.T) {
 		prev = id
 	}
 }
-
