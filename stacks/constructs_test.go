@@ -44,8 +44,8 @@ func TestNetwork(t *testing.T) {
 			doc := synthConstruct(t, func(stack cdktf.TerraformStack) {
 				n = NewNetwork(stack, "network", &NetworkProps{
 					Name: "herald-test", Account: testAccount, Region: testRegion,
-					NetworkConfig: c.config, ExtraEndpoints: c.extra,
-					LogKeyARN: jsii.String("arn:aws:kms:eu-west-1:123456789012:key/test"),
+					NetworkConfig: c.config.withDefaults(), ExtraEndpoints: c.extra,
+					LogKeyARN: jsii.String("arn:aws:kms:eu-west-1:123456789012:key/test"), LogRetentionDays: 30,
 				})
 			})
 			counts := map[string]int{
@@ -104,7 +104,7 @@ func TestQueue(t *testing.T) {
 		t.Run(c.sendTimeout.String(), func(t *testing.T) {
 			var q *Queue
 			doc := synthConstruct(t, func(stack cdktf.TerraformStack) {
-				q = NewQueue(stack, "queue", &QueueProps{Name: "herald-test-notifications", Account: testAccount, Region: testRegion, SendTimeout: c.sendTimeout})
+				q = NewQueue(stack, "queue", queueProps(c.sendTimeout))
 			})
 			var main map[string]any
 			for _, candidate := range doc.resources("aws_sqs_queue") {
@@ -154,6 +154,14 @@ func TestQueue(t *testing.T) {
 	}
 }
 
+// queueProps is a valid queue, as the stack makes it by default.
+func queueProps(sendTimeout time.Duration) *QueueProps {
+	return &QueueProps{
+		Name: "herald-test-notifications", Account: testAccount, Region: testRegion, SendTimeout: sendTimeout,
+		MaxReceiveCount: 5, Retention: 4 * 24 * time.Hour, DLQRetention: 14 * 24 * time.Hour, MaxMessageBytes: 262144,
+	}
+}
+
 // serviceProps is a valid service for the service tests.
 func serviceProps() *FargateServiceProps {
 	return &FargateServiceProps{
@@ -171,7 +179,7 @@ func serviceProps() *FargateServiceProps {
 		EgressRules: []EgressRule{{ID: "ses", Description: "SES", Port: 443, CIDRs: []string{"0.0.0.0/0"}}},
 		MinTasks:    2, MaxTasks: 6, CPUTarget: 70,
 		Backlog:   &BacklogScaling{QueueName: "herald-test-notifications", PerTask: 50},
-		LogKeyARN: jsii.String("arn:aws:kms:eu-west-1:123456789012:key/test"),
+		LogKeyARN: jsii.String("arn:aws:kms:eu-west-1:123456789012:key/test"), LogRetentionDays: 30,
 	}
 }
 
@@ -341,7 +349,7 @@ func TestSenderScalesOnBacklog(t *testing.T) {
 
 func TestIngress(t *testing.T) {
 	logs := func(stack cdktf.TerraformStack) *AccessLogBucket {
-		return NewAccessLogBucket(stack, "logs", &AccessLogBucketProps{Name: "herald-test-lb-logs-123456789012", Account: testAccount, Region: testRegion})
+		return NewAccessLogBucket(stack, "logs", &AccessLogBucketProps{Name: "herald-test-lb-logs-123456789012", Account: testAccount, Region: testRegion, RetentionDays: 90})
 	}
 	cases := []struct {
 		name      string
@@ -503,7 +511,7 @@ func TestAppMesh(t *testing.T) {
 	doc := synthConstruct(t, func(stack cdktf.TerraformStack) {
 		NewAppMesh(stack, "mesh", &AppMeshProps{
 			Name: "herald-test", Account: testAccount, Region: testRegion,
-			NamespaceID: jsii.String("ns-123"), NamespaceName: "herald-test.internal",
+			NamespaceID: jsii.String("ns-123"), NamespaceName: "herald-test.internal", EgressFilter: "DROP_ALL",
 			Services: []MeshService{
 				{Name: "notification-api", Port: 8080, HealthPath: "/api", Routed: true},
 				{Name: "email-sender", Port: 8081, HealthPath: "/api/notification/send-email"},
@@ -557,7 +565,7 @@ func TestObservability(t *testing.T) {
 					Services:    []MonitoredService{{Name: "notification-api", MinTasks: 2}, {Name: "email-sender", MinTasks: 1}},
 					Queue:       "q", DeadLetter: "q-dlq",
 					LoadBalancerARNSuffix: jsii.String("app/x/1"), TargetGroupARNSuffix: jsii.String("targetgroup/y/2"),
-					AlarmEmail: email,
+					AlarmEmail: email, OldestMessageAge: 10 * time.Minute, API5xxPercent: 5, SenderFailurePercent: 5,
 				})
 			})
 			alarms := map[string]map[string]any{}
@@ -669,7 +677,7 @@ func TestRepositories(t *testing.T) {
 func TestSecretsHoldNoValues(t *testing.T) {
 	doc := synthConstruct(t, func(stack cdktf.TerraformStack) {
 		NewSecrets(stack, "secrets", &SecretsProps{
-			Prefix: "herald-test", Account: testAccount, Region: testRegion,
+			Prefix: "herald-test", Account: testAccount, Region: testRegion, RecoveryWindowDays: 7,
 			Secrets:    []SecretSpec{{Name: "api-key-hashes", InitialValue: "{}"}, {Name: "smtp-credentials"}},
 			Parameters: []ParameterSpec{{Name: "default-from", Value: "no-reply@example.com"}},
 		})
@@ -774,8 +782,34 @@ func TestConstructsRefuseBadProps(t *testing.T) {
 			NewFargateService(s, "svc", p)
 		}, "wildcard"},
 		{"queue retention", func(s cdktf.TerraformStack) {
-			NewQueue(s, "q", &QueueProps{Name: "q", Account: testAccount, Region: testRegion, Retention: 14 * 24 * time.Hour, DLQRetention: 7 * 24 * time.Hour})
+			p := queueProps(10 * time.Second)
+			p.Retention, p.DLQRetention = 14*24*time.Hour, 7*24*time.Hour
+			NewQueue(s, "q", p)
 		}, "Queue.DLQRetention"},
+		// Constructs have no defaults of their own: a zero is refused.
+		{"queue without settings", func(s cdktf.TerraformStack) {
+			NewQueue(s, "q", &QueueProps{Name: "q", Account: testAccount, Region: testRegion})
+		}, "Queue.MaxReceiveCount: 0 is outside 1..1000"},
+		{"key without a deletion window", func(s cdktf.TerraformStack) {
+			NewKey(s, "k", &KeyProps{Alias: "x", Account: testAccount, Region: testRegion})
+		}, "DeletionWindowDays 0 is outside 7..30"},
+		{"service without log retention", func(s cdktf.TerraformStack) {
+			p := serviceProps()
+			p.LogRetentionDays = 0
+			NewFargateService(s, "svc", p)
+		}, "RetentionDays 0 is not a CloudWatch retention"},
+		{"service without tasks", func(s cdktf.TerraformStack) {
+			p := serviceProps()
+			p.MinTasks, p.MaxTasks = 0, 0
+			NewFargateService(s, "svc", p)
+		}, "MinTasks 0"},
+		{"observability without thresholds", func(s cdktf.TerraformStack) {
+			NewObservability(s, "o", &ObservabilityProps{Prefix: "p", Environment: "e", Account: testAccount, Region: testRegion, ClusterName: "c", Queue: "q", DeadLetter: "d",
+				LoadBalancerARNSuffix: jsii.String("a"), TargetGroupARNSuffix: jsii.String("t")})
+		}, "OldestMessageAge 0s is under a minute"},
+		{"secrets without a recovery window", func(s cdktf.TerraformStack) {
+			NewSecrets(s, "s", &SecretsProps{Prefix: "p", Account: testAccount, Region: testRegion})
+		}, "RecoveryWindowDays 0 is outside 7..30"},
 		{"ingress name", func(s cdktf.TerraformStack) {
 			NewIngress(s, "i", &IngressProps{Name: strings.Repeat("x", 33), VPCID: jsii.String("v"), SubnetIDs: []*string{jsii.String("a"), jsii.String("b")}, TargetPort: 8080, HealthPath: "/api", CertificateARN: testCertificate})
 		}, "1..32 characters"},
@@ -783,19 +817,19 @@ func TestConstructsRefuseBadProps(t *testing.T) {
 			NewAccessLogBucket(s, "l", &AccessLogBucketProps{Name: "Logs_Bucket", Account: testAccount, Region: testRegion})
 		}, "not an S3 bucket name"},
 		{"secret placeholder", func(s cdktf.TerraformStack) {
-			NewSecrets(s, "s", &SecretsProps{Prefix: "p", Account: testAccount, Region: testRegion, Secrets: []SecretSpec{{Name: "k", InitialValue: "{"}}})
+			NewSecrets(s, "s", &SecretsProps{Prefix: "p", Account: testAccount, Region: testRegion, RecoveryWindowDays: 7, Secrets: []SecretSpec{{Name: "k", InitialValue: "{"}}})
 		}, "InitialValue is not JSON"},
 		{"log group without key", func(s cdktf.TerraformStack) {
 			NewLogGroup(s, "l", &LogGroupProps{Name: "/x"})
 		}, "every Herald log group is encrypted"},
 		{"network cidr", func(s cdktf.TerraformStack) {
-			NewNetwork(s, "n", &NetworkProps{Name: "n", Account: testAccount, Region: testRegion, NetworkConfig: NetworkConfig{CIDR: "10.0.0.0/27", AZCount: 2}, LogKeyARN: jsii.String("k")})
+			NewNetwork(s, "n", &NetworkProps{Name: "n", Account: testAccount, Region: testRegion, NetworkConfig: NetworkConfig{CIDR: "10.0.0.0/27", AZCount: 2, NATGateways: 1, SubnetNewBits: 4}, LogKeyARN: jsii.String("k"), LogRetentionDays: 30})
 		}, "Network.CIDR"},
 		{"mesh egress", func(s cdktf.TerraformStack) {
 			NewAppMesh(s, "m", &AppMeshProps{Name: "m", Account: testAccount, Region: testRegion, NamespaceID: jsii.String("n"), NamespaceName: "n.internal", EgressFilter: "OPEN", Services: []MeshService{{Name: "a", Port: 1, HealthPath: "/"}}})
 		}, "EgressFilter"},
 		{"key alias", func(s cdktf.TerraformStack) {
-			NewKey(s, "k", &KeyProps{Alias: "alias/x", Account: testAccount, Region: testRegion})
+			NewKey(s, "k", &KeyProps{Alias: "alias/x", Account: testAccount, Region: testRegion, DeletionWindowDays: 30})
 		}, "without the alias/ prefix"},
 	}
 	for _, c := range cases {
@@ -813,7 +847,7 @@ func TestConstructsRefuseBadProps(t *testing.T) {
 func TestKey(t *testing.T) {
 	doc := synthConstruct(t, func(stack cdktf.TerraformStack) {
 		NewKey(stack, "key", &KeyProps{
-			Alias: "herald-test-logs", Account: testAccount, Region: testRegion,
+			Alias: "herald-test-logs", Account: testAccount, Region: testRegion, DeletionWindowDays: 30,
 			ServiceGrants: []Statement{{
 				Sid: "Logs", Actions: []string{"kms:Encrypt"},
 				Principals: []Principal{{Type: "Service", Identifiers: []string{"logs.eu-west-1.amazonaws.com"}}},

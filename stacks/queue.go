@@ -11,6 +11,8 @@ import (
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/sqsqueuepolicy"
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/sqsqueueredriveallowpolicy"
 	"github.com/hashicorp/terraform-cdk-go/cdktf"
+
+	"herald/services/contract"
 )
 
 // sqsActions are all SQS actions, named one by one so that the TLS-only
@@ -30,16 +32,15 @@ type QueueProps struct {
 	Name    string
 	Account string
 	Region  string
-	// MaxReceiveCount before SQS moves a message to the DLQ; default 5.
+	// MaxReceiveCount before SQS moves a message to the DLQ.
 	MaxReceiveCount int
-	// Retention of the queue (default 4 days) and of the DLQ (default 14
-	// days), which must be longer.
+	// Retention of the queue and of the DLQ, which must be longer.
 	Retention    time.Duration
 	DLQRetention time.Duration
-	// MaxMessageBytes is MaximumMessageSize; default 262144.
+	// MaxMessageBytes is MaximumMessageSize.
 	MaxMessageBytes int
 	// SendTimeout is the sender's timeout for one send; the visibility
-	// timeout is derived from it. Default 10s.
+	// timeout is derived from it.
 	SendTimeout time.Duration
 }
 
@@ -67,14 +68,6 @@ type Queue struct {
 
 const queueWaitTime = 20 * time.Second
 
-func (p *QueueProps) defaults() {
-	p.MaxReceiveCount = orInt(p.MaxReceiveCount, defaultMaxReceiveCount)
-	p.Retention = orDuration(p.Retention, defaultRetention)
-	p.DLQRetention = orDuration(p.DLQRetention, defaultDLQRetention)
-	p.MaxMessageBytes = orInt(p.MaxMessageBytes, defaultMaxMessageBytes)
-	p.SendTimeout = orDuration(p.SendTimeout, defaultSendTimeout)
-}
-
 func (p *QueueProps) validate() error {
 	var errs []error
 	if p.Name == "" || len(p.Name)+len("-dlq") > 80 {
@@ -87,8 +80,8 @@ func (p *QueueProps) validate() error {
 	}
 	pr := &problems{env: p.Name}
 	env.validateQueue(pr)
-	if v := env.Email.VisibilityTimeout(); p.SendTimeout < time.Second || v > maxVisibilityTimeout {
-		pr.add("SendTimeout", "%s gives a visibility timeout of %s, outside 6s..%s", p.SendTimeout, v, maxVisibilityTimeout)
+	if err := contract.VisibilityTimeout.Check(env.Email.VisibilityTimeout()); err != nil || p.SendTimeout < time.Second {
+		pr.add("SendTimeout", "%s gives a visibility timeout of %s, outside %s", p.SendTimeout, env.Email.VisibilityTimeout(), contract.VisibilityTimeout.Values())
 	}
 	return errors.Join(append(errs, pr.errs...)...)
 }
@@ -99,7 +92,6 @@ func NewQueue(scope constructs.Construct, id string, props *QueueProps) *Queue {
 		props = &QueueProps{}
 	}
 	p := *props
-	p.defaults()
 	if err := p.validate(); err != nil {
 		panic(fmt.Errorf("herald: queue %s: %w", id, err))
 	}
@@ -119,6 +111,7 @@ func NewQueue(scope constructs.Construct, id string, props *QueueProps) *Queue {
 		Description: "Encrypts the messages of " + p.Name + " and its dead-letter queue",
 		Account:     p.Account,
 		Region:      p.Region,
+		DeletionWindowDays: keyDeletionWindowDays,
 	})
 	// Both queues share every setting but name and retention.
 	queueConfig := func(name string, retention time.Duration) *sqsqueue.SqsQueueConfig {

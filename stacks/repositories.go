@@ -88,7 +88,6 @@ func NewRepositories(scope constructs.Construct, id string, props *RepositoriesP
 		props = &RepositoriesProps{}
 	}
 	p := *props
-	p.KeepImages = orInt(p.KeepImages, defaultKeepImages)
 	if err := p.validate(); err != nil {
 		panic(fmt.Errorf("herald: repositories %s: %w", id, err))
 	}
@@ -99,6 +98,7 @@ func NewRepositories(scope constructs.Construct, id string, props *RepositoriesP
 		Description: "Encrypts the container images of " + p.Prefix,
 		Account:     p.Account,
 		Region:      p.Region,
+		DeletionWindowDays: keyDeletionWindowDays,
 	})
 	for _, image := range p.Images {
 		name := p.Prefix + "/" + image

@@ -50,7 +50,7 @@ type SecretsProps struct {
 	// Parameters hold settings that are not secret but are changed without
 	// a new task definition revision.
 	Parameters []ParameterSpec
-	// RecoveryWindowDays before a deleted secret is gone; default 7.
+	// RecoveryWindowDays before a deleted secret is gone, 7 to 30.
 	RecoveryWindowDays int
 }
 
@@ -106,7 +106,6 @@ func NewSecrets(scope constructs.Construct, id string, props *SecretsProps) *Sec
 		props = &SecretsProps{}
 	}
 	p := *props
-	p.RecoveryWindowDays = orInt(p.RecoveryWindowDays, 7)
 	if err := p.validate(); err != nil {
 		panic(fmt.Errorf("herald: secrets %s: %w", id, err))
 	}
@@ -126,6 +125,9 @@ func NewSecrets(scope constructs.Construct, id string, props *SecretsProps) *Sec
 		Description: "Encrypts the secrets of " + p.Prefix,
 		Account:     p.Account,
 		Region:      p.Region,
+		// The secrets' own recovery window is the shorter one: a key
+		// deleted first would leave them unreadable.
+		DeletionWindowDays: keyDeletionWindowDays,
 	})
 	for _, spec := range p.Secrets {
 		s.SecretNames[spec.Name] = p.Prefix + "/" + spec.Name

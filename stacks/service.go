@@ -26,8 +26,7 @@ const (
 	nonRootUser = "65532:65532"
 	// stopTimeout is how long ECS waits after SIGTERM before SIGKILL; the
 	// services drain within HERALD_SHUTDOWN_TIMEOUT (shutdownTimeout).
-	stopTimeout     = 30 * time.Second
-	shutdownTimeout = 25 * time.Second
+	stopTimeout = 30 * time.Second
 	// healthCheckGrace lets a new API task warm up before the load
 	// balancer's failed checks count.
 	healthCheckGrace = 60 * time.Second
@@ -173,16 +172,6 @@ type FargateService struct {
 	Name string
 }
 
-func (p *FargateServiceProps) defaults() {
-	p.CPU = orInt(p.CPU, defaultCPU)
-	p.Memory = orInt(p.Memory, defaultMemory)
-	p.MinTasks = orInt(p.MinTasks, 1)
-	p.MaxTasks = orInt(p.MaxTasks, max(2, p.MinTasks))
-	p.CPUTarget = orInt(p.CPUTarget, defaultCPUTarget)
-	p.PortName = orString(p.PortName, "http")
-	p.LogRetentionDays = orInt(p.LogRetentionDays, defaultLogRetentionDays)
-}
-
 var secretLikeVariable = []string{"PASSWORD", "USERNAME", "KEY_HASHES", "TOKEN"}
 
 var egressIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
@@ -205,8 +194,8 @@ func (p *FargateServiceProps) validate() error {
 	if err := CheckFargateSize(p.CPU, p.Memory); err != nil {
 		add("%v", err)
 	}
-	if p.Port < 1 || p.Port > 65535 {
-		add("Port %d is outside 1..65535", p.Port)
+	if p.Port < 1 || p.Port > 65535 || p.PortName == "" {
+		add("Port %d is outside 1..65535, or PortName %q is empty", p.Port, p.PortName)
 	}
 	for k := range p.Variables {
 		if _, dup := p.Secrets[k]; dup {
@@ -444,7 +433,6 @@ func NewFargateService(scope constructs.Construct, id string, props *FargateServ
 		props = &FargateServiceProps{}
 	}
 	p := *props
-	p.defaults()
 	if err := p.validate(); err != nil {
 		panic(fmt.Errorf("herald: service %s: %w", id, err))
 	}
