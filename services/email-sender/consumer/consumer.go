@@ -574,8 +574,8 @@ func (c *Consumer) sent(m *message, out outcome, log *slog.Logger) {
 	c.metrics.Observe(contract.SendLatency, out.latency)
 	attrs := []any{"outcome", "sent", "latencyMs", out.latency.Milliseconds(), "providerId", out.providerID}
 	if !m.sentAt.IsZero() {
-		// goaws reports the receive time as SentTimestamp, so locally this
-		// is close to the send latency; on SQS it includes the queue wait.
+		// From when SQS took the message (the API's enqueue, or a retry's
+		// re-queue) to the provider's accept: the queue wait included.
 		processing := accepted.Sub(m.sentAt)
 		c.metrics.Observe(contract.ProcessingTime, processing)
 		attrs = append(attrs, "processingMs", processing.Milliseconds())
@@ -739,17 +739,7 @@ func (c *Consumer) flushReleases(ctx context.Context, batch []entry) {
 	}
 	out, err := c.sqs.ChangeMessageVisibilityBatch(ctx, in)
 	if err != nil {
-		// Not every SQS emulator has the batch call (goaws has not): one call
-		// per message does the same.
-		c.log.Debug("visibility batch failed; releasing one by one", "err", err)
-		for _, e := range batch {
-			_, err := c.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
-				QueueUrl: aws.String(c.cfg.QueueURL), ReceiptHandle: aws.String(e.receipt), VisibilityTimeout: 0,
-			})
-			if err != nil {
-				c.log.Warn("release failed; the message returns after the visibility timeout", "sqsMessageId", e.messageID, "err", err)
-			}
-		}
+		c.log.Warn("release failed; these messages return after the visibility timeout", "count", len(batch), "err", err)
 		return
 	}
 	for _, f := range out.Failed {
