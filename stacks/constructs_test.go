@@ -11,6 +11,8 @@ import (
 
 	"github.com/aws/jsii-runtime-go"
 	"github.com/hashicorp/terraform-cdk-go/cdktf"
+
+	"herald/services/contract"
 )
 
 const (
@@ -173,8 +175,8 @@ func serviceProps() *FargateServiceProps {
 		CPU:                512, Memory: 1024, Port: 8081, PortName: "health",
 		Variables:              map[string]string{"HERALD_ENV": "test"},
 		Secrets:                map[string]string{"HERALD_SEND_RATE": "arn:aws:ssm:eu-west-1:123456789012:parameter/herald-test/send-rate"},
-		ExecutionParameterARNs: []string{"arn:aws:ssm:eu-west-1:123456789012:parameter/herald-test/send-rate"},
-		TaskStatements:         []Statement{{Sid: "Consume", Actions: []string{"sqs:ReceiveMessage"}, Resources: []string{"arn:aws:sqs:eu-west-1:123456789012:q"}}},
+		ExecutionGrants:        []Statement{{Sid: "ReadOwnParameters", Actions: []string{"ssm:GetParameters"}, Resources: []string{"arn:aws:ssm:eu-west-1:123456789012:parameter/herald-test/send-rate"}}},
+		TaskGrants:             []Statement{{Sid: "Consume", Actions: []string{"sqs:ReceiveMessage"}, Resources: []string{"arn:aws:sqs:eu-west-1:123456789012:q"}}},
 		VPCID:                  jsii.String("vpc-01234567"), SubnetIDs: []*string{jsii.String("subnet-01234567"), jsii.String("subnet-89abcdef")},
 		EgressRules: []EgressRule{{ID: "ses", Description: "SES", Port: 443, CIDRs: []string{"0.0.0.0/0"}}},
 		MinTasks:    2, MaxTasks: 6, CPUTarget: 70,
@@ -623,17 +625,19 @@ func TestSES(t *testing.T) {
 	}
 }
 
-// The sender may send only from what the API accepts: the default sender
-// and the allowed addresses ignoring case, any address of an allowed
-// domain; in the sandbox also to the listed recipients' identities.
-func TestSendAsAllowedFrom(t *testing.T) {
+// SES.GrantSend: the sender may send only from what the API accepts: the
+// allow-list's addresses ignoring case, any address of an allowed domain
+// (lower case, as SES compares it); in the sandbox also to the listed
+// recipients' identities. The queue and the secrets grant what their users
+// need, the key through their service only.
+func TestGrants(t *testing.T) {
 	identity := func(id string) string { return "arn:aws:ses:eu-west-1:123456789012:identity/" + id }
-	em := EmailConfig{
-		DefaultFrom:       "No-Reply@Example.com",
-		AllowedFrom:       []string{"@Mail.Example.com", "alerts@example.com", "no-reply@example.com"},
-		SandboxRecipients: []string{"tester@example.org"},
+	ses := &SES{IdentityARN: identity("example.com"), account: testAccount, region: testRegion}
+	from, err := contract.ParseAllowList("No-Reply@Example.com,@Mail.Example.com,alerts@example.com,no-reply@example.com")
+	if err != nil {
+		t.Fatal(err)
 	}
-	got := sendAsAllowedFrom(em, []string{identity("example.com")}, identity)
+	got := ses.GrantSend(from, []string{"tester@example.org"})
 	want := []Statement{
 		{Sid: "SendAsAllowedAddresses", Actions: []string{"ses:SendEmail"}, Resources: []string{identity("example.com"), identity("tester@example.org")},
 			Conditions: []Condition{{Test: "StringEqualsIgnoreCase", Variable: "ses:FromAddress", Values: []string{"alerts@example.com", "no-reply@example.com"}}}},
@@ -647,10 +651,46 @@ func TestSendAsAllowedFrom(t *testing.T) {
 		t.Error(err)
 	}
 	// Without an @domain entry there is no domain statement.
-	em.AllowedFrom, em.SandboxRecipients = nil, nil
-	if got := sendAsAllowedFrom(em, []string{identity("example.com")}, identity); len(got) != 1 || len(got[0].Resources) != 1 {
+	addresses, _ := contract.ParseAllowList("alerts@example.com")
+	if got := ses.GrantSend(addresses, nil); len(got) != 1 || len(got[0].Resources) != 1 {
 		t.Errorf("addresses only: %s", mustJSON(got))
 	}
+
+	synthConstruct(t, func(stack cdktf.TerraformStack) {
+		q := NewQueue(stack, "queue", queueProps(10*time.Second))
+		s := NewSecrets(stack, "secrets", &SecretsProps{Prefix: "herald-test", Account: testAccount, Region: testRegion, RecoveryWindowDays: 7,
+			Secrets: []SecretSpec{{Name: "k"}}, Parameters: []ParameterSpec{{Name: "p", Value: "v"}}})
+		for name, g := range map[string][]Statement{
+			"send": q.GrantSend(), "consume": q.GrantConsume(), "read": s.GrantRead("K", "k"), "parameters": {s.GrantReadParameters("P", "p")},
+		} {
+			if err := checkStatements(g, identityPolicy); err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+			actions := map[string]bool{}
+			for _, st := range g {
+				for _, a := range st.Actions {
+					actions[a] = true
+				}
+				if strings.HasPrefix(st.Actions[0], "kms:") && (len(st.Conditions) != 1 || st.Conditions[0].Variable != "kms:ViaService") {
+					t.Errorf("%s: the key without kms:ViaService: %+v", name, st)
+				}
+			}
+			wantActions := map[string][]string{
+				"send":       {"sqs:SendMessage", "sqs:GetQueueAttributes", "kms:GenerateDataKey"},
+				"consume":    {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage", "kms:Decrypt"},
+				"read":       {"secretsmanager:GetSecretValue", "kms:Decrypt"},
+				"parameters": {"ssm:GetParameters"},
+			}[name]
+			for _, a := range wantActions {
+				if !actions[a] {
+					t.Errorf("%s grants no %s", name, a)
+				}
+			}
+			if name == "send" && actions["sqs:ReceiveMessage"] {
+				t.Error("a producer may receive")
+			}
+		}
+	})
 }
 
 func TestRepositories(t *testing.T) {
@@ -778,7 +818,7 @@ func TestConstructsRefuseBadProps(t *testing.T) {
 		}, `ID "ses" must be unique`},
 		{"service wildcard task action", func(s cdktf.TerraformStack) {
 			p := serviceProps()
-			p.TaskStatements = []Statement{{Actions: []string{"sqs:*"}, Resources: []string{"arn:q"}}}
+			p.TaskGrants = []Statement{{Actions: []string{"sqs:*"}, Resources: []string{"arn:q"}}}
 			NewFargateService(s, "svc", p)
 		}, "wildcard"},
 		{"queue retention", func(s cdktf.TerraformStack) {

@@ -2,7 +2,6 @@ package stacks
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -363,15 +362,9 @@ func (h *HeraldStack) serviceBase(id string, env Environment, name string, svc S
 
 func (h *HeraldStack) apiProps(id string, env Environment, vars taskVariables) *FargateServiceProps {
 	props := h.serviceBase(id, env, apiService, env.API, vars, "http", nil)
-	props.ExecutionParameterARNs = []string{*h.Secrets.Parameters[defaultFromName].Arn(), *h.Secrets.Parameters[apiKeysSecretIDName].Arn()}
-	apiKeys := *h.Secrets.Secrets[apiKeysSecret].Arn()
-	props.TaskStatements = []Statement{
-		// GetQueueAttributes answers /readyz
-		{Sid: "EnqueueNotifications", Actions: []string{"sqs:GetQueueAttributes", "sqs:SendMessage"}, Resources: []string{*h.Queue.Queue.Arn()}},
-		{Sid: "EncryptQueuedMessages", Actions: []string{"kms:Decrypt", "kms:GenerateDataKey"}, Resources: []string{*h.Queue.Key.Key.Arn()}, Conditions: viaService("sqs", env.Region)},
-		{Sid: "ReadApiKeyHashes", Actions: []string{"secretsmanager:GetSecretValue"}, Resources: []string{apiKeys}},
-		{Sid: "DecryptApiKeyHashes", Actions: []string{"kms:Decrypt"}, Resources: []string{*h.Secrets.Key.Key.Arn()}, Conditions: viaService("secretsmanager", env.Region)},
-	}
+	props.ExecutionGrants = []Statement{h.Secrets.GrantReadParameters("OwnParameters", defaultFromName, apiKeysSecretIDName)}
+	// Queue.GrantSend's GetQueueAttributes answers /readyz.
+	props.TaskGrants = append(h.Queue.GrantSend(), h.Secrets.GrantRead("ApiKeyHashes", apiKeysSecret)...)
 	props.LoadBalancer = &LoadBalancerTarget{TargetGroupARN: h.Ingress.TargetGroup.Arn(), SecurityGroupID: h.Ingress.SecurityGroup.Id()}
 	props.DependsOn = h.Ingress.Listeners
 	h.meshSettings(props, env, nil)
@@ -381,23 +374,21 @@ func (h *HeraldStack) apiProps(id string, env Environment, vars taskVariables) *
 func (h *HeraldStack) senderProps(id string, env Environment, vars taskVariables) *FargateServiceProps {
 	var public []EgressRule
 	var extraIgnored []int
-	statements := []Statement{
-		{Sid: "ConsumeNotifications", Actions: []string{"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"}, Resources: []string{*h.Queue.Queue.Arn()}},
-		{Sid: "DeadLetterPermanentFailures", Actions: []string{"sqs:SendMessage"}, Resources: []string{*h.Queue.DeadLetter.Arn()}},
-		// A transient failure goes back to the queue as a copy that carries its retry budget.
-		{Sid: "RequeueForRetry", Actions: []string{"sqs:SendMessage"}, Resources: []string{*h.Queue.Queue.Arn()}},
-		{Sid: "DecryptAndEncryptQueuedMessages", Actions: []string{"kms:Decrypt", "kms:GenerateDataKey"}, Resources: []string{*h.Queue.Key.Key.Arn()}, Conditions: viaService("sqs", env.Region)},
-	}
-	var executionSecrets, executionKeys []string
+	grants := h.Queue.GrantConsume()
+	execution := []Statement{h.Secrets.GrantReadParameters("OwnParameters", sendRateName)}
 	switch env.Email.Transport {
 	case "ses":
-		sendAs := []string{h.SES.IdentityARN}
-		if h.SES.ConfigurationSetName != "" {
-			sendAs = append(sendAs, h.SES.ConfigurationSetARN)
+		// Only from what the API accepts: its allow-list and default sender.
+		from, err := env.Email.allowedFrom()
+		if err == nil {
+			from, err = from.With(env.Email.DefaultFrom)
 		}
-		statements = append(statements, sendAsAllowedFrom(env.Email, sendAs, h.SES.IdentityARNOf)...)
+		if err != nil {
+			panic(fmt.Errorf("herald: Email.AllowedFrom: %w", err))
+		}
+		grants = append(grants, h.SES.GrantSend(from, env.Email.SandboxRecipients)...)
 		if env.Email.SendRate == 0 {
-			statements = append(statements, Statement{Sid: "ReadSendingQuota", Actions: []string{"ses:GetAccount"}, Resources: []string{"*"}})
+			grants = append(grants, h.SES.GrantReadQuota())
 		}
 		public = append(public, EgressRule{
 			ID: "ses", Description: senderService + " calls the SES API, which has no VPC endpoint", Port: 443, CIDRs: []string{"0.0.0.0/0"},
@@ -405,58 +396,18 @@ func (h *HeraldStack) senderProps(id string, env Environment, vars taskVariables
 	case "smtp":
 		host, portText, _ := strings.Cut(env.Email.SMTPAddr, ":")
 		port, _ := strconv.Atoi(portText)
-		executionSecrets = []string{*h.Secrets.Secrets[smtpSecret].Arn()}
-		executionKeys = []string{*h.Secrets.Key.Key.Arn()}
+		execution = append(execution, h.Secrets.GrantRead("OwnSecrets", smtpSecret)...)
 		public = append(public, EgressRule{
 			ID: "smtp", Description: senderService + " reaches the SMTP relay " + host, Port: port, CIDRs: []string{"0.0.0.0/0"},
 		})
 		extraIgnored = append(extraIgnored, port)
 	}
 	props := h.serviceBase(id, env, senderService, env.Sender, vars, "health", public)
-	props.ExecutionParameterARNs = []string{*h.Secrets.Parameters[sendRateName].Arn()}
-	props.ExecutionSecretARNs = executionSecrets
-	props.ExecutionKeyARNs = executionKeys
-	props.TaskStatements = statements
+	props.ExecutionGrants = execution
+	props.TaskGrants = grants
 	props.Backlog = &BacklogScaling{QueueName: h.Queue.Name, PerTask: env.Sender.BacklogPerTask}
 	h.meshSettings(props, env, extraIgnored)
 	return props
-}
-
-// sendAsAllowedFrom lets the sender send as the identity (sendAs: its
-// identity and configuration set), and only from the addresses the API
-// accepts (HERALD_DEFAULT_FROM and HERALD_ALLOWED_FROM): exact addresses
-// compared ignoring case, as the API compares them, and "@domain" entries
-// as any address of that domain. SES compares the domain pattern
-// case-sensitively (StringLike has no IgnoreCase form). In the SES sandbox
-// a send may be authorized against the recipient's identity too, so the
-// identities of Email.SandboxRecipients (identityARN) join the resources.
-func sendAsAllowedFrom(em EmailConfig, sendAs []string, identityARN func(string) string) []Statement {
-	sendAs = slices.Clone(sendAs)
-	for _, r := range em.SandboxRecipients {
-		sendAs = append(sendAs, identityARN(r))
-	}
-	addresses := []string{strings.ToLower(em.DefaultFrom)}
-	var domains []string
-	for _, a := range em.AllowedFrom {
-		if d, ok := strings.CutPrefix(a, "@"); ok {
-			domains = append(domains, "*@"+strings.ToLower(d))
-		} else {
-			addresses = append(addresses, strings.ToLower(a))
-		}
-	}
-	slices.Sort(addresses)
-	slices.Sort(domains)
-	out := []Statement{{
-		Sid: "SendAsAllowedAddresses", Actions: []string{"ses:SendEmail"}, Resources: sendAs,
-		Conditions: []Condition{{Test: "StringEqualsIgnoreCase", Variable: "ses:FromAddress", Values: slices.Compact(addresses)}},
-	}}
-	if len(domains) > 0 {
-		out = append(out, Statement{
-			Sid: "SendAsAllowedDomains", Actions: []string{"ses:SendEmail"}, Resources: sendAs,
-			Conditions: []Condition{{Test: "StringLike", Variable: "ses:FromAddress", Values: slices.Compact(domains)}},
-		})
-	}
-	return out
 }
 
 // meshSettings puts a service into the mesh. In Service Connect only the

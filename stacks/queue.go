@@ -64,6 +64,39 @@ type Queue struct {
 	WaitTime time.Duration
 	// MaxMessageBytes is the queue's MaximumMessageSize.
 	MaxMessageBytes int
+	region          string
+}
+
+// Grants, as AWS CDK's queue.grantSendMessages and grantConsumeMessages:
+// the queue knows what its producers and its consumer need, its key
+// included (used through SQS only).
+
+// GrantSend is what a producer needs: send to the queue, read its
+// attributes (a readiness check), encrypt with its key.
+func (q *Queue) GrantSend() []Statement {
+	return []Statement{
+		{Sid: "EnqueueNotifications", Actions: []string{"sqs:GetQueueAttributes", "sqs:SendMessage"}, Resources: []string{*q.Queue.Arn()}},
+		q.grantKey("EncryptQueuedMessages"),
+	}
+}
+
+// GrantConsume is what the consumer needs: receive, keep messages
+// invisible, delete them, read the attributes; dead-letter permanent
+// failures; send a transiently failing message back as a copy that carries
+// its retry budget; and the key both ways.
+func (q *Queue) GrantConsume() []Statement {
+	return []Statement{
+		{Sid: "ConsumeNotifications", Actions: []string{"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"}, Resources: []string{*q.Queue.Arn()}},
+		{Sid: "DeadLetterPermanentFailures", Actions: []string{"sqs:SendMessage"}, Resources: []string{*q.DeadLetter.Arn()}},
+		{Sid: "RequeueForRetry", Actions: []string{"sqs:SendMessage"}, Resources: []string{*q.Queue.Arn()}},
+		q.grantKey("DecryptAndEncryptQueuedMessages"),
+	}
+}
+
+// grantKey lets SQS use the queues' key on the role's behalf: data keys to
+// encrypt what it sends, decryption of what it receives.
+func (q *Queue) grantKey(sid string) Statement {
+	return Statement{Sid: sid, Actions: []string{"kms:Decrypt", "kms:GenerateDataKey"}, Resources: []string{*q.Key.Key.Arn()}, Conditions: viaService("sqs", q.region)}
 }
 
 const queueWaitTime = 20 * time.Second
@@ -101,6 +134,7 @@ func NewQueue(scope constructs.Construct, id string, props *QueueProps) *Queue {
 		Name:              p.Name,
 		DeadLetterName:    p.Name + "-dlq",
 		VisibilityTimeout: visibilityPerSend * p.SendTimeout,
+		region:            p.Region,
 		WaitTime:          queueWaitTime,
 		MaxMessageBytes:   p.MaxMessageBytes,
 	}

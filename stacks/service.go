@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -127,13 +128,13 @@ type FargateServiceProps struct {
 	// SSM parameter ARN). A variable is in one of them, never both.
 	Variables map[string]string
 	Secrets   map[string]string
-	// ExecutionSecretARNs, ExecutionParameterARNs and ExecutionKeyARNs are
-	// what the execution role may read to resolve Secrets.
-	ExecutionSecretARNs    []string
-	ExecutionParameterARNs []string
-	ExecutionKeyARNs       []string
-	// TaskStatements are the application's own permissions.
-	TaskStatements []Statement
+	// ExecutionGrants let the execution role read what resolves Secrets:
+	// the grants of those secrets and parameters (Secrets.GrantRead,
+	// Secrets.GrantReadParameters).
+	ExecutionGrants []Statement
+	// TaskGrants are the application's own permissions: the grants of what
+	// it uses (Queue.GrantSend, Secrets.GrantRead, ...).
+	TaskGrants []Statement
 
 	VPCID       *string
 	SubnetIDs   []*string
@@ -411,19 +412,7 @@ func (p *FargateServiceProps) executionStatements(logGroupARN string) []Statemen
 		Sid: "WriteOwnLogs", Actions: []string{"logs:CreateLogStream", "logs:PutLogEvents"}, Resources: []string{logGroupARN + ":*"},
 		WildcardReason: "ECS names the log streams in the service's own group at run time",
 	})
-	if len(p.ExecutionSecretARNs) > 0 {
-		out = append(out, Statement{Sid: "ReadOwnSecrets", Actions: []string{"secretsmanager:GetSecretValue"}, Resources: p.ExecutionSecretARNs})
-	}
-	if len(p.ExecutionParameterARNs) > 0 {
-		out = append(out, Statement{Sid: "ReadOwnParameters", Actions: []string{"ssm:GetParameters"}, Resources: p.ExecutionParameterARNs})
-	}
-	if len(p.ExecutionKeyARNs) > 0 {
-		out = append(out, Statement{
-			Sid: "DecryptOwnSecrets", Actions: []string{"kms:Decrypt"}, Resources: p.ExecutionKeyARNs,
-			Conditions: []Condition{{Test: "StringEquals", Variable: "kms:ViaService", Values: []string{"secretsmanager." + p.Region + ".amazonaws.com"}}},
-		})
-	}
-	return out
+	return append(out, p.ExecutionGrants...)
 }
 
 // NewFargateService creates the service. Both Herald services are built by
@@ -454,7 +443,7 @@ func NewFargateService(scope constructs.Construct, id string, props *FargateServ
 		SourceArnLike: ecsTasks,
 		Statements:    p.executionStatements(*s.LogGroup.Group.Arn()),
 	})
-	taskStatements := p.TaskStatements
+	taskStatements := slices.Clone(p.TaskGrants)
 	if p.AppMesh != nil {
 		taskStatements = append(taskStatements, Statement{
 			Sid:       "EnvoyReadsOwnVirtualNode",
