@@ -283,17 +283,17 @@ type ObservabilityConfig struct {
 
 // Defaults not expressed as zero values.
 const (
-	defaultCIDR             = "10.0.0.0/16"
-	defaultSubnetNewBits    = 4
-	defaultMaxReceiveCount  = 5
-	defaultRetention        = 4 * 24 * time.Hour
-	defaultDLQRetention     = 14 * 24 * time.Hour
-	maxQueueRetention       = 14 * 24 * time.Hour
-	minQueueRetention       = time.Minute
+	defaultCIDR            = "10.0.0.0/16"
+	defaultSubnetNewBits   = 4
+	defaultMaxReceiveCount = 5
+	defaultRetention       = 4 * 24 * time.Hour
+	defaultDLQRetention    = 14 * 24 * time.Hour
+	maxQueueRetention      = 14 * 24 * time.Hour
+	minQueueRetention      = time.Minute
 	// maxQueueMessageBytes is the largest MaximumMessageSize the AWS
 	// provider (5.88) takes; the API takes up to 1 MiB.
-	maxQueueMessageBytes = 262144
-	visibilityPerSend    = 6 // visibility timeout = 6 x send timeout
+	maxQueueMessageBytes    = 262144
+	visibilityPerSend       = 6 // visibility timeout = 6 x send timeout
 	defaultImageTag         = "initial"
 	defaultKeepImages       = 30
 	defaultCPU              = 256

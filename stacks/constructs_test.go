@@ -167,17 +167,17 @@ func queueProps(sendTimeout time.Duration) *QueueProps {
 // serviceProps is a valid service for the service tests.
 func serviceProps() *FargateServiceProps {
 	return &FargateServiceProps{
-		Name: "email-sender", Prefix: "herald-test", Account: testAccount, Region: testRegion, Environment: "test",
+		Name: "email-sender", Prefix: "herald-test", Account: testAccount, Region: testRegion,
 		ClusterARN: jsii.String("arn:aws:ecs:eu-west-1:123456789012:cluster/herald-test"), ClusterName: "herald-test",
 		Image:              "123456789012.dkr.ecr.eu-west-1.amazonaws.com/herald-test/email-sender@sha256:" + strings.Repeat("ab", 32),
 		ImageRepositoryARN: "arn:aws:ecr:eu-west-1:123456789012:repository/herald-test/email-sender",
 		HealthCheckCommand: []string{"CMD", "/email-sender", "healthcheck"},
 		CPU:                512, Memory: 1024, Port: 8081, PortName: "health",
-		Variables:              map[string]string{"HERALD_ENV": "test"},
-		Secrets:                map[string]string{"HERALD_SEND_RATE": "arn:aws:ssm:eu-west-1:123456789012:parameter/herald-test/send-rate"},
-		ExecutionGrants:        []Statement{{Sid: "ReadOwnParameters", Actions: []string{"ssm:GetParameters"}, Resources: []string{"arn:aws:ssm:eu-west-1:123456789012:parameter/herald-test/send-rate"}}},
-		TaskGrants:             []Statement{{Sid: "Consume", Actions: []string{"sqs:ReceiveMessage"}, Resources: []string{"arn:aws:sqs:eu-west-1:123456789012:q"}}},
-		VPCID:                  jsii.String("vpc-01234567"), SubnetIDs: []*string{jsii.String("subnet-01234567"), jsii.String("subnet-89abcdef")},
+		Variables:       map[string]string{"HERALD_ENV": "test"},
+		Secrets:         map[string]string{"HERALD_SEND_RATE": "arn:aws:ssm:eu-west-1:123456789012:parameter/herald-test/send-rate"},
+		ExecutionGrants: []Statement{{Sid: "ReadOwnParameters", Actions: []string{"ssm:GetParameters"}, Resources: []string{"arn:aws:ssm:eu-west-1:123456789012:parameter/herald-test/send-rate"}}},
+		TaskGrants:      []Statement{{Sid: "Consume", Actions: []string{"sqs:ReceiveMessage"}, Resources: []string{"arn:aws:sqs:eu-west-1:123456789012:q"}}},
+		VPCID:           jsii.String("vpc-01234567"), SubnetIDs: []*string{jsii.String("subnet-01234567"), jsii.String("subnet-89abcdef")},
 		EgressRules: []EgressRule{{ID: "ses", Description: "SES", Port: 443, CIDRs: []string{"0.0.0.0/0"}}},
 		MinTasks:    2, MaxTasks: 6, CPUTarget: 70,
 		Backlog:   &BacklogScaling{QueueName: "herald-test-notifications", PerTask: 50},
@@ -264,7 +264,7 @@ func TestFargateService(t *testing.T) {
 					}
 				}
 				envoy, app := c["envoy"], c["email-sender"]
-				if envoy.User != "1337" || envoy.env()["APPMESH_RESOURCE_ARN"] == "" || envoy.HealthCheck == nil {
+				if envoy.User != "1337" || envoy.variables()["APPMESH_RESOURCE_ARN"] == "" || envoy.HealthCheck == nil {
 					t.Errorf("envoy %+v", envoy)
 				}
 				if len(app.DependsOn) != 1 || app.DependsOn[0].ContainerName != "envoy" || app.DependsOn[0].Condition != "HEALTHY" {
@@ -562,7 +562,7 @@ func TestObservability(t *testing.T) {
 		t.Run("email="+email, func(t *testing.T) {
 			doc := synthConstruct(t, func(stack cdktf.TerraformStack) {
 				NewObservability(stack, "obs", &ObservabilityProps{
-					Prefix: "herald-test", Environment: "test", Account: testAccount, Region: testRegion,
+					Prefix: "herald-test", EnvironmentName: "test", Account: testAccount, Region: testRegion,
 					ClusterName: "herald-test",
 					Services:    []MonitoredService{{Name: "notification-api", MinTasks: 2}, {Name: "email-sender", MinTasks: 1}},
 					Queue:       "q", DeadLetter: "q-dlq",
@@ -844,7 +844,7 @@ func TestConstructsRefuseBadProps(t *testing.T) {
 			NewFargateService(s, "svc", p)
 		}, "MinTasks 0"},
 		{"observability without thresholds", func(s cdktf.TerraformStack) {
-			NewObservability(s, "o", &ObservabilityProps{Prefix: "p", Environment: "e", Account: testAccount, Region: testRegion, ClusterName: "c", Queue: "q", DeadLetter: "d",
+			NewObservability(s, "o", &ObservabilityProps{Prefix: "p", EnvironmentName: "e", Account: testAccount, Region: testRegion, ClusterName: "c", Queue: "q", DeadLetter: "d",
 				LoadBalancerARNSuffix: jsii.String("a"), TargetGroupARNSuffix: jsii.String("t")})
 		}, "OldestMessageAge 0s is under a minute"},
 		{"secrets without a recovery window", func(s cdktf.TerraformStack) {

@@ -80,7 +80,7 @@ func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackPro
 	h.newProviderAndBackend(id, env)
 
 	h.LogKey = NewKey(stack, "log-key", &KeyProps{
-		Alias:       id + "-logs",
+		Alias:              id + "-logs",
 		Description:        "Encrypts the log groups of " + id,
 		Account:            env.Account,
 		Region:             env.Region,
@@ -212,11 +212,11 @@ func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackPro
 	h.Network.AllowEndpointAccess(senderService, h.Sender.SecurityGroup.Id(), "Tasks of "+senderService+" reach AWS APIs")
 
 	h.Observability = NewObservability(stack, "observability", &ObservabilityProps{
-		Prefix:      id,
-		Environment: env.Name,
-		Account:     env.Account,
-		Region:      env.Region,
-		ClusterName: h.Cluster.Name,
+		Prefix:          id,
+		EnvironmentName: env.Name,
+		Account:         env.Account,
+		Region:          env.Region,
+		ClusterName:     h.Cluster.Name,
 		Services: []MonitoredService{
 			{Name: apiService, MinTasks: env.API.MinTasks},
 			{Name: senderService, MinTasks: env.Sender.MinTasks},
@@ -346,14 +346,14 @@ func (h *HeraldStack) serviceBase(id string, env Environment, name string, svc S
 	image, repoARN := h.image(name, svc.Image, h.Repositories.ByImage[name], env.Repositories.DefaultTag)
 	port := contract.Port(contract.Service(name))
 	return &FargateServiceProps{
-		Name: name, Prefix: id, Account: env.Account, Region: env.Region, Environment: env.Name,
+		Name: name, Prefix: id, Account: env.Account, Region: env.Region,
 		ClusterARN: h.Cluster.Cluster.Arn(), ClusterName: h.Cluster.Name,
 		Image: image, ImageRepositoryARN: repoARN,
 		HealthCheckCommand: []string{"CMD", "/" + name, "healthcheck"},
 		CPU:                svc.CPU, Memory: svc.Memory,
 		Port: port, PortName: portName,
 		Variables: vars.plain, Secrets: vars.secrets,
-		VPCID:     h.Network.VPCID, SubnetIDs: h.Network.PrivateSubnetIDs,
+		VPCID: h.Network.VPCID, SubnetIDs: h.Network.PrivateSubnetIDs,
 		EgressRules: h.egress(name, public),
 		MinTasks:    svc.MinTasks, MaxTasks: svc.MaxTasks, CPUTarget: svc.CPUTarget,
 		LogKeyARN: h.LogKey.Key.Arn(), LogRetentionDays: env.Observability.LogRetentionDays,

@@ -24,12 +24,14 @@ type MonitoredService struct {
 
 // ObservabilityProps describe the dashboard, the alarms and their topic.
 type ObservabilityProps struct {
-	Prefix      string
-	Environment string // the Environment dimension of the services' metrics
-	Account     string
-	Region      string
-	ClusterName string
-	Services    []MonitoredService
+	Prefix string
+	// EnvironmentName is the environment's name: the services' metric
+	// dimension Environment (HERALD_ENV).
+	EnvironmentName string
+	Account         string
+	Region          string
+	ClusterName     string
+	Services        []MonitoredService
 	// Queue and DeadLetter are queue names.
 	Queue      string
 	DeadLetter string
@@ -58,8 +60,8 @@ type Observability struct {
 
 func (p *ObservabilityProps) validate() error {
 	var errs []error
-	if p.Prefix == "" || p.Environment == "" || p.ClusterName == "" || p.Queue == "" || p.DeadLetter == "" {
-		errs = append(errs, errors.New("Prefix, Environment, ClusterName, Queue and DeadLetter are required"))
+	if p.Prefix == "" || p.EnvironmentName == "" || p.ClusterName == "" || p.Queue == "" || p.DeadLetter == "" {
+		errs = append(errs, errors.New("Prefix, EnvironmentName, ClusterName, Queue and DeadLetter are required"))
 	}
 	if p.LoadBalancerARNSuffix == nil || p.TargetGroupARNSuffix == nil {
 		errs = append(errs, errors.New("LoadBalancerARNSuffix and TargetGroupARNSuffix are required"))
@@ -99,10 +101,10 @@ func NewObservability(scope constructs.Construct, id string, props *Observabilit
 	// CloudWatch publishes alarms to the encrypted topic, so it needs the
 	// key; only for this account's alarms.
 	o.Key = NewKey(c, "key", &KeyProps{
-		Alias:       p.Prefix + "-alarms",
-		Description: "Encrypts the alarm notifications of " + p.Prefix,
-		Account:     p.Account,
-		Region:      p.Region,
+		Alias:              p.Prefix + "-alarms",
+		Description:        "Encrypts the alarm notifications of " + p.Prefix,
+		Account:            p.Account,
+		Region:             p.Region,
 		DeletionWindowDays: keyDeletionWindowDays,
 		ServiceGrants: []Statement{{
 			Sid:        "CloudWatchAlarmsPublish",
@@ -113,7 +115,7 @@ func NewObservability(scope constructs.Construct, id string, props *Observabilit
 	})
 	o.Topic = snstopic.NewSnsTopic(c, jsii.String("topic"), &snstopic.SnsTopicConfig{
 		Name:           jsii.String(p.Prefix + "-alarms"),
-		DisplayName:    jsii.String("Herald " + p.Environment + " alarms"),
+		DisplayName:    jsii.String("Herald " + p.EnvironmentName + " alarms"),
 		KmsMasterKeyId: o.Key.Key.Arn(),
 	})
 	policy := newPolicyDocument(c, "topic-policy-document", []Statement{{
@@ -177,7 +179,7 @@ func (o *Observability) newAlarms(c constructs.Construct, p *ObservabilityProps)
 	// heraldQuery sums one of the services' own metrics, all of it (the
 	// rollup without a breakdown).
 	heraldQuery := func(id string, m contract.Metric) *cloudwatchmetricalarm.CloudwatchMetricAlarmMetricQuery {
-		dims := map[string]*string{contract.DimEnvironment: jsii.String(p.Environment), contract.DimService: jsii.String(string(m.Service))}
+		dims := map[string]*string{contract.DimEnvironment: jsii.String(p.EnvironmentName), contract.DimService: jsii.String(string(m.Service))}
 		return metricQuery(id, contract.Namespace, m.Name, "Sum", dims)
 	}
 	specs := []alarmSpec{
@@ -284,7 +286,7 @@ func dashboard(p *ObservabilityProps) map[string]any {
 	statLabel := func(s, label string) map[string]any { return map[string]any{"stat": s, "label": label} }
 	lb := *p.LoadBalancerARNSuffix
 	heraldLine := func(m contract.Metric, options map[string]any) []any {
-		return metricLine(contract.Namespace, m.Name, options, contract.DimEnvironment, p.Environment, contract.DimService, string(m.Service))
+		return metricLine(contract.Namespace, m.Name, options, contract.DimEnvironment, p.EnvironmentName, contract.DimService, string(m.Service))
 	}
 	percentiles := func(line func(map[string]any) []any) [][]any {
 		return [][]any{line(statLabel("p50", "p50")), line(statLabel("p90", "p90")), line(statLabel("p99", "p99"))}

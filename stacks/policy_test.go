@@ -541,7 +541,7 @@ func TestServiceContract(t *testing.T) {
 					continue
 				}
 				service := contract.Service(cname)
-				env, secrets := c.env(), c.secrets()
+				env, secrets := c.variables(), c.secrets()
 				wantEnv := slices.Clone(want[cname].env)
 				tuned := map[string]ServiceConfig{apiService: s.env.API, senderService: s.env.Sender}[cname].Tuning
 				for k, v := range tuned {

@@ -141,10 +141,10 @@ func NewQueue(scope constructs.Construct, id string, props *QueueProps) *Queue {
 	// Producers and consumers use the key through SQS with their own IAM
 	// permissions; the key policy needs no service statement.
 	q.Key = NewKey(c, "key", &KeyProps{
-		Alias:       p.Name,
-		Description: "Encrypts the messages of " + p.Name + " and its dead-letter queue",
-		Account:     p.Account,
-		Region:      p.Region,
+		Alias:              p.Name,
+		Description:        "Encrypts the messages of " + p.Name + " and its dead-letter queue",
+		Account:            p.Account,
+		Region:             p.Region,
 		DeletionWindowDays: keyDeletionWindowDays,
 	})
 	// Both queues share every setting but name and retention.

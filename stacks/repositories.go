@@ -94,10 +94,10 @@ func NewRepositories(scope constructs.Construct, id string, props *RepositoriesP
 	c := constructs.NewConstruct(scope, &id)
 	r := &Repositories{Construct: c, ByImage: map[string]*Repository{}}
 	r.Key = NewKey(c, "key", &KeyProps{
-		Alias:       p.Prefix + "-images",
-		Description: "Encrypts the container images of " + p.Prefix,
-		Account:     p.Account,
-		Region:      p.Region,
+		Alias:              p.Prefix + "-images",
+		Description:        "Encrypts the container images of " + p.Prefix,
+		Account:            p.Account,
+		Region:             p.Region,
 		DeletionWindowDays: keyDeletionWindowDays,
 	})
 	for _, image := range p.Images {

@@ -100,12 +100,9 @@ type FargateServiceProps struct {
 	// Service, e.g. "notification-api".
 	Name string
 	// Prefix of resource names, e.g. "herald-dev".
-	Prefix  string
-	Account string
-	Region  string
-	// Environment is the HERALD_ENV value (a metric dimension).
-	Environment string
-
+	Prefix      string
+	Account     string
+	Region      string
 	ClusterARN  *string
 	ClusterName string
 
@@ -269,7 +266,7 @@ type containerDefinition struct {
 	User                   string            `json:"user"`
 	ReadonlyRootFilesystem bool              `json:"readonlyRootFilesystem"`
 	PortMappings           []portMapping     `json:"portMappings,omitempty"`
-	Environment            []keyValue        `json:"environment,omitempty"`
+	Variables              []keyValue        `json:"environment,omitempty"`
 	Secrets                []secretRef       `json:"secrets,omitempty"`
 	HealthCheck            *healthCheck      `json:"healthCheck,omitempty"`
 	StopTimeout            int               `json:"stopTimeout,omitempty"`
@@ -333,7 +330,7 @@ func (p *FargateServiceProps) containers(logGroup string) []containerDefinition 
 		LogConfiguration:       p.awslogs(p.Name, logGroup),
 	}
 	for _, k := range sortedKeys(p.Variables) {
-		app.Environment = append(app.Environment, keyValue{Name: k, Value: p.Variables[k]})
+		app.Variables = append(app.Variables, keyValue{Name: k, Value: p.Variables[k]})
 	}
 	for _, k := range sortedKeys(p.Secrets) {
 		app.Secrets = append(app.Secrets, secretRef{Name: k, ValueFrom: p.Secrets[k]})
@@ -351,7 +348,7 @@ func (p *FargateServiceProps) containers(logGroup string) []containerDefinition 
 		User:      envoyUser,
 		// AWS's Envoy image writes its bootstrap configuration at start.
 		ReadonlyRootFilesystem: false,
-		Environment: []keyValue{
+		Variables: []keyValue{
 			{Name: "APPMESH_RESOURCE_ARN", Value: p.AppMesh.VirtualNodeName},
 			{Name: "ENVOY_LOG_LEVEL", Value: "info"},
 		},

@@ -45,7 +45,7 @@ type variableSources struct {
 	// The parameters (ARNs) the API's default sender and key secret name,
 	// and the sender's send rate, come from; the key secret's name.
 	defaultFromParameter, keysSecretIDParameter, sendRateParameter string
-	keysSecretName                                                  string
+	keysSecretName                                                 string
 	// smtpSecretARN holds the SMTP credentials (smtp only).
 	smtpSecretARN string
 }

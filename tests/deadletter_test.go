@@ -19,7 +19,7 @@ import (
 // DeadLettered and Failed{Class=permanent}. The deliverable notifications
 // posted with them arrive exactly once, and nothing else is in the DLQ.
 func TestPermanentFailureDeadLettered(t *testing.T) {
-	s := startStack(t, devstack.Config{APIEnv: fastPosting, MetricsInterval: 500 * time.Millisecond})
+	s := startStack(t, devstack.Config{APIVariables: fastPosting, MetricsInterval: 500 * time.Millisecond})
 	a := newAPI(s)
 	ctx := context.Background()
 	l := newLedger("dead-letter")

@@ -198,10 +198,10 @@ func (s *Stack) SecretsURL() string {
 // KeysSecretID is the API-key secret (HERALD_API_KEYS_SECRET_ID).
 func (s *Stack) KeysSecretID() string { return s.cfg.KeysSecret }
 
-// OpsEnv is the environment herald-ops needs to work on this stack: the
+// OpsVariables are the variables herald-ops needs to work on this stack: the
 // emulators' endpoints, dummy credentials, the queues, the key secret and
 // the API, as NAME=value.
-func (s *Stack) OpsEnv() []string {
+func (s *Stack) OpsVariables() []string {
 	vars := map[string]string{
 		contract.Region.Name:          s.cfg.Region,
 		"AWS_ACCESS_KEY_ID":           "local",

@@ -120,8 +120,9 @@ type Config struct {
 	// KeysRefresh is the API's HERALD_API_KEYS_REFRESH; 0 means 10s, the
 	// shortest the API takes.
 	KeysRefresh time.Duration
-	// APIEnv and SenderEnv add to or override the services' environment.
-	APIEnv, SenderEnv map[string]string
+	// APIVariables and SenderVariables add to or override the services'
+	// variables (by the names of services/contract).
+	APIVariables, SenderVariables map[string]string
 
 	// StartTimeout bounds each component's wait for readiness; 0 means 30s.
 	StartTimeout time.Duration
@@ -426,8 +427,8 @@ func (s *Stack) sqsSpec() (procSpec, func(context.Context) error, error) {
 			"-max-receive-count", strconv.Itoa(s.cfg.MaxReceiveCount),
 			"-visibility-timeout", s.cfg.VisibilityTimeout.String(),
 		},
-		env: baseEnv(),
-		dir: s.cfg.Root,
+		variables: baseVariables(),
+		dir:       s.cfg.Root,
 		onStdout: func(line string) {
 			var r sqslocal.Ready
 			if json.Unmarshal([]byte(line), &r) == nil && r.Ready {
@@ -470,10 +471,10 @@ func (s *Stack) sesSpec() (procSpec, func(context.Context) error, error) {
 	}
 	portCh := make(chan string, 1)
 	spec := procSpec{
-		path: s.cfg.Node,
-		args: []string{sesCLI(s.cfg.Root), "--host", "127.0.0.1", "--port", port},
-		env:  baseEnv(),
-		dir:  s.cfg.Root,
+		path:      s.cfg.Node,
+		args:      []string{sesCLI(s.cfg.Root), "--host", "127.0.0.1", "--port", port},
+		variables: baseVariables(),
+		dir:       s.cfg.Root,
 		onStdout: func(line string) {
 			if m := sesRunning.FindStringSubmatch(line); m != nil {
 				select {
@@ -525,7 +526,7 @@ func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error,
 		contract.AllowedFrom.Name: s.allowedFrom,
 	}
 	bin, path := BinNotificationAPI, contract.ReadyPath
-	extra := s.cfg.APIEnv
+	extra := s.cfg.APIVariables
 	if c == API {
 		env[contract.DefaultFrom.Name] = s.cfg.DefaultFrom
 		env[contract.APIKeyHashes.Name] = DevKeyID + ":" + s.apiKeyHash
@@ -534,7 +535,7 @@ func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error,
 		env[contract.APIKeysRefresh.Name] = contract.APIKeysRefresh.Format(s.cfg.KeysRefresh)
 	} else {
 		bin, path = BinEmailSender, contract.LivePath
-		extra = s.cfg.SenderEnv
+		extra = s.cfg.SenderVariables
 		env[contract.EndpointSESv2.Name] = s.gate.URL
 		env[contract.DLQURL.Name] = s.dlqURL
 		env[contract.VisibilityTimeout.Name] = contract.VisibilityTimeout.Format(s.cfg.VisibilityTimeout)
@@ -552,19 +553,19 @@ func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error,
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	vars := baseEnv()
+	vars := baseVariables()
 	for _, k := range keys {
 		vars = append(vars, k+"="+env[k])
 	}
 	health := "http://" + s.addrs[c] + path
-	spec := procSpec{path: filepath.Join(s.cfg.BinDir, bin), env: vars, dir: s.cfg.Root}
+	spec := procSpec{path: filepath.Join(s.cfg.BinDir, bin), variables: vars, dir: s.cfg.Root}
 	return spec, func(ctx context.Context) error { return s.get(ctx, health) }, nil
 }
 
-// baseEnv is what every child inherits: enough to run, and AWS settings
+// baseVariables are what every child inherits: enough to run, and AWS settings
 // that keep the SDK away from real AWS (static dummy credentials, no shared
 // config files, no instance metadata).
-func baseEnv() []string {
+func baseVariables() []string {
 	env := []string{
 		"AWS_ACCESS_KEY_ID=local",
 		"AWS_SECRET_ACCESS_KEY=local",

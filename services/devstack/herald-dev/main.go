@@ -131,7 +131,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	ops := filepath.Join(o.dir, devstack.BinHeraldOps)
-	if err := writeOpsWrapper(ops, filepath.Join(binDir, devstack.BinHeraldOps), stack.OpsEnv()); err != nil {
+	if err := writeOpsWrapper(ops, filepath.Join(binDir, devstack.BinHeraldOps), stack.OpsVariables()); err != nil {
 		return errors.Join(err, stack.Close())
 	}
 	defer os.Remove(ops) // it names this run's ports

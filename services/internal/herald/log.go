@@ -23,13 +23,13 @@ func (s *SyncWriter) Write(p []byte) (int, error) {
 }
 
 // NewLogger is the one JSON logger a service makes in main and passes down.
-func NewLogger(w io.Writer, level, env, service string) *slog.Logger {
+func NewLogger(w io.Writer, level, environment, service string) *slog.Logger {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		l = slog.LevelInfo
 	}
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})
-	return slog.New(h).With("service", service, "env", env)
+	return slog.New(h).With("service", service, "env", environment)
 }
 
 // MaskSecret shows only whether a secret is set.
