@@ -463,7 +463,7 @@ func (h *HeraldStack) newOutputs(env Environment) {
 		out("ses_configuration_set", "SES configuration set the sender uses", jsii.String(h.SES.ConfigurationSetName))
 	}
 	if h.CI != nil {
-		out("ci_role_arn", "Role of the deployed-stack workflow (HERALD_AWS_ROLE_ARN)", h.CI.Role.Arn())
+		out("ci_role_arn", "Role of the deployed-stack workflow (the repository variable "+contract.CIRoleARN+")", h.CI.Role.Arn())
 	}
 	if h.Mesh != nil {
 		out("mesh_name", "App Mesh mesh of the services (cannot be deployed since AWS ended App Mesh on 2026-09-30)", h.Mesh.Mesh.Name())

@@ -41,6 +41,13 @@ const (
 	// The deployed-stack tests (tests/deployed) and their cleanup: the
 	// bucket of the copies' remote state.
 	E2EStateBucket = "HERALD_E2E_STATE_BUCKET"
+
+	// The deployed-stack workflow's repository variables
+	// (.github/workflows/deployed.yml): the CI role it assumes (the stack
+	// output ci_role_arn), its region, the GitHub environment it runs in.
+	CIRoleARN     = "HERALD_AWS_ROLE_ARN"
+	CIRegion      = "HERALD_AWS_REGION"
+	CIEnvironment = "HERALD_CI_ENVIRONMENT"
 )
 
 // Image is the image variable of svc.

@@ -75,7 +75,7 @@ func idList(keys map[string]string) string {
 
 func keysFlags(change keyChange) func(fs *flag.FlagSet) func(context.Context, *invocation, []string) error {
 	return func(fs *flag.FlagSet) func(context.Context, *invocation, []string) error {
-		timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for the API to use the change (it reads the secret every HERALD_API_KEYS_REFRESH, 5m by default)")
+		timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for the API to use the change (it reads the secret every "+contract.APIKeysRefresh.Name+", "+contract.APIKeysRefresh.DefaultText(contract.API)+" by default)")
 		confirm := fs.Int("confirm", 5, "answers in a row from /readyz that must show the new version (the load balancer spreads them over the tasks)")
 		noWait := fs.Bool("no-wait", false, "store the change and do not wait for the API")
 		return func(ctx context.Context, e *invocation, args []string) error {

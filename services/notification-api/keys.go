@@ -106,7 +106,7 @@ func (k *keyStore) refresh(ctx context.Context) error {
 	for _, e := range fromSecret {
 		for _, s := range k.static {
 			if s.ID == e.ID {
-				return fmt.Errorf("API keys secret %s: key id %q is also in HERALD_API_KEY_HASHES", k.secretID, e.ID)
+				return fmt.Errorf("API keys secret %s: key id %q is also in %s", k.secretID, e.ID, contract.APIKeyHashes.Name)
 			}
 		}
 		set = append(set, e)
@@ -186,11 +186,11 @@ func keygen(args []string, stdout io.Writer) error {
 	_, err = fmt.Fprintf(stdout, `API key %s (shown once; give it to the client, Herald keeps only its hash):
 %s
 
-Entry for HERALD_API_KEY_HASHES (comma-separated list):
+Entry for %s (comma-separated list):
 %s:%s
 
-Entry for the Secrets Manager secret named by HERALD_API_KEYS_SECRET_ID (merge into its JSON object):
+Entry for the Secrets Manager secret named by %s (merge into its JSON object):
 %s
-`, id, key, id, hash, secret)
+`, id, key, contract.APIKeyHashes.Name, id, hash, contract.APIKeysSecretID.Name, secret)
 	return err
 }
