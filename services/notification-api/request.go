@@ -254,15 +254,17 @@ func (s *server) prepare(req notificationRequest, keyID string, now time.Time) p
 		ID:        herald.NewID(),
 		CreatedAt: now.UTC(),
 		KeyID:     keyID,
-		From:      req.From,
-		ReplyTo:   req.ReplyTo,
-		To:        req.To,
-		Cc:        req.Cc,
-		Bcc:       req.Bcc,
-		Subject:   req.Subject,
-		Text:      req.Text,
-		HTML:      req.HTML,
-		Metadata:  req.Metadata,
+		// The domain in lower case: SES compares the sending policy's
+		// "*@domain" conditions case-sensitively.
+		From:     mailaddr.LowerDomain(req.From),
+		ReplyTo:  req.ReplyTo,
+		To:       req.To,
+		Cc:       req.Cc,
+		Bcc:      req.Bcc,
+		Subject:  req.Subject,
+		Text:     req.Text,
+		HTML:     req.HTML,
+		Metadata: req.Metadata,
 	}
 	if env.From == "" {
 		env.From = s.cfg.DefaultFrom
