@@ -275,7 +275,10 @@ func newHarness(t testing.TB, cfg config, f *fakeSQS, d deps) *harness {
 	d.sqs = f
 	lg := &heraldtest.Buffer{}
 	m := herald.NewMetrics(io.Discard, cfg.Environment, contract.API)
-	s := newServer(cfg, d, slog.New(slog.NewJSONHandler(lg, &slog.HandlerOptions{Level: slog.LevelDebug})), m)
+	s, err := newServer(cfg, d, slog.New(slog.NewJSONHandler(lg, &slog.HandlerOptions{Level: slog.LevelDebug})), m)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(s.enq.close)
 	return &harness{t: t, srv: s, h: s.handler(), sqs: f, log: lg, metrics: m}
 }

@@ -90,7 +90,10 @@ func (s *server) limitConnections(ln net.Listener, srv *http.Server) *limitListe
 // metrics are written a last time. The key refresh and the metrics run in
 // the background until then.
 func serve(ctx context.Context, cfg config, d deps, log *slog.Logger, metrics *herald.Metrics) error {
-	s := newServer(cfg, d, log, metrics)
+	s, err := newServer(cfg, d, log, metrics)
+	if err != nil {
+		return err
+	}
 	if err := s.keys.refresh(ctx); err != nil {
 		return fmt.Errorf("load API keys: %w", err)
 	}

@@ -46,23 +46,29 @@ type deps struct {
 	now     func() time.Time
 }
 
-func newServer(cfg config, d deps, log *slog.Logger, metrics *herald.Metrics) *server {
+func newServer(cfg config, d deps, log *slog.Logger, metrics *herald.Metrics) (*server, error) {
 	if d.now == nil {
 		d.now = time.Now
 	}
 	q := &queue{api: d.sqs, url: cfg.QueueURL, maxBatchBytes: cfg.MaxMessageBytes}
+	// Each batch of coalesced sends holds at least one request, so the
+	// connection cap bounds the batches in flight.
+	enq, err := newEnqueuer(q, cfg.BatchLinger, cfg.EnqueueTimeout, cfg.MaxConnections)
+	if err != nil {
+		return nil, err
+	}
 	return &server{
 		cfg:     cfg,
 		log:     log,
 		metrics: metrics,
 		keys:    newKeyStore(cfg.KeyHashes, cfg.KeysSecretID, d.secrets, log),
 		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst, d.now),
-		enq:     newEnqueuer(q, cfg.BatchLinger, cfg.EnqueueTimeout),
+		enq:     enq,
 		ready:   &readiness{api: d.sqs, url: cfg.QueueURL, ttl: cfg.ReadyCache, now: d.now},
 		now:     d.now,
 
 		unauthLog: newLogSampler(unauthLogRate, unauthLogBurst),
-	}
+	}, nil
 }
 
 // handler routes the API. Unknown paths get 404 and known paths with another

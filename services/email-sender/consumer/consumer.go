@@ -25,6 +25,7 @@ import (
 
 	"herald/services/contract"
 	"herald/services/email-sender/transport"
+	"herald/services/internal/batch"
 	"herald/services/internal/herald"
 	"herald/services/mailaddr"
 )
@@ -141,8 +142,8 @@ type Consumer struct {
 
 	slots    *slots
 	breaker  *breaker
-	deletes  *batcher
-	releases *batcher
+	deletes  *batch.Batcher[entry]
+	releases *batch.Batcher[entry]
 
 	lastProgress atomic.Int64 // unix nanoseconds
 	abandoned    atomic.Int64 // sends cut short by the shutdown deadline
@@ -246,8 +247,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 		background.Go(func() { c.reportPaused(finished) })
 	}
 
-	c.deletes = newBatcher(final, c.cfg.BatchLinger, c.cfg.DeleteBatch, c.flushDeletes)
-	c.releases = newBatcher(final, c.cfg.BatchLinger, maxBatch, c.flushReleases)
+	var err error
+	if c.deletes, err = newEntryBatcher(c.cfg.DeleteBatch, c.cfg.BatchLinger, func(b []entry) { c.flushDeletes(final, b) }); err != nil {
+		return err
+	}
+	if c.releases, err = newEntryBatcher(contract.SQSMaxBatch, c.cfg.BatchLinger, func(b []entry) { c.flushReleases(final, b) }); err != nil {
+		c.deletes.Close()
+		return err
+	}
 	c.log.Info("consumer started", "queue", c.cfg.QueueURL, "pollers", c.cfg.Pollers, "workers", c.cfg.Workers,
 		"retryWindow", c.cfg.RetryWindow.String())
 
@@ -258,8 +265,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 	pollers.Wait()
 	c.log.Info("stopped receiving; draining")
 	workers.Wait()
-	c.releases.close()
-	c.deletes.close()
+	c.releases.Close()
+	c.deletes.Close()
 	if n := c.abandoned.Load(); n > 0 {
 		return fmt.Errorf("shutdown deadline %s cut %d sends short; their messages return after the visibility timeout", c.cfg.ShutdownTimeout, n)
 	}
@@ -569,7 +576,7 @@ func senderNotAllowed(from string) transport.Failure {
 // sent deletes a message the provider accepted and records it.
 func (c *Consumer) sent(m *message, out outcome, log *slog.Logger) {
 	accepted := time.Now()
-	c.deletes.add(m.entry())
+	settle(c.deletes, m.entry(), log)
 	c.metrics.Count(contract.Sent, 1)
 	c.metrics.Observe(contract.SendLatency, out.latency)
 	attrs := []any{"outcome", "sent", "latencyMs", out.latency.Milliseconds(), "providerId", out.providerID}
@@ -606,7 +613,7 @@ func (c *Consumer) requeue(ctx context.Context, m *message, delay time.Duration,
 		log = log.With("class", string(m.failure.Class), "reason", m.failure.Reason)
 	}
 	if err == nil {
-		c.deletes.add(m.entry())
+		settle(c.deletes, m.entry(), log)
 		if m.failure.Class == "" {
 			log.Info("message re-queued unsent", "copyMessageId", aws.ToString(out.MessageId))
 		} else {
@@ -643,7 +650,7 @@ func (c *Consumer) deadLetter(ctx context.Context, m *message, f transport.Failu
 		log.Error("dead-letter queue send failed; message left on the queue", "outcome", "kept", "err", err)
 		return
 	}
-	c.deletes.add(m.entry())
+	settle(c.deletes, m.entry(), log)
 	c.metrics.Count(contract.DeadLettered, 1)
 	log.Warn("message dead-lettered", "outcome", "dead-lettered")
 }
@@ -651,7 +658,7 @@ func (c *Consumer) deadLetter(ctx context.Context, m *message, f transport.Failu
 // release hands a message received but not started back to the queue at
 // once (visibility 0), batched with others released at the same time.
 func (c *Consumer) release(m *message, log *slog.Logger) {
-	c.releases.add(m.entry())
+	settle(c.releases, m.entry(), log)
 	log.Info("message released unstarted at shutdown", "outcome", "released")
 }
 
