@@ -132,6 +132,11 @@ func Unavailable(err error) bool {
 	if errors.Is(err, context.Canceled) {
 		return false
 	}
+	// DynamoDB's own 500; the SDK's check reads it from the HTTP status.
+	var ise *types.InternalServerError
+	if errors.As(err, &ise) {
+		return true
+	}
 	return retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(err) == aws.TrueTernary
 }
 
