@@ -322,7 +322,12 @@ func (s *Store) Get(ctx context.Context, id, scope string) (Status, error) {
 		FailedAt:          it.millis(attrFailedAt),
 		UpdatedAt:         it.millis(attrUpdatedAt),
 	}
-	if st.State == StateSending && !it.millis(attrLeaseUntil).After(now) {
+	switch {
+	case it.has(attrSentAt):
+		// Sent evidence wins over the sender's status: SES feedback (issue
+		// 14) may record it before, or without, the sender's MarkSent.
+		st.State = StateSent
+	case st.State == StateSending && !it.millis(attrLeaseUntil).After(now):
 		st.State = StateQueued // the sender's lease ended: the message is back on the queue
 	}
 	return st, nil
