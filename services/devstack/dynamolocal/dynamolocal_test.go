@@ -29,18 +29,21 @@ func start(t *testing.T) *Server {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s, err := Start(ctx, Config{Root: root})
-	if errors.Is(err, ErrNotInstalled) {
+	switch {
+	case errors.Is(err, ErrNotInstalled):
 		t.Skipf("skipped: %v", err)
-	}
-	if err != nil {
+	case err != nil:
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
+	t.Cleanup(func() { closeChecked(t, s) })
 	return s
+}
+
+// closeChecked stops s and fails t when it did not stop cleanly.
+func closeChecked(t *testing.T, s *Server) {
+	if err := s.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
 }
 
 func startWithTable(t *testing.T) (*Server, *dynamodb.Client) {

@@ -57,44 +57,33 @@ func deref(p *string) string {
 	return *p
 }
 
+// serve checks and records one call and answers it with fn.
+func serve[I, O any](ctx context.Context, f *fakeDB, op string, in I, fn func(I) (O, error), exprs []string, names map[string]string, values map[string]types.AttributeValue) (O, error) {
+	var zero O
+	if err := f.call(ctx, op, exprs, names, values); err != nil {
+		return zero, err
+	}
+	if fn == nil {
+		f.t.Fatalf("unexpected %s", op)
+	}
+	return fn(in)
+}
+
 func (f *fakeDB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
-	if err := f.call(ctx, "PutItem", []string{deref(in.ConditionExpression)}, in.ExpressionAttributeNames, in.ExpressionAttributeValues); err != nil {
-		return nil, err
-	}
-	if f.put == nil {
-		f.t.Fatal("unexpected PutItem")
-	}
-	return f.put(in)
+	return serve(ctx, f, "PutItem", in, f.put, []string{deref(in.ConditionExpression)}, in.ExpressionAttributeNames, in.ExpressionAttributeValues)
 }
 
 func (f *fakeDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
-	if err := f.call(ctx, "UpdateItem", []string{deref(in.UpdateExpression), deref(in.ConditionExpression)}, in.ExpressionAttributeNames, in.ExpressionAttributeValues); err != nil {
-		return nil, err
-	}
-	if f.update == nil {
-		f.t.Fatal("unexpected UpdateItem")
-	}
-	return f.update(in)
+	exprs := []string{deref(in.UpdateExpression), deref(in.ConditionExpression)}
+	return serve(ctx, f, "UpdateItem", in, f.update, exprs, in.ExpressionAttributeNames, in.ExpressionAttributeValues)
 }
 
 func (f *fakeDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
-	if err := f.call(ctx, "DeleteItem", []string{deref(in.ConditionExpression)}, in.ExpressionAttributeNames, in.ExpressionAttributeValues); err != nil {
-		return nil, err
-	}
-	if f.del == nil {
-		f.t.Fatal("unexpected DeleteItem")
-	}
-	return f.del(in)
+	return serve(ctx, f, "DeleteItem", in, f.del, []string{deref(in.ConditionExpression)}, in.ExpressionAttributeNames, in.ExpressionAttributeValues)
 }
 
 func (f *fakeDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
-	if err := f.call(ctx, "GetItem", nil, in.ExpressionAttributeNames, nil); err != nil {
-		return nil, err
-	}
-	if f.get == nil {
-		f.t.Fatal("unexpected GetItem")
-	}
-	return f.get(in)
+	return serve(ctx, f, "GetItem", in, f.get, nil, in.ExpressionAttributeNames, nil)
 }
 
 var (

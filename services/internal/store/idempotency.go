@@ -33,17 +33,7 @@ const (
 )
 
 func (o BeginOutcome) String() string {
-	switch o {
-	case Started:
-		return "started"
-	case Replay:
-		return "replay"
-	case Mismatch:
-		return "mismatch"
-	case InFlight:
-		return "in-flight"
-	}
-	return fmt.Sprintf("BeginOutcome(%d)", int(o))
+	return enumName(int(o), "BeginOutcome", "started", "replay", "mismatch", "in-flight")
 }
 
 // Answer is the API's answer to a keyed request, kept for replays.
@@ -250,15 +240,7 @@ func (s *Store) Abandon(ctx context.Context, l KeyLease) error {
 }
 
 func (s *Store) updateKey(ctx context.Context, l KeyLease, update, cond string, values map[string]types.AttributeValue) error {
-	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                           aws.String(s.table),
-		Key:                                 key(keyItemPK(l.Scope, l.Key)),
-		UpdateExpression:                    aws.String(update),
-		ConditionExpression:                 aws.String(cond),
-		ExpressionAttributeNames:            names(update, cond),
-		ExpressionAttributeValues:           values,
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	})
+	_, err := s.update(ctx, keyItemPK(l.Scope, l.Key), update, cond, values, false)
 	if _, failed := conditionFailed(err); failed || err == nil {
 		return err
 	}

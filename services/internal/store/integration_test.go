@@ -85,24 +85,16 @@ func newTable(tb testing.TB) (*dynamolocal.Server, string) {
 }
 
 // clock is a settable time for leases and TTLs.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(time.Now().Truncate(time.Millisecond).UnixNano())
+	return c
 }
 
-func newClock() *clock { return &clock{now: time.Now().UTC().Truncate(time.Millisecond)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 const (
 	idemTTL   = 24 * time.Hour
@@ -131,11 +123,16 @@ func newStore(tb testing.TB, c *clock, client store.Client, table string) *store
 
 func body(s string) [32]byte { return sha256.Sum256([]byte(s)) }
 
-func TestIdempotencyOnDynalite(t *testing.T) {
-	ctx := context.Background()
+// setup is a store on a fresh table, with a settable clock.
+func setup(t *testing.T) (context.Context, *dynamolocal.Server, *clock, *store.Store) {
+	t.Helper()
 	emu, table := newTable(t)
 	c := newClock()
-	s := newStore(t, c, emu.Client(), table)
+	return context.Background(), emu, c, newStore(t, c, emu.Client(), table)
+}
+
+func TestIdempotencyOnDynalite(t *testing.T) {
+	ctx, _, c, s := setup(t)
 	const lease = 30 * time.Second
 	answer := store.Answer{Status: 202, Body: []byte(`{"status":"queued"}`)}
 
@@ -247,10 +244,7 @@ func TestBeginKeepsTheIDAcrossASecretRotation(t *testing.T) {
 }
 
 func TestStatusOnDynalite(t *testing.T) {
-	ctx := context.Background()
-	emu, table := newTable(t)
-	c := newClock()
-	s := newStore(t, c, emu.Client(), table)
+	ctx, _, c, s := setup(t)
 	ids := testIDs(t)
 	const lease = time.Minute
 	id, _ := ids.New("svc")
@@ -404,10 +398,7 @@ func TestConcurrentClaimsAndBegins(t *testing.T) {
 // Requests per notification on each path, counted by the emulator's proxy
 // as DynamoDB would bill them. The figures are in DESIGN.md.
 func TestRequestsPerNotification(t *testing.T) {
-	ctx := context.Background()
-	emu, table := newTable(t)
-	c := newClock()
-	s := newStore(t, c, emu.Client(), table)
+	ctx, emu, c, s := setup(t)
 	ids := testIDs(t)
 	const lease = time.Minute
 	answer := store.Answer{Status: 202, Body: []byte(`{}`)}
@@ -421,6 +412,12 @@ func TestRequestsPerNotification(t *testing.T) {
 		cl, err := s.Claim(ctx, id, "svc", lease)
 		must(err)
 		_, err = s.MarkSent(ctx, cl.Lease, "ses-"+id, c.Now())
+		must(err)
+		return cl.Lease
+	}
+	claimNew := func() store.NotificationLease {
+		id, _ := ids.New("svc")
+		cl, err := s.Claim(ctx, id, "svc", lease)
 		must(err)
 		return cl.Lease
 	}
@@ -455,18 +452,11 @@ func TestRequestsPerNotification(t *testing.T) {
 			}
 		}, "UpdateItem=3"},
 		{"transient failure, then sent", func() {
-			id, _ := ids.New("svc")
-			cl, err := s.Claim(ctx, id, "svc", lease)
-			must(err)
-			must(s.MarkFailed(ctx, cl.Lease, "transient", "throttled", c.Now()))
-			sendOnce(id)
+			l := claimNew()
+			must(s.MarkFailed(ctx, l, "transient", "throttled", c.Now()))
+			sendOnce(l.ID)
 		}, "UpdateItem=4"},
-		{"permanent failure", func() {
-			id, _ := ids.New("svc")
-			cl, err := s.Claim(ctx, id, "svc", lease)
-			must(err)
-			must(s.MarkDeadLettered(ctx, cl.Lease, "permanent", "rejected", c.Now()))
-		}, "UpdateItem=2"},
+		{"permanent failure", func() { must(s.MarkDeadLettered(ctx, claimNew(), "permanent", "rejected", c.Now())) }, "UpdateItem=2"},
 		{"GET of an own id", func() { id, _ := ids.New("svc"); _, err := s.Get(ctx, id, "svc"); must(err) }, "GetItem=1"},
 		{"GET of another key's id", func() { id, _ := ids.New("svc"); s.Get(ctx, id, "other") }, ""},
 	}

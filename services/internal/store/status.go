@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"herald/services/internal/herald"
@@ -78,15 +76,7 @@ const (
 )
 
 func (o ClaimOutcome) String() string {
-	switch o {
-	case Claimed:
-		return "claimed"
-	case AlreadySent:
-		return "already-sent"
-	case Busy:
-		return "busy"
-	}
-	return fmt.Sprintf("ClaimOutcome(%d)", int(o))
+	return enumName(int(o), "ClaimOutcome", "claimed", "already-sent", "busy")
 }
 
 // Sent is a provider's acceptance of a notification.
@@ -129,20 +119,11 @@ func (s *Store) Claim(ctx context.Context, id, scope string, lease time.Duration
 	update := "SET #status = :sending, #owner = :scope, #ltok = :tok, #lease = :until, #upd = :now, #exp = :exp ADD #att :one"
 	cond := "(attribute_not_exists(#owner) OR #owner = :scope) AND attribute_not_exists(#sent) AND " +
 		"(attribute_not_exists(#lease) OR #lease <= :now OR #ltok = :tok)"
-	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                aws.String(s.table),
-		Key:                      key(notificationPK(id)),
-		UpdateExpression:         aws.String(update),
-		ConditionExpression:      aws.String(cond),
-		ExpressionAttributeNames: names(update, cond),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":sending": str(string(StateSending)), ":scope": str(scope), ":tok": str(token),
-			":until": num(now.Add(lease).UnixMilli()), ":now": num(now.UnixMilli()),
-			":exp": num(now.Add(s.cfg.StatusTTL).Unix()), ":one": num(1),
-		},
-		ReturnValues:                        types.ReturnValueAllOld,
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	})
+	out, err := s.update(ctx, notificationPK(id), update, cond, map[string]types.AttributeValue{
+		":sending": str(string(StateSending)), ":scope": str(scope), ":tok": str(token),
+		":until": num(now.Add(lease).UnixMilli()), ":now": num(now.UnixMilli()),
+		":exp": num(now.Add(s.cfg.StatusTTL).Unix()), ":one": num(1),
+	}, true)
 	if err == nil {
 		old := item(out.Attributes)
 		return Claim{
@@ -193,18 +174,10 @@ func (s *Store) MarkSent(ctx context.Context, l NotificationLease, providerMessa
 	now := s.cfg.Clock()
 	update := "SET #status = :sent, #pmid = :pmid, #sent = :at, #owner = :scope, #lease = :zero, #upd = :now, #exp = :exp"
 	cond := "(attribute_not_exists(#owner) OR #owner = :scope) AND (attribute_not_exists(#sent) OR #pmid = :pmid)"
-	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                aws.String(s.table),
-		Key:                      key(notificationPK(l.ID)),
-		UpdateExpression:         aws.String(update),
-		ConditionExpression:      aws.String(cond),
-		ExpressionAttributeNames: names(update, cond),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":sent": str(string(StateSent)), ":pmid": str(providerMessageID), ":at": num(at.UnixMilli()),
-			":scope": str(l.Scope), ":zero": num(0), ":now": num(now.UnixMilli()), ":exp": num(now.Add(s.cfg.StatusTTL).Unix()),
-		},
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	})
+	_, err := s.update(ctx, notificationPK(l.ID), update, cond, map[string]types.AttributeValue{
+		":sent": str(string(StateSent)), ":pmid": str(providerMessageID), ":at": num(at.UnixMilli()),
+		":scope": str(l.Scope), ":zero": num(0), ":now": num(now.UnixMilli()), ":exp": num(now.Add(s.cfg.StatusTTL).Unix()),
+	}, false)
 	if err == nil {
 		return MarkSentResult{First: Sent{ProviderMessageID: providerMessageID, At: time.UnixMilli(at.UnixMilli()).UTC()}}, nil
 	}
@@ -252,18 +225,10 @@ func (s *Store) markFailure(ctx context.Context, l NotificationLease, st State, 
 	now := s.cfg.Clock()
 	update := "SET #status = :st, #fclass = :class, #freason = :reason, #failed = :at, #lease = :zero, #upd = :now, #exp = :exp"
 	cond := "#ltok = :tok AND attribute_not_exists(#sent)"
-	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                aws.String(s.table),
-		Key:                      key(notificationPK(l.ID)),
-		UpdateExpression:         aws.String(update),
-		ConditionExpression:      aws.String(cond),
-		ExpressionAttributeNames: names(update, cond),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":st": str(string(st)), ":class": str(class), ":reason": str(reason), ":at": num(at.UnixMilli()),
-			":zero": num(0), ":now": num(now.UnixMilli()), ":exp": num(now.Add(s.cfg.StatusTTL).Unix()), ":tok": str(l.Token),
-		},
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	})
+	_, err := s.update(ctx, notificationPK(l.ID), update, cond, map[string]types.AttributeValue{
+		":st": str(string(st)), ":class": str(class), ":reason": str(reason), ":at": num(at.UnixMilli()),
+		":zero": num(0), ":now": num(now.UnixMilli()), ":exp": num(now.Add(s.cfg.StatusTTL).Unix()), ":tok": str(l.Token),
+	}, false)
 	if err == nil {
 		return nil
 	}
@@ -289,15 +254,11 @@ func (s *Store) Get(ctx context.Context, id, scope string) (Status, error) {
 	if !s.cfg.IDs.Owns(scope, id) {
 		return Status{}, ErrNotFound
 	}
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName: aws.String(s.table),
-		Key:       key(notificationPK(id)),
-	})
+	it, err := s.getItem(ctx, notificationPK(id))
 	if err != nil {
 		return Status{}, fmt.Errorf("store: get %s: %w", id, err)
 	}
 	now := s.cfg.Clock()
-	it := item(out.Item)
 	if len(it) == 0 {
 		// A minted id older than StatusTTL would have a record by now, or
 		// had one that expired. A derived id carries no time.

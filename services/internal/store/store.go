@@ -238,6 +238,42 @@ func (it item) millis(name string) time.Time {
 	return time.Time{}
 }
 
+// update is one conditional UpdateItem that asks for the old item when the
+// condition fails, and with returnOld also when it holds.
+func (s *Store) update(ctx context.Context, pk, update, cond string, values map[string]types.AttributeValue, returnOld bool) (*dynamodb.UpdateItemOutput, error) {
+	in := &dynamodb.UpdateItemInput{
+		TableName:                           aws.String(s.table),
+		Key:                                 key(pk),
+		UpdateExpression:                    aws.String(update),
+		ConditionExpression:                 aws.String(cond),
+		ExpressionAttributeNames:            names(update, cond),
+		ExpressionAttributeValues:           values,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}
+	if returnOld {
+		in.ReturnValues = types.ReturnValueAllOld
+	}
+	return s.db.UpdateItem(ctx, in)
+}
+
+// getItem reads one item, eventually consistently (half the cost of a
+// strongly consistent read); nil when there is none.
+func (s *Store) getItem(ctx context.Context, pk string) (item, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.table), Key: key(pk)})
+	if err != nil {
+		return nil, err
+	}
+	return item(out.Item), nil
+}
+
+// enumName is the name of an enum value counted from 1, or Type(n).
+func enumName(v int, typ string, names ...string) string {
+	if v >= 1 && v <= len(names) {
+		return names[v-1]
+	}
+	return fmt.Sprintf("%s(%d)", typ, v)
+}
+
 // conditionFailed returns the item of a failed condition, and whether the
 // error was one.
 func conditionFailed(err error) (item, bool) {
