@@ -121,10 +121,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.cmd.Dir = cfg.Root
 	s.cmd.Env = childEnv()
 	s.cmd.SysProcAttr = groupAttr()
-	stdout, err := s.cmd.StdoutPipe()
-	if err != nil {
-		return nil, fmt.Errorf("dynamolocal: %w", err)
-	}
+	// Wait copies the child's stdout into the pipe until the child closes
+	// it; readStdout reads the other end until Wait has closed it.
+	stdout, stdoutW := io.Pipe()
+	s.cmd.Stdout = stdoutW
 	s.cmd.Stderr = s.out.writer(cfg.Output)
 	// If a grandchild kept the pipes open, Wait must not hang on them.
 	s.cmd.WaitDelay = 2 * time.Second
@@ -135,6 +135,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	go s.readStdout(stdout, cfg.Output, ports)
 	go func() {
 		s.err = s.cmd.Wait()
+		stdoutW.Close()
 		// Nothing the child started may outlive it.
 		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 		close(s.exited)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -305,5 +307,44 @@ func TestConcurrentConditionalPuts(t *testing.T) {
 	}
 	if strings.Count(strings.Join(lost, ""), winner) != n-1 {
 		t.Fatalf("the failures saw %v, want the winner %s each time", lost, winner)
+	}
+}
+
+// fakeDynalite is a repository root whose node_modules/dynalite is module.
+func fakeDynalite(t *testing.T, module string) string {
+	t.Helper()
+	root := t.TempDir()
+	dir := filepath.Join(root, "node_modules", "dynalite")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "index.js"), []byte(module), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func TestStartFailures(t *testing.T) {
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("skipped: node is not on PATH")
+	}
+	cases := map[string]struct {
+		module string
+		want   string
+	}{
+		"dies at start": {`throw new Error("no storage module")`, "exited at start"},
+		// Loads, never listens, and keeps running: stopped after the timeout.
+		"never ready": {`setInterval(() => {}, 1000); module.exports = () => ({listen() {}});`, "no ready line within"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Start(context.Background(), Config{Root: fakeDynalite(t, tc.module), StartTimeout: time.Second})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if name == "dies at start" && !strings.Contains(err.Error(), "no storage module") {
+				t.Fatalf("err = %v, want the child's output in it", err)
+			}
+		})
 	}
 }
