@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -325,9 +324,6 @@ func fakeDynalite(t *testing.T, module string) string {
 }
 
 func TestStartFailures(t *testing.T) {
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("skipped: node is not on PATH")
-	}
 	cases := map[string]struct {
 		module string
 		want   string
