@@ -12,6 +12,8 @@ BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 
 MAILPIT_VERSION ?= v1.33.1
+# The linter of the GitHub Actions workflows (.github/workflows).
+ACTIONLINT_VERSION ?= v1.7.12
 # go test's own deadline for one package; the whole run stays far below it.
 TEST_TIMEOUT ?= 20m
 FUZZTIME     ?= 20s
@@ -27,7 +29,7 @@ STACKS_MK := $(wildcard stacks/stacks.mk)
 # The container images (images, push, test-images).
 -include services/images.mk
 
-.PHONY: help dev test test-go fuzz bench bench-go tools build fmt fmt-check vet clean distclean
+.PHONY: help dev test test-go fuzz bench bench-go tools build fmt fmt-check vet lint-workflows clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,7 +41,7 @@ dev: node_modules/.package-lock.json ## run the whole pipeline locally; Ctrl-C s
 	$(GO) build -o .dev/bin/herald-dev ./services/devstack/herald-dev
 	@exec .dev/bin/herald-dev $(ARGS)
 
-test: tools fmt-check vet test-go fuzz ## the one test command: tools, gofmt, vet, all tests, a short fuzz run, tfsec
+test: tools fmt-check vet lint-workflows test-go fuzz ## the one test command: tools, gofmt, vet, actionlint, all tests, a short fuzz run, tfsec
 ifneq ($(STACKS_MK),)
 	$(MAKE) tfsec
 endif
@@ -74,7 +76,7 @@ bench: tools ## the pipeline benchmark (BENCHMARKS.md): throughput, latency, SQS
 bench-go: tools ## the Go micro-benchmarks (API enqueue, pipeline mails per second), with their figures
 	$(GO) test -run='^$$' -bench=. -benchmem -timeout $(TEST_TIMEOUT) ./...
 
-tools: node_modules/.package-lock.json $(BIN)/.mailpit-$(MAILPIT_VERSION) ## install the SES emulator (npm ci) and mailpit into ./bin
+tools: node_modules/.package-lock.json $(BIN)/.mailpit-$(MAILPIT_VERSION) $(BIN)/.actionlint-$(ACTIONLINT_VERSION) ## install the SES emulator (npm ci), mailpit and actionlint into ./bin
 
 # npm writes this file on every install, so it is newer than the lock file
 # exactly when node_modules matches it.
@@ -88,6 +90,23 @@ $(BIN)/.mailpit-$(MAILPIT_VERSION):
 	GOBIN=$(BIN) $(GO) install github.com/axllent/mailpit@$(MAILPIT_VERSION)
 	@rm -f $(BIN)/.mailpit-*
 	@touch $@
+
+$(BIN)/.actionlint-$(ACTIONLINT_VERSION):
+	GOBIN=$(BIN) $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+	@rm -f $(BIN)/.actionlint-*
+	@touch $@
+
+# The workflows cannot run here, so actionlint checks them: syntax,
+# expressions and contexts, action inputs, and the shell of every run step
+# through shellcheck when it is installed (.ci/run installs it).
+WORKFLOWS := $(wildcard .github/workflows/*.yml)
+lint-workflows: $(BIN)/.actionlint-$(ACTIONLINT_VERSION) ## actionlint over .github/workflows (shell steps through shellcheck when installed)
+	@if command -v shellcheck >/dev/null 2>&1; then \
+		echo "actionlint: run steps checked with shellcheck $$(shellcheck --version | sed -n 's/^version: //p')"; \
+	else \
+		echo "actionlint: NOTICE: shellcheck is not installed, the shell of run steps is not checked (apt-get install shellcheck)"; \
+	fi
+	$(BIN)/actionlint $(WORKFLOWS)
 
 build: ## compile everything, and the service and launcher binaries into ./bin
 	$(GO) build ./...

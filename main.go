@@ -35,6 +35,9 @@ func run(getenv func(string) string, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		if bucket := getenv(stacks.CopyStateBucketVariable); bucket != "" {
+			copied[0].State = stacks.CopyState(bucket)
+		}
 		envs = copied
 	}
 	if err := stacks.ValidateAll(envs); err != nil {

@@ -56,6 +56,9 @@ type Environment struct {
 	API           ServiceConfig
 	Sender        ServiceConfig
 	Observability ObservabilityConfig
+	// CI is the GitHub Actions role of the deployed-stack suite (ci.go);
+	// off by default.
+	CI CIConfig
 }
 
 // StateConfig says where Terraform keeps the stack's state.
@@ -264,9 +267,9 @@ const (
 // WithDefaults returns a copy of e with every unset field at its default.
 func (e Environment) WithDefaults() Environment {
 	e.Tags = mergeTags(map[string]string{
-		"Project":     "herald",
-		"Environment": e.Name,
-		"ManagedBy":   "cdktf",
+		"Project":      "herald",
+		EnvironmentTag: e.Name,
+		"ManagedBy":    "cdktf",
 	}, e.Tags)
 
 	if e.State.Bucket != "" {
@@ -315,6 +318,7 @@ func (e Environment) WithDefaults() Environment {
 	if o.SenderFailurePercent == 0 {
 		o.SenderFailurePercent = defaultErrorPercent
 	}
+	e.CI = e.CI.withDefaults()
 	return e
 }
 
@@ -421,6 +425,7 @@ func (e Environment) validate() error {
 	validateService(p, "API", e.API, false)
 	validateService(p, "Sender", e.Sender, true)
 	e.validateObservability(p)
+	e.validateCI(p)
 	return errors.Join(p.errs...)
 }
 

@@ -23,7 +23,7 @@ const CopyVariable = "HERALD_SYNTH_COPY"
 func (e Environment) Copy(name string, mode MeshMode) Environment {
 	c := e
 	c.Name = name
-	c.Tags = mergeTags(e.Tags, map[string]string{"HeraldCopyOf": e.Name})
+	c.Tags = mergeTags(e.Tags, map[string]string{CopyTag: e.Name})
 	c.State = StateConfig{}
 	c.Email.ManageIdentity = false
 	c.Ingress.DeletionProtection = false
@@ -65,3 +65,35 @@ func SelectCopy(envs []Environment, spec string) ([]Environment, error) {
 	}
 	return nil, fmt.Errorf("%s=%q: no environment %q (have %s)", CopyVariable, spec, base, strings.Join(names, ", "))
 }
+
+// CopyTag is the tag every resource of a copy carries (a provider default
+// tag), with the copied environment's name as its value. No other stack
+// has it: the cleanup of copies (tests/deployed/cleanup) destroys only a
+// state whose resources carry it.
+const CopyTag = "HeraldCopyOf"
+
+// EnvironmentTag is the default tag naming a stack's environment on every
+// resource (a copy's own name, for a copy).
+const EnvironmentTag = "Environment"
+
+// CopyStateBucketVariable names an S3 bucket the copy of CopyVariable keeps
+// its state in, instead of a local file: under StateKey, in the
+// environment's region, locked with an S3 lock file (Terraform >= 1.10).
+// Remote state outlives the machine that deployed the copy, so a later run
+// can still destroy it (tests/deployed sets it from HERALD_E2E_STATE_BUCKET).
+const CopyStateBucketVariable = "HERALD_SYNTH_COPY_STATE_BUCKET"
+
+// CopyState is the remote state of a copy in bucket.
+func CopyState(bucket string) StateConfig {
+	return StateConfig{Bucket: bucket, UseLockfile: true}
+}
+
+// StateKey is a stack's default object key in a state bucket.
+func StateKey(stack string) string {
+	return "herald/" + stack + ".tfstate"
+}
+
+// AWSProviderVersion is the hashicorp/aws provider version of the pinned
+// bindings (DEVELOPERS.md); a test holds it to the synthesized stacks. The
+// cleanup of copies destroys with it.
+const AWSProviderVersion = "5.88.0"

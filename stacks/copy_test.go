@@ -94,3 +94,38 @@ func TestCopySynthesizesBesideOriginal(t *testing.T) {
 		t.Error("the copy's resources are not named after it")
 	}
 }
+
+// Given a state bucket, a copy keeps its state there under StateKey,
+// locked with a lock file; every stack pins the provider version the
+// cleanup of copies destroys with.
+func TestCopyRemoteState(t *testing.T) {
+	got, err := SelectCopy(Environments(), "dev:e2estate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := got[0]
+	c.State = CopyState("herald-ci-state")
+	if err := c.Validate(); err != nil {
+		t.Fatalf("a copy with remote state: %v", err)
+	}
+	app := cdktf.Testing_App(nil)
+	h := NewHeraldStack(app, StackID(c.Name, ""), &HeraldStackProps{Environment: c})
+	doc := decode(t, *cdktf.Testing_Synth(h.TerraformStack, jsii.Bool(false)))
+	tf := block(doc["terraform"])
+	s3 := block(block(tf["backend"])["s3"])
+	if s3["bucket"] != "herald-ci-state" || s3["key"] != "herald/herald-e2estate.tfstate" || s3["key"] != StateKey("herald-e2estate") ||
+		s3["region"] != c.Region || s3["use_lockfile"] != true || s3["encrypt"] != true {
+		t.Errorf("backend %v", s3)
+	}
+	if aws := block(block(tf["required_providers"])["aws"]); aws["version"] != AWSProviderVersion || aws["source"] != "aws" && aws["source"] != "hashicorp/aws" {
+		t.Errorf("required provider %v, want hashicorp/aws %s", aws, AWSProviderVersion)
+	}
+	for name, r := range doc.resources("aws_sqs_queue") {
+		if strings.Contains(mustJSON(r), CopyTag) {
+			t.Errorf("queue %s sets the copy tag itself; it is a provider default tag", name)
+		}
+	}
+	if tags := block(blocks(doc["provider"].(map[string]any)["aws"])[0]["default_tags"]); block(tags["tags"])[CopyTag] != "dev" {
+		t.Errorf("provider default tags %v, want %s=dev", tags, CopyTag)
+	}
+}

@@ -51,6 +51,7 @@ type HeraldStack struct {
 	API           *FargateService
 	Sender        *FargateService
 	Observability *Observability
+	CI            *CIRole // nil unless Environment.CI is set
 	// Warnings for the person synthesizing (also cdktf annotations).
 	Warnings []string
 }
@@ -209,6 +210,9 @@ func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackPro
 		API5xxPercent:         env.Observability.API5xxPercent,
 		SenderFailurePercent:  env.Observability.SenderFailurePercent,
 	})
+	if env.CI.Enabled() {
+		h.CI = NewCIRole(stack, "ci", h.ciProps(id, env))
+	}
 	h.newOutputs(env)
 	return h
 }
@@ -235,7 +239,7 @@ func (h *HeraldStack) newProviderAndBackend(id string, env Environment) {
 	}
 	backend := cdktf.NewS3Backend(h.TerraformStack, &cdktf.S3BackendConfig{
 		Bucket:  jsii.String(s.Bucket),
-		Key:     jsii.String(orString(s.Key, "herald/"+id+".tfstate")),
+		Key:     jsii.String(orString(s.Key, StateKey(id))),
 		Region:  jsii.String(s.Region),
 		Encrypt: jsii.Bool(true),
 	})
@@ -461,6 +465,9 @@ func (h *HeraldStack) newOutputs(env Environment) {
 	out("smtp_secret_arn", "Secret holding the SMTP credentials (smtp transport)", h.Secrets.Secrets[smtpSecret].Arn())
 	if h.SES != nil && h.SES.ConfigurationSetName != "" {
 		out("ses_configuration_set", "SES configuration set the sender uses", jsii.String(h.SES.ConfigurationSetName))
+	}
+	if h.CI != nil {
+		out("ci_role_arn", "Role of the deployed-stack workflow (HERALD_AWS_ROLE_ARN)", h.CI.Role.Arn())
 	}
 	if h.Mesh != nil {
 		out("mesh_name", "App Mesh mesh of the services", h.Mesh.Mesh.Name())

@@ -71,11 +71,16 @@ const (
 	// trustPolicy is a role's trust policy, which IAM refuses with a
 	// Resource element.
 	trustPolicy
+	// ciPolicy is the CI role's policy, under its own rules (ci.go).
+	ciPolicy
 )
 
 // checkStatements enforces Herald's policy rules at synth time: no wildcard
 // action anywhere, and resources as the policy kind demands.
 func checkStatements(statements []Statement, kind policyKind) error {
+	if kind == ciPolicy {
+		return checkCIStatements(statements)
+	}
 	var errs []error
 	for i, s := range statements {
 		name := s.Sid

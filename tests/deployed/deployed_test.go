@@ -26,6 +26,7 @@ import (
 	"github.com/gruntwork-io/terratest/modules/terraform"
 
 	"herald/services/devstack"
+	"herald/stacks"
 )
 
 // Variables that drive the suite.
@@ -81,8 +82,8 @@ func deployAndCheck(t *testing.T, base, mode string) {
 	ctx := context.Background()
 	start := time.Now()
 	// Environment names are lower-case letters and digits, at most 10.
-	name := "e2e" + strings.ToLower(random.UniqueId())
-	stack := "herald-" + name
+	name := stacks.CICopyPrefix + strings.ToLower(random.UniqueId())
+	stack := stacks.StackID(name, "")
 	root, err := devstack.FindRoot(".")
 	if err != nil {
 		t.Fatal(err)
@@ -137,6 +138,7 @@ func synth(t *testing.T, root, base, name, mode string) string {
 		"CDKTF_OUTDIR="+out,
 		"HERALD_SYNTH_COPY="+base+":"+name+":"+mode,
 		"HERALD_SYNTH_MESH_VARIANTS=",
+		stacks.CopyStateBucketVariable+"="+os.Getenv(StateBucketVariable),
 		"CHECKPOINT_DISABLE=1",
 		"JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1",
 	)
