@@ -149,6 +149,10 @@ type QueueConfig struct {
 	// MaxMessageBytes is the queue's MaximumMessageSize and the API's
 	// HERALD_MAX_MESSAGE_BYTES; default 262144.
 	MaxMessageBytes int
+	// RetryWindow is how long the sender retries a transiently failing
+	// message after its first attempt (HERALD_RETRY_WINDOW); default 12h.
+	// Retention must exceed it by a day (retry.go).
+	RetryWindow time.Duration
 }
 
 // EmailConfig is how mail leaves Herald.
@@ -175,8 +179,10 @@ type EmailConfig struct {
 	// SendTimeout bounds one send (HERALD_SEND_TIMEOUT); the queue's
 	// visibility timeout is derived from it. Default 10s.
 	SendTimeout time.Duration
-	// SendRate is sends per second (HERALD_SEND_RATE, from an SSM parameter);
-	// 0 uses the SES account's maximum send rate.
+	// SendRate is the account's sends per second for all sender tasks
+	// together (HERALD_SEND_RATE, from an SSM parameter); 0 uses the SES
+	// account's maximum send rate. Each task starts at it divided by
+	// Sender.MinTasks and adapts.
 	SendRate float64
 }
 
@@ -294,6 +300,7 @@ func (e Environment) WithDefaults() Environment {
 	q.Retention = orDuration(q.Retention, defaultRetention)
 	q.DLQRetention = orDuration(q.DLQRetention, defaultDLQRetention)
 	q.MaxMessageBytes = orInt(q.MaxMessageBytes, defaultMaxMessageBytes)
+	q.RetryWindow = orDuration(q.RetryWindow, defaultRetryWindow)
 
 	em := &e.Email
 	em.Transport = orString(em.Transport, "ses")
@@ -420,6 +427,7 @@ func (e Environment) validate() error {
 	e.validateMesh(p)
 	e.validateIngress(p)
 	e.validateQueue(p)
+	e.validateRetry(p)
 	e.validateEmail(p)
 	e.validateRepositories(p)
 	validateService(p, "API", e.API, false)

@@ -46,6 +46,7 @@ func TestDefaults(t *testing.T) {
 		{"max receive count", e.Queue.MaxReceiveCount, 5},
 		{"DLQ retention", e.Queue.DLQRetention, 14 * 24 * time.Hour},
 		{"message size", e.Queue.MaxMessageBytes, 262144},
+		{"retry window", e.Queue.RetryWindow, 12 * time.Hour},
 		{"send timeout", e.Email.SendTimeout, 10 * time.Second},
 		{"visibility timeout", e.Email.VisibilityTimeout(), 60 * time.Second},
 		{"CPU target API", e.API.CPUTarget, 70},
@@ -117,6 +118,17 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"bad certificate", func(e *Environment) { e.Ingress.CertificateARN = "arn:aws:iam::123456789012:server-certificate/x" }, "Ingress.CertificateARN", "not an ACM certificate ARN"},
 		{"bad ingress cidr", func(e *Environment) { e.Ingress.AllowedCIDRs = []string{"10.0.0.1/8"} }, "Ingress.AllowedCIDRs", "not a CIDR block"},
 		{"max receive count", func(e *Environment) { e.Queue.MaxReceiveCount = -1 }, "Queue.MaxReceiveCount", "outside 1..1000"},
+		// Given the retry design (retry.go): retention covers the retry
+		// window with a day to spare; receives count releases too; a
+		// crash-looping message reaches the DLQ well inside the retention;
+		// the heartbeat has time to retry.
+		{"retention within the retry window", func(e *Environment) { e.Queue.Retention, e.Queue.RetryWindow = 24*time.Hour, 12*time.Hour }, "Queue.Retention", "at least Queue.RetryWindow 12h0m0s + 24h0m0s"},
+		{"retry window too short", func(e *Environment) { e.Queue.RetryWindow = 30 * time.Second }, "Queue.RetryWindow", "under 1m0s"},
+		{"max receive count too low for releases", func(e *Environment) { e.Queue.MaxReceiveCount = 2 }, "Queue.MaxReceiveCount", "releases at shutdown count as receives"},
+		{"crash loop outlives the retention", func(e *Environment) {
+			e.Queue.MaxReceiveCount, e.Queue.Retention, e.Email.SendTimeout = 1000, 3*24*time.Hour, time.Minute
+		}, "Queue.MaxReceiveCount", "could expire before it is dead-lettered"},
+		{"visibility too short for the heartbeat", func(e *Environment) { e.Email.SendTimeout = time.Second }, "Email.SendTimeout", "the heartbeat at half of it has no time to retry"},
 		{"dlq retention not longer", func(e *Environment) { e.Queue.Retention, e.Queue.DLQRetention = 4*24*time.Hour, 2*24*time.Hour }, "Queue.DLQRetention", "longer than Queue.Retention"},
 		{"retention above SQS max", func(e *Environment) { e.Queue.Retention = 15 * 24 * time.Hour }, "Queue.Retention", "outside 1m..336h"},
 		{"message size above SQS max", func(e *Environment) { e.Queue.MaxMessageBytes = 300000 }, "Queue.MaxMessageBytes", "outside 1024..262144"},

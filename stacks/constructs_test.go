@@ -463,8 +463,14 @@ func TestObservability(t *testing.T) {
 					t.Errorf("no alarm %s (have %v)", name, keys(alarms))
 				}
 			}
-			if a := alarms["herald-test-dlq-not-empty"]; num(a["threshold"]) != 0 || a["comparison_operator"] != "GreaterThanThreshold" {
+			// The DLQ alarm fires on the first message, be it moved by SQS
+			// redrive (the DLQ's depth) or by the sender (its DeadLettered).
+			if a := alarms["herald-test-dlq-not-empty"]; num(a["threshold"]) != 0 || a["comparison_operator"] != "GreaterThanThreshold" ||
+				num(a["evaluation_periods"]) != 1 || num(a["datapoints_to_alarm"]) != 1 {
 				t.Errorf("dlq alarm %v", a)
+			} else if q := mustJSON(a["metric_query"]); !strings.Contains(q, `"QueueName":"q-dlq"`) || !strings.Contains(q, `"metric_name":"DeadLettered"`) ||
+				!strings.Contains(q, "MAX([FILL(visible, 0), FILL(moved, 0)])") {
+				t.Errorf("dlq alarm queries %s", q)
 			}
 			if a := alarms["herald-test-notification-api-tasks-below-minimum"]; num(a["threshold"]) != 2 || a["comparison_operator"] != "LessThanThreshold" {
 				t.Errorf("task alarm %v", a)
@@ -476,7 +482,7 @@ func TestObservability(t *testing.T) {
 				t.Errorf("%d subscriptions", got)
 			}
 			body := mustJSON(doc.only(t, "aws_cloudwatch_dashboard")["dashboard_body"])
-			for _, metric := range []string{"ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible", "ApproximateAgeOfOldestMessage", "RequestCount", "TargetResponseTime", "HTTPCode_Target_5XX_Count", "EnqueueLatency", "Sent", "Failed", "Retried", "ProcessingTime", "p99", "CPUUtilization", "MemoryUtilization", "RunningTaskCount"} {
+			for _, metric := range []string{"ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible", "ApproximateAgeOfOldestMessage", "RequestCount", "TargetResponseTime", "HTTPCode_Target_5XX_Count", "EnqueueLatency", "Sent", "Failed", "Retried", "Throttled", "PausedTime", "ProcessingTime", "p99", "CPUUtilization", "MemoryUtilization", "RunningTaskCount"} {
 				if !strings.Contains(body, metric) {
 					t.Errorf("the dashboard lacks %s", metric)
 				}

@@ -365,6 +365,8 @@ func (h *HeraldStack) senderProps(id string, env Environment) *FargateServicePro
 	statements := []Statement{
 		{Sid: "ConsumeNotifications", Actions: []string{"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"}, Resources: []string{*h.Queue.Queue.Arn()}},
 		{Sid: "DeadLetterPermanentFailures", Actions: []string{"sqs:SendMessage"}, Resources: []string{*h.Queue.DeadLetter.Arn()}},
+		// A transient failure goes back to the queue as a copy that carries its retry budget.
+		{Sid: "RequeueForRetry", Actions: []string{"sqs:SendMessage"}, Resources: []string{*h.Queue.Queue.Arn()}},
 		{Sid: "DecryptAndEncryptQueuedMessages", Actions: []string{"kms:Decrypt", "kms:GenerateDataKey"}, Resources: []string{*h.Queue.Key.Key.Arn()}, Conditions: viaService("sqs", env.Region)},
 	}
 	secrets := map[string]string{"HERALD_SEND_RATE": h.Secrets.ParameterARNs[sendRateName]}
@@ -374,6 +376,10 @@ func (h *HeraldStack) senderProps(id string, env Environment) *FargateServicePro
 		"HERALD_WAIT_TIME":          durationSeconds(h.Queue.WaitTime),
 		"HERALD_VISIBILITY_TIMEOUT": durationSeconds(h.Queue.VisibilityTimeout),
 		"HERALD_SEND_TIMEOUT":       durationSeconds(env.Email.SendTimeout),
+		"HERALD_RETRY_WINDOW":       durationSeconds(env.Queue.RetryWindow),
+		// Each task starts at the quota divided by this; autoscaling makes
+		// it a seed the tasks adapt from, not a truth.
+		"HERALD_SENDER_TASKS": strconv.Itoa(env.Sender.MinTasks),
 	}
 	var executionSecrets, executionKeys []string
 	switch env.Email.Transport {

@@ -194,10 +194,16 @@ func (o *Observability) newAlarms(c constructs.Construct, p *ObservabilityProps)
 	}
 	specs := []alarmSpec{
 		{
+			// On the first message: the DLQ's depth covers what SQS redrive
+			// moves; the sender's DeadLettered count is there within a minute
+			// even when SQS's metrics of a long-idle DLQ lag (up to 15 min).
 			name: "dlq-not-empty", description: "Messages reached the dead-letter queue: a notification could not be sent",
-			namespace: "AWS/SQS", metric: "ApproximateNumberOfMessagesVisible", statistic: "Maximum",
-			dimensions: map[string]*string{"QueueName": jsii.String(p.DeadLetter)},
-			threshold:  0, comparison: "GreaterThanThreshold", periods: 1, points: 1, missing: "notBreaching",
+			threshold: 0, comparison: "GreaterThanThreshold", periods: 1, points: 1, missing: "notBreaching",
+			queries: []*cloudwatchmetricalarm.CloudwatchMetricAlarmMetricQuery{
+				metricQuery("visible", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", map[string]*string{"QueueName": jsii.String(p.DeadLetter)}),
+				metricQuery("moved", metricsNamespace, "DeadLettered", "Sum", heraldDims(senderService)),
+				expressionQuery("dead", "MAX([FILL(visible, 0), FILL(moved, 0)])", "dead letters"),
+			},
 		},
 		{
 			name: "oldest-message-age", description: fmt.Sprintf("A queued notification is older than %s: the sender is behind or stuck", p.OldestMessageAge),
@@ -335,6 +341,12 @@ func dashboard(p *ObservabilityProps) map[string]any {
 		heraldLine(senderService, "Failed", statLabel("Sum", "failed")),
 		heraldLine(senderService, "Retried", statLabel("Sum", "retried")),
 		heraldLine(senderService, "DeadLettered", statLabel("Sum", "dead-lettered")),
+	})
+	// Throttled sends are retried in the task; paused time is how long the
+	// sender stopped sending while SES failed (ms per period, summed over tasks).
+	add("Sender throttling and pauses", [][]any{
+		heraldLine(senderService, "Throttled", statLabel("Sum", "throttled sends")),
+		heraldLine(senderService, "PausedTime", map[string]any{"stat": "Sum", "label": "paused (ms)", "yAxis": "right"}),
 	})
 	add("Processing time, queued to accepted by SES (ms)", percentiles(func(o map[string]any) []any {
 		return heraldLine(senderService, "ProcessingTime", o)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/jsii-runtime-go"
 	"github.com/hashicorp/terraform-cdk-go/cdktf"
@@ -274,8 +275,9 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 				t.Errorf("the sender may %s on %v", a, sender[a])
 			}
 		}
-		if got := sender["sqs:SendMessage"]; len(got) != 1 || !strings.Contains(got[0], "dead-letter") {
-			t.Errorf("the sender sends to %v, want the DLQ only", got)
+		// The DLQ, and the queue itself: a transient failure is re-queued as a copy.
+		if got := sender["sqs:SendMessage"]; len(got) != 2 || !slices.Contains(got, queue) || !strings.Contains(strings.Join(got, " "), "dead-letter") {
+			t.Errorf("the sender sends to %v, want the queue and the DLQ only", got)
 		}
 		want := []string{"arn:aws:ses:" + s.env.Region + ":" + s.env.Account + ":identity/" + s.env.Email.Identity}
 		if s.env.Email.ConfigurationSet {
@@ -498,7 +500,7 @@ func TestServiceContract(t *testing.T) {
 			secrets: []string{"HERALD_API_KEYS_SECRET_ID", "HERALD_DEFAULT_FROM"},
 		},
 		senderService: {
-			env:     []string{"AWS_REGION", "HERALD_DLQ_URL", "HERALD_ENV", "HERALD_HTTP_ADDR", "HERALD_LOG_LEVEL", "HERALD_QUEUE_URL", "HERALD_SEND_TIMEOUT", "HERALD_SES_CONFIGURATION_SET", "HERALD_SHUTDOWN_TIMEOUT", "HERALD_TRANSPORT", "HERALD_VISIBILITY_TIMEOUT", "HERALD_WAIT_TIME"},
+			env:     []string{"AWS_REGION", "HERALD_DLQ_URL", "HERALD_ENV", "HERALD_HTTP_ADDR", "HERALD_LOG_LEVEL", "HERALD_QUEUE_URL", "HERALD_RETRY_WINDOW", "HERALD_SENDER_TASKS", "HERALD_SEND_TIMEOUT", "HERALD_SES_CONFIGURATION_SET", "HERALD_SHUTDOWN_TIMEOUT", "HERALD_TRANSPORT", "HERALD_VISIBILITY_TIMEOUT", "HERALD_WAIT_TIME"},
 			secrets: []string{"HERALD_SEND_RATE"},
 		},
 	}
@@ -566,6 +568,15 @@ func TestServiceContract(t *testing.T) {
 					}
 					if num(queue["visibility_timeout_seconds"]) != 6*s.env.Email.SendTimeout.Seconds() || env["HERALD_SEND_TIMEOUT"] != strconv.Itoa(int(s.env.Email.SendTimeout.Seconds()))+"s" {
 						t.Errorf("visibility %v is not derived from the send timeout %s", queue["visibility_timeout_seconds"], s.env.Email.SendTimeout)
+					}
+					// The retry window stays inside the queue's retention; the
+					// tasks share the SES quota, seeded by the minimum count.
+					window, err := time.ParseDuration(env["HERALD_RETRY_WINDOW"])
+					if err != nil || window+retryRetentionMargin > time.Duration(num(queue["message_retention_seconds"]))*time.Second {
+						t.Errorf("HERALD_RETRY_WINDOW %s with a retention of %v s", env["HERALD_RETRY_WINDOW"], queue["message_retention_seconds"])
+					}
+					if env["HERALD_SENDER_TASKS"] != strconv.Itoa(s.env.Sender.MinTasks) {
+						t.Errorf("HERALD_SENDER_TASKS %s, sender MinTasks %d", env["HERALD_SENDER_TASKS"], s.env.Sender.MinTasks)
 					}
 				}
 			}

@@ -130,9 +130,9 @@ func TestSenderSIGTERMDrains(t *testing.T) {
 		fmt.Sprintf("SIGTERM with %d sent, drained in %s leaving %d visible and %d in flight", c.delivered, drain.Round(time.Millisecond), depth.Visible, depth.InFlight))
 }
 
-// SES unavailable for a while is transient: the sender retries with backoff
-// and, once SES answers again, delivers every notification exactly once;
-// none is dead-lettered. First the real SES emulator process is killed and
+// SES unavailable for a while is transient: the sender pauses, probes and,
+// once SES answers again, delivers every notification exactly once; none is
+// dead-lettered. First the real SES emulator process is killed and
 // restarted (the gate answers 502 meanwhile); then the gate's fault switch
 // makes SES answer 503 and 429.
 func TestSESOutage(t *testing.T) {
@@ -162,10 +162,13 @@ func TestSESOutage(t *testing.T) {
 		}
 		killedAt := time.Now()
 		_, atKill := delivered(s, l.prefix)
-		// Down for 2 s, and until the sender has met the outage 50 times.
-		waitFor(t, 30*time.Second, "sends refused while SES is down", func() (bool, string) {
+		// Down for 2 s at least, and until the sender has met the outage
+		// and paused sending (it then probes instead of trying every message).
+		pausedBefore := logCount(t, s, devstack.Sender, "sending paused")
+		waitFor(t, 30*time.Second, "the sender pausing while SES is down", func() (bool, string) {
 			n := s.Gate().Stats().UpstreamErrors - refusedBefore
-			return n >= 50 && time.Since(killedAt) >= 2*time.Second, fmt.Sprintf("%d refused", n)
+			paused := logCount(t, s, devstack.Sender, "sending paused") > pausedBefore
+			return paused && time.Since(killedAt) >= 2*time.Second, fmt.Sprintf("%d refused, paused %v", n, paused)
 		})
 		if _, n := delivered(s, l.prefix); n != atKill {
 			t.Fatalf("%d sends recorded while the SES emulator was down", n-atKill)
@@ -215,8 +218,9 @@ func TestSESOutage(t *testing.T) {
 		l := newLedger("ses-faults")
 		start := time.Now()
 		faulted := s.Gate().Stats().Faulted
-		// Given: SES answers the next 20 calls with 503, then throttles 5 more.
-		if err := s.Gate().SetFault(sesgate.Fault{Mode: sesgate.FaultUnavailable, Count: 20}); err != nil {
+		// Given: SES answers the next 6 calls with 503 (enough to pause the
+		// sender, and one probe), then throttles 3 more (probes too).
+		if err := s.Gate().SetFault(sesgate.Fault{Mode: sesgate.FaultUnavailable, Count: 6}); err != nil {
 			t.Fatal(err)
 		}
 		if err := l.postAll(a, 2, simple(l, 0, total)); err != nil {
@@ -224,9 +228,9 @@ func TestSESOutage(t *testing.T) {
 		}
 		waitFor(t, 30*time.Second, "the sender to meet the 503s", func() (bool, string) {
 			st := s.Gate().Stats()
-			return st.Faulted-faulted >= 20, fmt.Sprintf("%+v", st)
+			return st.Faulted-faulted >= 6, fmt.Sprintf("%+v", st)
 		})
-		if err := s.Gate().SetFault(sesgate.Fault{Mode: sesgate.FaultThrottle, Count: 5}); err != nil {
+		if err := s.Gate().SetFault(sesgate.Fault{Mode: sesgate.FaultThrottle, Count: 3}); err != nil {
 			t.Fatal(err)
 		}
 		// Then: all are delivered, exactly once, and nothing is dead-lettered.

@@ -3,14 +3,17 @@
 // behind the SES gate), each a process started by services/devstack on
 // loopback and free ports, the way `make dev` starts them.
 //
-// One test per scenario, each printing one FIGURES line (sent, delivered,
-// duplicates, lost, dead-lettered, elapsed) so a regression shows in the CI
-// log:
+// One test per scenario, each printing one FIGURES line (posted, accepted,
+// delivered, duplicates, lost, dead-lettered, elapsed) so a regression shows
+// in the CI log:
 //
 //	TestDeliveryExactlyOnce         delivery_test.go
 //	TestPermanentFailureDeadLettered deadletter_test.go
 //	TestSenderKilled, TestSenderSIGTERMDrains, TestSESOutage, TestSQSOutage
 //	                                faults_test.go
+//	TestSESFaultsDuringSteadyFlow, TestSendersShareTheAccountQuota,
+//	TestRetryWindowRunsOut, TestCrashingMessageIsRedriven
+//	                                retry_test.go
 //	TestBadInputQueuesNothing       badinput_test.go
 //	TestRedriveDeliversOnce, TestKeysReachTheRunningAPI
 //	                                ops_test.go (the built herald-ops)
@@ -95,7 +98,7 @@ func startStack(t testing.TB, cfg devstack.Config) *devstack.Stack {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, c := range devstack.Components {
+			for _, c := range s.Components() {
 				b, _ := os.ReadFile(s.LogPath(c))
 				lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 				if len(lines) > 25 {
@@ -308,8 +311,16 @@ func delivered(s *devstack.Stack, prefix string) (perSubject map[string]int, tot
 type ledger struct {
 	prefix string
 	mu     sync.Mutex
+	posted int // notifications posted, whatever the answer
 	ids    map[string]string
 	doomed map[string]string
+}
+
+// post records one notification posted, before its answer is known.
+func (l *ledger) post() {
+	l.mu.Lock()
+	l.posted++
+	l.mu.Unlock()
 }
 
 func newLedger(name string) *ledger {
@@ -351,6 +362,7 @@ func (l *ledger) postAll(a *api, clients int, ns []notification) error {
 	for range clients {
 		wg.Go(func() {
 			for n := range work {
+				l.post()
 				r, err := a.post(ctx, n)
 				var acc accepted
 				if err == nil && r.Status == http.StatusAccepted && json.Unmarshal(r.Body, &acc) == nil && acc.ID != "" && acc.Status == "queued" {
@@ -377,6 +389,7 @@ func (l *ledger) postAll(a *api, clients int, ns []notification) error {
 // tally compares what SES accepted (the gate's records) and what the
 // dead-letter queue holds with the ledger.
 type tally struct {
+	posted     int // notifications posted (scenarios that post otherwise count them as accepted)
 	accepted   int // notifications the API answered 202 for
 	delivered  int // distinct deliverable notifications SES took
 	sends      int // SES sends of this scenario's notifications
@@ -402,7 +415,7 @@ func (l *ledger) count(s *devstack.Stack, dlq bool) (tally, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	c := tally{accepted: len(l.ids) + len(l.doomed), sends: sends}
+	c := tally{posted: max(l.posted, len(l.ids)+len(l.doomed)), accepted: len(l.ids) + len(l.doomed), sends: sends}
 	for subject := range l.ids {
 		switch n := per[subject]; {
 		case n == 0:
@@ -472,8 +485,8 @@ func (l *ledger) report(t testing.TB, s *devstack.Stack, scenario string, start 
 	if extra != "" {
 		extra = "; " + extra
 	}
-	t.Logf("FIGURES %s: sent %d, delivered %d, duplicates %d, lost %d, dead-lettered %d, elapsed %s%s",
-		scenario, c.accepted, c.delivered, c.duplicates, c.lost, c.dead, time.Since(start).Round(time.Millisecond), extra)
+	t.Logf("FIGURES %s: posted %d, accepted %d, delivered %d, duplicates %d, lost %d, dead-lettered %d, elapsed %s%s",
+		scenario, c.posted, c.accepted, c.delivered, c.duplicates, c.lost, c.dead, time.Since(start).Round(time.Millisecond), extra)
 	if c.lost > 0 {
 		t.Errorf("LOST %d of %d accepted notifications: %s", c.lost, c.accepted, strings.Join(first(c.lostList, 10), ", "))
 	}
@@ -503,7 +516,8 @@ func first(list []string, n int) []string {
 
 // senderMetrics sums the email sender's EMF counters in its log file (all
 // of its runs): "Sent", "DeadLettered", "Failed", and "Failed.<class>" for
-// the breakdown by Class. It checks each document is well formed EMF on the
+// the breakdown by Class; and "<name>.sumMs" for the sum of a duration's
+// samples ("PausedTime.sumMs"). It checks each document is well formed EMF on the
 // way: namespace Herald, the Class dimension declared where it is set.
 func senderMetrics(t testing.TB, s *devstack.Stack) map[string]float64 {
 	t.Helper()
@@ -545,6 +559,17 @@ func senderMetrics(t testing.TB, s *devstack.Stack) map[string]float64 {
 			t.Fatalf("metric line sets Class but does not declare it a dimension: %s", line)
 		}
 		for _, m := range cw.Metrics {
+			if m.Unit == "Milliseconds" {
+				// Samples: their sum, as CloudWatch's Sum statistic gives.
+				var vals []float64
+				if err := json.Unmarshal(doc[m.Name], &vals); err != nil {
+					t.Fatalf("metric %s has no values: %s", m.Name, line)
+				}
+				for _, v := range vals {
+					totals[m.Name+".sumMs"] += v
+				}
+				continue
+			}
 			if m.Unit != "Count" {
 				continue
 			}

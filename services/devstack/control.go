@@ -97,7 +97,7 @@ func (s *Stack) proc(c Component) (*proc, error) {
 	if !ok {
 		return nil, fmt.Errorf("devstack: unknown component %q", c)
 	}
-	if s.cfg.EmulatorsOnly && (c == API || c == Sender) {
+	if s.cfg.EmulatorsOnly && (c == API || IsSender(c)) {
 		return nil, fmt.Errorf("devstack: %s is not part of an emulators-only stack", c)
 	}
 	return p, nil
@@ -114,8 +114,8 @@ func (s *Stack) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	var errs []error
-	for i := len(Components) - 1; i >= 0; i-- {
-		c := Components[i]
+	for i := len(s.components) - 1; i >= 0; i-- {
+		c := s.components[i]
 		p := s.procs[c]
 		if _, ok := p.running(); !ok {
 			continue
@@ -145,6 +145,10 @@ func (s *Stack) Close() error {
 	s.http.CloseIdleConnections()
 	return errors.Join(errs...)
 }
+
+// Components are the stack's components in start order, its extra senders
+// included.
+func (s *Stack) Components() []Component { return append([]Component(nil), s.components...) }
 
 // APIURL is the notification API's base URL.
 func (s *Stack) APIURL() string { return s.baseURL(API) }

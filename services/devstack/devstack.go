@@ -49,8 +49,23 @@ const (
 	Sender Component = "sender" // email-sender
 )
 
-// Components in start order; Close stops them in reverse.
+// Components of a stack with one sender, in start order; Close stops them
+// in reverse. Stack.Components lists a stack's own, with its extra senders.
 var Components = []Component{SQS, SES, Sender, API}
+
+// SenderN is the i-th sender of a stack with Config.Senders > 1: Sender for
+// the first, "sender-2", "sender-3" ... for the others.
+func SenderN(i int) Component {
+	if i <= 1 {
+		return Sender
+	}
+	return Component(fmt.Sprintf("%s-%d", Sender, i))
+}
+
+// IsSender reports whether c is one of the stack's senders.
+func IsSender(c Component) bool {
+	return c == Sender || strings.HasPrefix(string(c), string(Sender)+"-")
+}
 
 // Config says what to start and how. The zero value, with BinDir set, starts
 // the whole pipeline on free loopback ports.
@@ -71,6 +86,10 @@ type Config struct {
 	// EmulatorsOnly starts SQS, SES, the gate and Secrets Manager without
 	// the two services.
 	EmulatorsOnly bool
+	// Senders is how many email-sender processes consume the queue and
+	// share the SES account (each is told so in HERALD_SENDER_TASKS); 0
+	// means 1. The first is Sender, the others SenderN(2) ...
+	Senders int
 
 	// Listen addresses (loopback host:port); "" picks a free port.
 	SQSAddr, SESAddr, GateAddr, SecretsAddr, APIAddr, SenderAddr string
@@ -117,6 +136,9 @@ type Stack struct {
 	log  *slog.Logger
 	http *http.Client
 
+	// components in start order, with the extra senders.
+	components []Component
+
 	mu    sync.Mutex // guards the fields below and serialises component control
 	procs map[Component]*proc
 	addrs map[Component]string // fixed after the first start, for restarts
@@ -155,7 +177,12 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, err
 	}
 	s.apiKey, s.apiKeyHash = key, hash
-	for _, c := range Components {
+	s.components = []Component{SQS, SES}
+	for i := 1; i <= cfg.Senders; i++ {
+		s.components = append(s.components, SenderN(i))
+	}
+	s.components = append(s.components, API)
+	for _, c := range s.components {
 		s.procs[c] = &proc{name: string(c), logPath: filepath.Join(cfg.LogDir, string(c)+".log"), echo: cfg.Echo}
 	}
 	if err := s.startAll(ctx); err != nil {
@@ -213,6 +240,12 @@ func (cfg *Config) defaults() error {
 	}
 	if cfg.MaxReceiveCount == 0 {
 		cfg.MaxReceiveCount = 5
+	}
+	if cfg.Senders == 0 {
+		cfg.Senders = 1
+	}
+	if cfg.Senders < 1 || cfg.Senders > 20 {
+		return fmt.Errorf("devstack: Senders %d is outside 1..20", cfg.Senders)
 	}
 	if cfg.VisibilityTimeout == 0 {
 		cfg.VisibilityTimeout = 30 * time.Second
@@ -315,8 +348,12 @@ func (s *Stack) startAll(ctx context.Context) error {
 	if s.cfg.EmulatorsOnly {
 		return nil
 	}
-	if err := s.launch(ctx, Sender); err != nil {
-		return err
+	for _, c := range s.components {
+		if IsSender(c) {
+			if err := s.launch(ctx, c); err != nil {
+				return err
+			}
+		}
 	}
 	return s.launch(ctx, API)
 }
@@ -358,7 +395,10 @@ func (s *Stack) spec(c Component) (procSpec, func(context.Context) error, error)
 		return s.sqsSpec()
 	case SES:
 		return s.sesSpec()
-	case API, Sender:
+	case API:
+		return s.serviceSpec(c)
+	}
+	if IsSender(c) {
 		return s.serviceSpec(c)
 	}
 	return procSpec{}, nil, fmt.Errorf("devstack: unknown component %q", c)
@@ -495,6 +535,7 @@ func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error,
 		// production keeps 5s / 15m.
 		env["HERALD_RETRY_BASE"] = "1s"
 		env["HERALD_RETRY_MAX"] = "10s"
+		env["HERALD_SENDER_TASKS"] = strconv.Itoa(s.cfg.Senders)
 	}
 	for k, v := range extra {
 		env[k] = v

@@ -400,14 +400,18 @@ func TestFullStackStopKillRestartLeavesNothing(t *testing.T) {
 		t.Fatal("services/notification-api and services/email-sender are needed")
 	}
 	ctx := context.Background()
-	s, err := Start(ctx, Config{BinDir: binDir, LogDir: t.TempDir()})
+	// Two senders: a pipeline can run several, sharing the account.
+	s, err := Start(ctx, Config{BinDir: binDir, LogDir: t.TempDir(), Senders: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 
+	if got := fmt.Sprint(s.Components()); got != "[sqs ses sender sender-2 api]" {
+		t.Fatalf("components %s", got)
+	}
 	pids := map[Component]int{}
-	for _, c := range Components {
+	for _, c := range s.Components() {
 		pid, ok := s.Running(c)
 		if !ok {
 			t.Fatalf("%s not running after Start", c)
@@ -416,6 +420,12 @@ func TestFullStackStopKillRestartLeavesNothing(t *testing.T) {
 	}
 	if err := s.get(ctx, s.APIURL()+"/readyz"); err != nil {
 		t.Fatal(err)
+	}
+	// Each sender knows how many share the account.
+	for _, c := range []Component{Sender, SenderN(2)} {
+		if b, err := os.ReadFile(s.LogPath(c)); err != nil || !strings.Contains(string(b), `"senderTasks":2`) {
+			t.Errorf("%s was not told it is one of 2 senders (%v)", c, err)
+		}
 	}
 
 	// SIGTERM: each service drains and exits with status 0.
@@ -454,5 +464,5 @@ func TestFullStackStopKillRestartLeavesNothing(t *testing.T) {
 			t.Errorf("%s (pid %d) alive after Close", c, pid)
 		}
 	}
-	waitGone(t, pids[SQS], pids[SES], pids[API], pids[Sender])
+	waitGone(t, pids[SQS], pids[SES], pids[API], pids[Sender], pids[SenderN(2)])
 }

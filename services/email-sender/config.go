@@ -14,6 +14,14 @@ const (
 	defaultAddr = ":8081"
 )
 
+// The retry window (HERALD_RETRY_WINDOW). The default rides out a regional
+// SES incident; the most is SQS's longest retention, which the queue's
+// retention must exceed (the stacks check that at synth).
+const (
+	DefaultRetryWindow = 12 * time.Hour
+	MaxRetryWindow     = 14 * 24 * time.Hour
+)
+
 // config is the sender's environment (services/README.md), read once.
 type config struct {
 	herald.Common
@@ -28,11 +36,20 @@ type config struct {
 	WaitTime     time.Duration
 	Visibility   time.Duration
 	SendTimeout  time.Duration
-	// SendRate is sends per second; 0 means the SES account's rate, or no
-	// limit on SMTP.
-	SendRate     float64
-	RetryBase    time.Duration
-	RetryMax     time.Duration
+	// SendRate is the account's sends per second, for all sender tasks
+	// together; 0 means the SES account's maximum send rate (GetAccount),
+	// or no limit on SMTP.
+	SendRate float64
+	// SenderTasks is how many sender tasks are expected to share SendRate:
+	// each starts at SendRate/SenderTasks and adapts from there.
+	SenderTasks int
+	RetryBase   time.Duration
+	// RetryMax is at most 15 minutes: a re-queued copy waits its backoff as
+	// SQS DelaySeconds.
+	RetryMax time.Duration
+	// RetryWindow is how long after its first failed attempt a message is
+	// retried before it is dead-lettered as expired.
+	RetryWindow  time.Duration
 	SESConfigSet string
 	SMTPAddr     string
 	SMTPUsername string
@@ -58,11 +75,13 @@ func readConfig(getenv func(string) string) (config, error) {
 	c.Visibility = wholeSeconds(e, "HERALD_VISIBILITY_TIMEOUT", e.Duration("HERALD_VISIBILITY_TIMEOUT", 60*time.Second, 2*time.Second, 12*time.Hour))
 	c.SendTimeout = e.Duration("HERALD_SEND_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute)
 	c.SendRate = e.Float("HERALD_SEND_RATE", 0, 0, 1_000_000)
-	c.RetryBase = e.Duration("HERALD_RETRY_BASE", 5*time.Second, time.Second, 12*time.Hour)
-	c.RetryMax = e.Duration("HERALD_RETRY_MAX", 15*time.Minute, time.Second, 12*time.Hour)
+	c.SenderTasks = e.Int("HERALD_SENDER_TASKS", 1, 1, 1000)
+	c.RetryBase = e.Duration("HERALD_RETRY_BASE", 5*time.Second, time.Second, herald.MaxDelay)
+	c.RetryMax = e.Duration("HERALD_RETRY_MAX", herald.MaxDelay, time.Second, herald.MaxDelay)
 	if c.RetryBase > c.RetryMax {
 		e.Failf("HERALD_RETRY_BASE", "%s is above HERALD_RETRY_MAX (%s)", c.RetryBase, c.RetryMax)
 	}
+	c.RetryWindow = e.Duration("HERALD_RETRY_WINDOW", DefaultRetryWindow, time.Second, MaxRetryWindow)
 	c.SESConfigSet = e.String("HERALD_SES_CONFIGURATION_SET", "")
 	c.SMTPTLS = e.OneOf("HERALD_SMTP_TLS", "starttls", "starttls", "none")
 	c.SMTPUsername = e.String("HERALD_SMTP_USERNAME", "")
@@ -133,8 +152,10 @@ func (c config) LogValue() slog.Value {
 		slog.String("visibilityTimeout", c.Visibility.String()),
 		slog.String("sendTimeout", c.SendTimeout.String()),
 		slog.Float64("sendRate", c.SendRate),
+		slog.Int("senderTasks", c.SenderTasks),
 		slog.String("retryBase", c.RetryBase.String()),
 		slog.String("retryMax", c.RetryMax.String()),
+		slog.String("retryWindow", c.RetryWindow.String()),
 		slog.String("sesConfigurationSet", c.SESConfigSet),
 		slog.String("smtpAddr", c.SMTPAddr),
 		slog.String("smtpUsername", herald.MaskSecret(c.SMTPUsername)),

@@ -29,7 +29,8 @@ func TestConfigDefaults(t *testing.T) {
 		DLQURL: "http://127.0.0.1:9324/000000000000/herald-dlq", Transport: "ses", Pollers: 2, Workers: 32,
 		ReceiveBatch: 10, DeleteBatch: 10,
 		WaitTime: 20 * time.Second, Visibility: 60 * time.Second, SendTimeout: 10 * time.Second,
-		RetryBase: 5 * time.Second, RetryMax: 15 * time.Minute, SMTPTLS: "starttls", StallAfter: 90 * time.Second,
+		SenderTasks: 1, RetryBase: 5 * time.Second, RetryMax: 15 * time.Minute, RetryWindow: 12 * time.Hour,
+		SMTPTLS: "starttls", StallAfter: 90 * time.Second,
 	}
 	want.Common = c.Common
 	if c != want {
@@ -53,7 +54,12 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"batch sizes outside 1..10", map[string]string{"HERALD_RECEIVE_BATCH": "11", "HERALD_DELETE_BATCH": "0"}, nil, []string{"HERALD_RECEIVE_BATCH", "HERALD_DELETE_BATCH"}},
 		{"wait over 20 s", map[string]string{"HERALD_WAIT_TIME": "30s"}, nil, []string{"HERALD_WAIT_TIME"}},
 		{"fractional seconds", map[string]string{"HERALD_WAIT_TIME": "1500ms", "HERALD_VISIBILITY_TIMEOUT": "2.5s"}, nil, []string{"HERALD_WAIT_TIME", "HERALD_VISIBILITY_TIMEOUT"}},
-		{"retry base over max", map[string]string{"HERALD_RETRY_BASE": "1h", "HERALD_RETRY_MAX": "1m"}, nil, []string{"HERALD_RETRY_BASE"}},
+		{"retry base over max", map[string]string{"HERALD_RETRY_BASE": "10m", "HERALD_RETRY_MAX": "1m"}, nil, []string{"HERALD_RETRY_BASE"}},
+		// A re-queued copy waits its backoff as SQS DelaySeconds, at most 15 minutes.
+		{"retry max over SQS's delay", map[string]string{"HERALD_RETRY_MAX": "16m"}, nil, []string{"HERALD_RETRY_MAX"}},
+		{"retry window outside 1s..14 days", map[string]string{"HERALD_RETRY_WINDOW": "337h"}, nil, []string{"HERALD_RETRY_WINDOW"}},
+		{"retry window zero", map[string]string{"HERALD_RETRY_WINDOW": "0s"}, nil, []string{"HERALD_RETRY_WINDOW"}},
+		{"no sender tasks", map[string]string{"HERALD_SENDER_TASKS": "0"}, nil, []string{"HERALD_SENDER_TASKS"}},
 		{"stall shorter than a poll", map[string]string{"HERALD_STALL_AFTER": "10s"}, nil, []string{"HERALD_STALL_AFTER"}},
 		{"smtp without address", map[string]string{"HERALD_TRANSPORT": "smtp"}, nil, []string{"HERALD_SMTP_ADDR"}},
 		{"smtp bad address", map[string]string{"HERALD_TRANSPORT": "smtp", "HERALD_SMTP_ADDR": "mail.example.com"}, nil, []string{"HERALD_SMTP_ADDR"}},

@@ -21,7 +21,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"golang.org/x/time/rate"
 
 	"herald/services/email-sender/consumer"
 	"herald/services/email-sender/transport"
@@ -81,8 +80,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	deps := consumer.Deps{SQS: sqsClient, Sender: sender, Logger: log, Metrics: metrics}
 	if sendRate > 0 {
-		deps.Limiter = rate.NewLimiter(rate.Limit(sendRate), max(1, int(sendRate)))
-		log.Info("send rate limited", "perSecond", sendRate)
+		lim, err := consumer.NewAIMD(consumer.AIMDConfig{Quota: sendRate, Tasks: cfg.SenderTasks})
+		if err != nil {
+			return err
+		}
+		deps.Limiter = lim
+		log.Info("send rate adaptive", "accountPerSecond", sendRate, "senderTasks", cfg.SenderTasks, "startPerSecond", lim.Rate())
 	} else {
 		log.Info("send rate not limited")
 	}
@@ -98,6 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		SendTimeout:   cfg.SendTimeout,
 		RetryBase:     cfg.RetryBase,
 		RetryMax:      cfg.RetryMax,
+		RetryWindow:   cfg.RetryWindow,
 		// Leave a moment of the deadline for the last metrics and the exit.
 		ShutdownTimeout: cfg.ShutdownTimeout - min(cfg.ShutdownTimeout/10, time.Second),
 	}, deps)
@@ -189,15 +193,18 @@ func newTransport(ctx context.Context, cfg config, awsCfg aws.Config, getenv fun
 	default:
 		client := sesv2.NewFromConfig(awsCfg, func(o *sesv2.Options) {
 			o.BaseEndpoint = herald.Endpoint(getenv, herald.EnvEndpointSESv2)
+			// No SDK retries: the consumer retries, and its limiter and
+			// breaker must see every throttle and failure. (The SDK's retry
+			// of a timed-out send could also send a mail twice.)
+			o.Retryer = aws.NopRetryer{}
 		})
 		return transport.NewSES(client, cfg.SESConfigSet), sesSendRate(ctx, cfg.SendRate, client, log), func() {}, nil
 	}
 }
 
 // sesSendRate is the configured rate, or else the account's maximum send
-// rate, or else sesFallbackSendRate. SES's quota is per account and region:
-// with several sender tasks, set HERALD_SEND_RATE to the quota divided by
-// their number.
+// rate, or else sesFallbackSendRate: the quota of the account and region,
+// which every sender task shares (the limiter divides it).
 func sesSendRate(ctx context.Context, configured float64, client transport.AccountAPI, log *slog.Logger) float64 {
 	if configured > 0 {
 		return configured

@@ -166,7 +166,7 @@ func describe(m types.Message) deadLetter {
 		// the history (this peek excluded; earlier peeks are in them).
 		d.Class = classMaxReceives
 		d.Attempts = max(receives-1, 0)
-		d.Reason = fmt.Sprintf("received %d times without being deleted (the queue's maxReceiveCount): transient failures that never cleared, or a sender that stopped while sending", d.Attempts)
+		d.Reason = fmt.Sprintf("received %d times without being deleted (the queue's maxReceiveCount): a sender that crashed, hung or stopped while it held the message each time (transient failures are retried as copies and never count here)", d.Attempts)
 		if ms, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameApproximateFirstReceiveTimestamp)], 10, 64); err == nil && ms > 0 {
 			d.FirstAttempt = time.UnixMilli(ms).UTC()
 		}

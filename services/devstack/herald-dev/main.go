@@ -150,8 +150,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 // exitedAny yields the first component whose process exits.
 func exitedAny(s *devstack.Stack) <-chan devstack.Component {
-	ch := make(chan devstack.Component, len(devstack.Components))
-	for _, c := range devstack.Components {
+	components := s.Components()
+	ch := make(chan devstack.Component, len(components))
+	for _, c := range components {
 		go func() {
 			<-s.Exited(c)
 			ch <- c

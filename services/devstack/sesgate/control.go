@@ -84,4 +84,7 @@ func Start(addr string, cfg Config) (*Server, error) {
 }
 
 // Close stops serving, waiting briefly for requests in flight.
-func (s *Server) Close() error { return s.http.Close() }
+func (s *Server) Close() error {
+	s.Gate.close() // calls held by a hang end now
+	return s.http.Close()
+}

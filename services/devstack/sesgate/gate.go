@@ -7,8 +7,9 @@
 //   - the account's maximum send rate: sends above it get
 //     TooManyRequestsException (HTTP 429);
 //   - GetAccount answers with a send quota, as a production account does;
-//   - a fault switch for tests: answer 503, throttle, or drop connections, for
-//     a while or for a number of requests;
+//   - a fault switch for tests: answer 503, throttle, drop connections, or
+//     hang without an answer, for a while or for a number of requests, for
+//     every call or only for sends whose subject has a given text;
 //   - a record of each accepted send's MessageId with a millisecond timestamp
 //     (the emulator's store has whole seconds), for tests and benchmarks.
 //
@@ -76,15 +77,21 @@ const (
 	FaultThrottle FaultMode = "throttle"
 	// FaultRefuse drops the connection without an answer.
 	FaultRefuse FaultMode = "refuse"
+	// FaultHang holds the call without an answer (and without passing it
+	// on) until the caller gives up, the fault is changed or cleared, or the
+	// gate closes: a frozen endpoint. Stats.Hanging counts the calls held.
+	FaultHang FaultMode = "hang"
 )
 
 // Fault applies to SES API calls (paths under /v2/) until it expires: after
 // For has passed, or after Count calls, whichever comes first; with neither
-// set it lasts until cleared.
+// set it lasts until cleared. With Subject set it applies only to SendEmail
+// calls whose subject contains it (and only those use up its Count).
 type Fault struct {
-	Mode  FaultMode `json:"mode"`
-	For   Duration  `json:"for,omitempty"`
-	Count int       `json:"count,omitempty"`
+	Mode    FaultMode `json:"mode"`
+	For     Duration  `json:"for,omitempty"`
+	Count   int       `json:"count,omitempty"`
+	Subject string    `json:"subject,omitempty"`
 }
 
 // Duration is a time.Duration written in JSON as "500ms", "5s".
@@ -124,6 +131,8 @@ type Stats struct {
 	Throttled      int64 `json:"throttled"`
 	Faulted        int64 `json:"faulted"`
 	UpstreamErrors int64 `json:"upstreamErrors"`
+	// Hanging is how many calls a hang fault holds right now.
+	Hanging int64 `json:"hanging"`
 }
 
 // Gate is the proxy; it is an http.Handler.
@@ -140,14 +149,19 @@ type Gate struct {
 	rate     float64
 	limiter  *rate.Limiter
 	fault    *activeFault
-	sends    []Send
-	stats    Stats
+	// faultChanged is closed when the fault is set, cleared or the gate
+	// closes: it ends the hangs of the fault before.
+	faultChanged chan struct{}
+	closed       bool
+	sends        []Send
+	stats        Stats
 }
 
 type activeFault struct {
-	mode  FaultMode
-	until time.Time // zero: no time limit
-	left  int       // 0: no count limit
+	mode    FaultMode
+	until   time.Time // zero: no time limit
+	left    int       // 0: no count limit
+	subject string    // "": every call
 }
 
 // New makes a gate for cfg.Upstream.
@@ -172,10 +186,11 @@ func New(cfg Config) (*Gate, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	g := &Gate{
-		upstream: u,
-		log:      cfg.Logger,
-		region:   cfg.Region,
-		max24h:   cfg.Max24HourSend,
+		faultChanged: make(chan struct{}),
+		upstream:     u,
+		log:          cfg.Logger,
+		region:       cfg.Region,
+		max24h:       cfg.Max24HourSend,
 		client: &http.Client{Transport: &http.Transport{
 			Proxy:               nil,
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
@@ -233,19 +248,20 @@ func (g *Gate) SetFault(f Fault) error {
 	case "":
 		g.ClearFault()
 		return nil
-	case FaultUnavailable, FaultThrottle, FaultRefuse:
+	case FaultUnavailable, FaultThrottle, FaultRefuse, FaultHang:
 	default:
-		return fmt.Errorf("sesgate: fault mode %q is not one of unavailable, throttle, refuse", f.Mode)
+		return fmt.Errorf("sesgate: fault mode %q is not one of unavailable, throttle, refuse, hang", f.Mode)
 	}
 	if f.For < 0 || f.Count < 0 {
 		return errors.New("sesgate: fault for and count must not be negative")
 	}
-	a := &activeFault{mode: f.Mode, left: f.Count}
+	a := &activeFault{mode: f.Mode, left: f.Count, subject: f.Subject}
 	if f.For > 0 {
 		a.until = time.Now().Add(time.Duration(f.For))
 	}
 	g.mu.Lock()
 	g.fault = a
+	g.changeFault()
 	g.mu.Unlock()
 	return nil
 }
@@ -254,6 +270,25 @@ func (g *Gate) SetFault(f Fault) error {
 func (g *Gate) ClearFault() {
 	g.mu.Lock()
 	g.fault = nil
+	g.changeFault()
+	g.mu.Unlock()
+}
+
+// changeFault releases the calls the fault before holds. Callers hold g.mu.
+func (g *Gate) changeFault() {
+	if !g.closed {
+		close(g.faultChanged)
+		g.faultChanged = make(chan struct{})
+	}
+}
+
+// close releases every held call for good.
+func (g *Gate) close() {
+	g.mu.Lock()
+	if !g.closed {
+		close(g.faultChanged)
+		g.closed = true
+	}
 	g.mu.Unlock()
 }
 
@@ -275,7 +310,7 @@ func (g *Gate) Stats() Stats {
 func (g *Gate) Reset() {
 	g.mu.Lock()
 	g.sends = nil
-	g.stats = Stats{}
+	g.stats = Stats{Hanging: g.stats.Hanging} // held calls are still held
 	g.mu.Unlock()
 }
 
@@ -292,12 +327,35 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gate) serveSES(w http.ResponseWriter, r *http.Request) {
-	if mode, ok := g.takeFault(); ok {
+	send := r.Method == http.MethodPost && r.URL.Path == "/v2/email/outbound-emails"
+	var body []byte
+	var req sendEmailRequest
+	if send {
+		var err error
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "BadRequestException", "Could not read the request: "+err.Error())
+			return
+		}
+		if err := json.Unmarshal(body, &req); err != nil {
+			writeError(w, http.StatusBadRequest, "BadRequestException", "The request body is not valid JSON.")
+			return
+		}
+	}
+	if mode, released, ok := g.takeFault(send, req.subject()); ok {
 		g.count(func(s *Stats) { s.Faulted++ })
 		g.log.Info("fault injected", "mode", string(mode), "path", r.URL.Path)
 		switch mode {
 		case FaultRefuse:
 			// Tells net/http to drop the connection without a response.
+			panic(http.ErrAbortHandler)
+		case FaultHang:
+			g.count(func(s *Stats) { s.Hanging++ })
+			select {
+			case <-r.Context().Done():
+			case <-released:
+			}
+			g.count(func(s *Stats) { s.Hanging-- })
 			panic(http.ErrAbortHandler)
 		case FaultThrottle:
 			writeError(w, http.StatusTooManyRequests, "TooManyRequestsException", "Maximum sending rate exceeded.")
@@ -309,25 +367,29 @@ func (g *Gate) serveSES(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodGet && r.URL.Path == "/v2/email/account":
 		g.serveGetAccount(w)
-	case r.Method == http.MethodPost && r.URL.Path == "/v2/email/outbound-emails":
-		g.serveSendEmail(w, r)
+	case send:
+		g.serveSendEmail(w, r, body, &req)
 	default:
 		g.proxy.ServeHTTP(w, r)
 	}
 }
 
-// takeFault reports whether a fault applies to this call, using up one of
-// its count.
-func (g *Gate) takeFault() (FaultMode, bool) {
+// takeFault reports whether a fault applies to this call (send: a SendEmail
+// with this subject), using up one of its count, and the channel that
+// releases the call if it hangs.
+func (g *Gate) takeFault(send bool, subject string) (FaultMode, <-chan struct{}, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	f := g.fault
 	if f == nil {
-		return "", false
+		return "", nil, false
 	}
 	if !f.until.IsZero() && time.Now().After(f.until) {
 		g.fault = nil
-		return "", false
+		return "", nil, false
+	}
+	if f.subject != "" && (!send || !strings.Contains(subject, f.subject)) {
+		return "", nil, false
 	}
 	if f.left > 0 {
 		f.left--
@@ -335,7 +397,7 @@ func (g *Gate) takeFault() (FaultMode, bool) {
 			g.fault = nil
 		}
 	}
-	return f.mode, true
+	return f.mode, g.faultChanged, true
 }
 
 func (g *Gate) count(f func(*Stats)) {
@@ -385,18 +447,14 @@ type sendEmailRequest struct {
 	}
 }
 
-func (g *Gate) serveSendEmail(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "BadRequestException", "Could not read the request: "+err.Error())
-		return
-	}
-	var req sendEmailRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		writeError(w, http.StatusBadRequest, "BadRequestException", "The request body is not valid JSON.")
-		return
-	}
-	from, subject := req.FromEmailAddress, ""
+// subject is the send's subject, from simple or raw content.
+func (req *sendEmailRequest) subject() string {
+	_, subject := req.fromAndSubject()
+	return subject
+}
+
+func (req *sendEmailRequest) fromAndSubject() (from, subject string) {
+	from = req.FromEmailAddress
 	if req.Content.Simple != nil {
 		subject = req.Content.Simple.Subject.Data
 	}
@@ -407,6 +465,11 @@ func (g *Gate) serveSendEmail(w http.ResponseWriter, r *http.Request) {
 		}
 		subject = rawSubject
 	}
+	return from, subject
+}
+
+func (g *Gate) serveSendEmail(w http.ResponseWriter, r *http.Request, body []byte, req *sendEmailRequest) {
+	from, subject := req.fromAndSubject()
 	addr, err := mail.ParseAddress(from)
 	if err != nil {
 		g.count(func(s *Stats) { s.Rejected++ })

@@ -290,6 +290,59 @@ func TestFaults(t *testing.T) {
 			t.Error("fault ended before its duration")
 		}
 	})
+	t.Run("only sends with the subject", func(t *testing.T) {
+		g, up, url := newGate(t, Config{MaxSendRate: 1000})
+		if err := g.SetFault(Fault{Mode: FaultUnavailable, Count: 1, Subject: "doomed"}); err != nil {
+			t.Fatal(err)
+		}
+		c := client(url)
+		// Other sends and other calls pass, and do not use up the count.
+		_, okErr := send(ctx, c, "a@example.com", "fine #1")
+		_, accountErr := c.GetAccount(ctx, &sesv2.GetAccountInput{})
+		_, faultErr := send(ctx, c, "a@example.com", "the doomed one")
+		_, afterErr := send(ctx, c, "a@example.com", "the doomed one")
+		if okErr != nil || accountErr != nil || statusOf(faultErr) != http.StatusServiceUnavailable || afterErr != nil {
+			t.Fatalf("other send %v, GetAccount %v, the subject's send %v (want 503), after its count %v", okErr, accountErr, faultErr, afterErr)
+		}
+		if up.calls.Load() != 2 || g.Stats().Faulted != 1 {
+			t.Errorf("emulator saw %d sends, %d faulted; want 2 and 1", up.calls.Load(), g.Stats().Faulted)
+		}
+	})
+	t.Run("hang holds the call until the caller gives up", func(t *testing.T) {
+		g, up, url := newGate(t, Config{MaxSendRate: 1000})
+		g.SetFault(Fault{Mode: FaultHang, Subject: "frozen"})
+		c := client(url)
+		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { _, err := send(short, c, "a@example.com", "frozen"); done <- err }()
+		waitHanging := func(n int64, what string) {
+			t.Helper()
+			deadline := time.Now().Add(5 * time.Second)
+			for g.Stats().Hanging != n {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: %d calls held, want %d", what, g.Stats().Hanging, n)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		waitHanging(1, "the call")
+		if err := <-done; err == nil || time.Since(start) < 300*time.Millisecond {
+			t.Fatalf("a held call ended with %v after %s", err, time.Since(start))
+		}
+		waitHanging(0, "after its caller left")
+		// Clearing the fault releases a held call (dropped, never passed on).
+		go func() { _, err := send(ctx, c, "a@example.com", "frozen"); done <- err }()
+		waitHanging(1, "the second call")
+		g.ClearFault()
+		if err := <-done; err == nil || statusOf(err) != 0 {
+			t.Fatalf("a released call: %v, want a dropped connection", err)
+		}
+		if up.calls.Load() != 0 {
+			t.Errorf("%d held calls reached the emulator", up.calls.Load())
+		}
+	})
 	t.Run("rejects an unknown mode", func(t *testing.T) {
 		g, _, _ := newGate(t, Config{})
 		if err := g.SetFault(Fault{Mode: "flaky"}); err == nil {

@@ -95,30 +95,6 @@ func TestPollBackoffIsBounded(t *testing.T) {
 	}
 }
 
-func TestAttemptsAreCountedAndBounded(t *testing.T) {
-	a := newAttempts(3)
-	for want := 1; want <= 3; want++ {
-		if got := a.seen("m1"); got != want {
-			t.Fatalf("seen #%d = %d", want, got)
-		}
-	}
-	a.forget("m1")
-	if got := a.seen("m1"); got != 1 {
-		t.Errorf("after forget, seen = %d, want 1", got)
-	}
-	for i := range 10 {
-		a.seen(fmt.Sprint("other", i))
-	}
-	if a.len() > 3 {
-		t.Errorf("%d entries kept, bound is 3", a.len())
-	}
-	// The newest entries survive eviction with their counts.
-	a.seen("other9")
-	if got := a.seen("other9"); got != 3 {
-		t.Errorf("other9 seen = %d, want 3", got)
-	}
-}
-
 func TestSlotsAcquireWaitsForTheLeast(t *testing.T) {
 	s := newSlots(12)
 	if n, _ := s.acquire(context.Background(), 10, 10); n != 10 {

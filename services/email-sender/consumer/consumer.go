@@ -1,9 +1,11 @@
 // Package consumer moves notifications from the SQS queue to a transport:
-// long-polls in batches sized to the free workers, sends each message,
-// deletes successes in batches, backs off transient failures with
-// ChangeMessageVisibility, dead-letters permanent ones, keeps slow messages
-// invisible with a heartbeat and, on shutdown, finishes what is in flight and
-// hands back at once what it had not started.
+// long-polls in batches sized to the free workers, paces sends under the
+// account's rate (AIMD), sends each message, deletes successes in batches,
+// re-queues transient failures as copies that carry their retry budget,
+// pauses as a whole while the provider fails (breaker), dead-letters
+// permanent failures and expired budgets, keeps held messages invisible with
+// a heartbeat and, on shutdown, finishes what is in flight and hands back at
+// once what it had not started.
 package consumer
 
 import (
@@ -12,9 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,22 +43,28 @@ type Sender interface {
 	Send(ctx context.Context, e *herald.Envelope) (string, error)
 }
 
-// Limiter paces sends; *rate.Limiter implements it.
+// Limiter paces sends and learns from their outcome; *AIMD implements it.
+// admitted is when the Wait that let the send through returned.
 type Limiter interface {
 	Wait(ctx context.Context) error
+	Throttled(admitted time.Time)
+	Succeeded(admitted time.Time)
 }
 
 // Metric names (services/README.md).
 const (
 	MetricSent           = "Sent"
 	MetricFailed         = "Failed"
+	MetricThrottled      = "Throttled"
 	MetricRetried        = "Retried"
 	MetricDeadLettered   = "DeadLettered"
 	MetricSendLatency    = "SendLatency"
 	MetricProcessingTime = "ProcessingTime"
+	MetricPausedTime     = "PausedTime"
 )
 
-// Config tunes the consumer; zero values take the defaults noted.
+// Config tunes the consumer; zero values take the defaults noted, except
+// RetryWindow, which has none.
 type Config struct {
 	QueueURL      string
 	DeadLetterURL string
@@ -72,8 +78,13 @@ type Config struct {
 	// SendTimeout bounds one send (default 10 s).
 	SendTimeout time.Duration
 	// RetryBase and RetryMax shape the backoff of transient failures
-	// (defaults 5 s and 15 min).
+	// (defaults 5 s and 15 min). A re-queued copy waits its backoff as
+	// SQS DelaySeconds, so RetryMax is at most 15 minutes; it is also the
+	// longest a worker holds a message waiting to send.
 	RetryBase, RetryMax time.Duration
+	// RetryWindow is how long after its first failed attempt a message is
+	// retried before it is dead-lettered as expired. Required.
+	RetryWindow time.Duration
 	// ShutdownTimeout bounds the drain after Run's context ends (default 25 s).
 	ShutdownTimeout time.Duration
 	// BatchLinger is how long a delete or release may wait for nine others
@@ -111,6 +122,10 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("consumer: visibility timeout %s is outside 2s..12h", c.Visibility)
 	case c.RetryBase > c.RetryMax:
 		return fmt.Errorf("consumer: retry base %s is above retry max %s", c.RetryBase, c.RetryMax)
+	case c.RetryMax > herald.MaxDelay:
+		return fmt.Errorf("consumer: retry max %s is over SQS's largest message delay %s", c.RetryMax, herald.MaxDelay)
+	case c.RetryWindow <= 0:
+		return errors.New("consumer: the retry window is required")
 	}
 	return nil
 }
@@ -146,12 +161,11 @@ type Consumer struct {
 	rnd      func(n int64) int64
 
 	slots    *slots
-	attempts *attempts
+	breaker  *breaker
 	deletes  *batcher
 	releases *batcher
 
 	lastProgress atomic.Int64 // unix nanoseconds
-	pausedUntil  atomic.Int64 // unix nanoseconds
 	abandoned    atomic.Int64 // sends cut short by the shutdown deadline
 }
 
@@ -172,20 +186,30 @@ func New(cfg Config, d Deps) (*Consumer, error) {
 	c := &Consumer{
 		cfg: cfg, sqs: d.SQS, sender: d.Sender, limiter: d.Limiter,
 		classify: d.Classify, log: d.Logger, metrics: d.Metrics, rnd: rand.Int64N,
-		slots:    newSlots(cfg.Workers),
-		attempts: newAttempts(10_000),
+		slots: newSlots(cfg.Workers),
 	}
+	c.breaker = newBreaker(time.Now, c.breakerChanged)
 	c.markProgress()
 	return c, nil
 }
 
-// LastProgress is when the poll loop last completed a receive or a worker
-// last finished a message. The health check fails when it grows old; a full
-// pool of busy workers is progress too, so slow sends do not look like a
-// stall.
+// LastProgress is when the poll loop last completed a receive, a worker
+// last finished a message, or a deliberate pause last checked in. The health
+// check fails when it grows old; a full pool of busy workers is progress
+// too, so slow sends do not look like a stall.
 func (c *Consumer) LastProgress() time.Time { return time.Unix(0, c.lastProgress.Load()) }
 
 func (c *Consumer) markProgress() { c.lastProgress.Store(time.Now().UnixNano()) }
+
+// breakerChanged logs each pause and resumption once, for all messages.
+func (c *Consumer) breakerChanged(open bool, e breakerEvent) {
+	if open {
+		c.log.Warn("sending paused: the provider fails every send; probing until it recovers",
+			"consecutiveFailures", e.consecutive, "lastError", e.reason)
+		return
+	}
+	c.log.Info("sending resumed: a probe went through", "pausedFor", e.pausedFor.Round(time.Millisecond).String(), "probes", e.probes)
+}
 
 // lifetimes are the contexts of one Run.
 type lifetimes struct {
@@ -194,15 +218,16 @@ type lifetimes struct {
 	// sends carries sends in flight; it ends shortly before the shutdown
 	// deadline, leaving time to record their outcome.
 	sends context.Context
-	// final carries SQS bookkeeping (deletes, visibility, DLQ); it ends at
-	// the shutdown deadline.
+	// final carries SQS bookkeeping (deletes, visibility, copies, DLQ); it
+	// ends at the shutdown deadline.
 	final context.Context
 }
 
 // Run consumes until ctx ends, then drains within Config.ShutdownTimeout:
 // sends in flight finish and are deleted, messages received but not started
-// are made visible again at once. It returns an error only when the deadline
-// cut sends short.
+// are made visible again at once, messages held after a failed attempt are
+// re-queued with their accounting. It returns an error only when the
+// deadline cut sends short.
 func (c *Consumer) Run(ctx context.Context) error {
 	base := context.WithoutCancel(ctx)
 	sends, cancelSends := context.WithCancel(base)
@@ -212,8 +237,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	lt := lifetimes{stop: ctx, sends: sends, final: final}
 
 	finished := make(chan struct{})
+	var background sync.WaitGroup
+	defer background.Wait()
 	defer close(finished)
-	go func() {
+	background.Go(func() {
 		select {
 		case <-ctx.Done():
 		case <-finished:
@@ -235,11 +262,15 @@ func (c *Consumer) Run(ctx context.Context) error {
 				return
 			}
 		}
-	}()
+	})
+	if c.metrics != nil {
+		background.Go(func() { c.reportPaused(finished) })
+	}
 
 	c.deletes = newBatcher(final, c.cfg.BatchLinger, c.cfg.DeleteBatch, c.flushDeletes)
 	c.releases = newBatcher(final, c.cfg.BatchLinger, maxBatch, c.flushReleases)
-	c.log.Info("consumer started", "queue", c.cfg.QueueURL, "pollers", c.cfg.Pollers, "workers", c.cfg.Workers)
+	c.log.Info("consumer started", "queue", c.cfg.QueueURL, "pollers", c.cfg.Pollers, "workers", c.cfg.Workers,
+		"retryWindow", c.cfg.RetryWindow.String())
 
 	var pollers, workers sync.WaitGroup
 	for range c.cfg.Pollers {
@@ -257,21 +288,52 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return nil
 }
 
+// reportPaused adds the time sending was paused to the PausedTime metric
+// every second, and once more when Run ends.
+func (c *Consumer) reportPaused(finished <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-finished:
+			if d := c.breaker.takePaused(); d > 0 {
+				c.metrics.Observe(MetricPausedTime, d)
+			}
+			return
+		}
+		if d := c.breaker.takePaused(); d > 0 {
+			c.metrics.Observe(MetricPausedTime, d)
+		}
+	}
+}
+
 // poll is one long-poll loop: it holds worker slots before receiving so that
-// every message received is started at once.
+// every message received is started at once. While the breaker is open it
+// receives nothing, except one message to probe with when no worker holds
+// one.
 func (c *Consumer) poll(lt lifetimes, workers *sync.WaitGroup) {
 	// Ask in tens: fewer, fuller receives cost less (SQS bills per request).
 	// A poller waits until ten workers are free (all of them, when there are
 	// fewer) and other pollers keep the rest busy meanwhile.
-	least := min(c.cfg.ReceiveBatch, c.cfg.Workers)
 	failures := 0
 	for lt.stop.Err() == nil {
-		if !c.waitPause(lt.stop) {
-			return
-		}
-		n, err := c.slots.acquire(lt.stop, least, c.cfg.ReceiveBatch)
+		limit, err := c.breaker.pollLimit(lt.stop, c.markProgress)
 		if err != nil {
 			return
+		}
+		least, most := min(c.cfg.ReceiveBatch, c.cfg.Workers), c.cfg.ReceiveBatch
+		if limit > 0 {
+			least, most = limit, limit
+		}
+		n, err := c.slots.acquire(lt.stop, least, most)
+		if err != nil {
+			return
+		}
+		if limit < 0 && c.breaker.isOpen() {
+			// Opened while this poller waited for workers.
+			c.slots.release(n)
+			continue
 		}
 		out, err := c.sqs.ReceiveMessage(lt.stop, &sqs.ReceiveMessageInput{
 			QueueUrl:            aws.String(c.cfg.QueueURL),
@@ -280,8 +342,6 @@ func (c *Consumer) poll(lt lifetimes, workers *sync.WaitGroup) {
 			VisibilityTimeout:   VisibilitySeconds(c.cfg.Visibility),
 			MessageSystemAttributeNames: []types.MessageSystemAttributeName{
 				types.MessageSystemAttributeNameSentTimestamp,
-				types.MessageSystemAttributeNameApproximateReceiveCount,
-				types.MessageSystemAttributeNameApproximateFirstReceiveTimestamp,
 			},
 			MessageAttributeNames: []string{"All"},
 		})
@@ -322,18 +382,41 @@ type message struct {
 	types.Message
 	id       string
 	receipt  string
-	attempt  int
 	sentAt   time.Time
 	received time.Time
-	// firstReceived is SQS's first receive of the message (this receive
-	// when SQS does not say).
-	firstReceived time.Time
+	retry    retryState
+	// triedHere: a send of it failed in this process, so at shutdown it is
+	// re-queued with its accounting rather than released.
+	triedHere bool
+	// failure is the last failed send's, in this process.
+	failure transport.Failure
 }
 
 func (m *message) entry() entry { return entry{messageID: m.id, receipt: m.receipt} }
 
-// handle takes one message to its end: sent and deleted, retried later,
-// dead-lettered, or released at shutdown.
+// fate is how the handling of a message ends.
+type fate int
+
+const (
+	fateSent       fate = iota // accepted by the provider: delete
+	fateDeadLetter             // permanent, or its window ran out
+	fateRequeue                // a copy with its accounting, after a delay
+	fateRelease                // not started, at shutdown: visible again at once
+	fateAbandoned              // the send was cut short by the shutdown deadline
+)
+
+// outcome is the fate of a message and what acting on it needs.
+type outcome struct {
+	fate       fate
+	failure    transport.Failure // fateDeadLetter
+	delay      time.Duration     // fateRequeue
+	why        string            // fateRequeue: for the log
+	providerID string            // fateSent
+	latency    time.Duration     // fateSent
+}
+
+// handle takes one message to its end: sent and deleted, re-queued for a
+// later attempt, dead-lettered, or released at shutdown.
 func (c *Consumer) handle(lt lifetimes, raw types.Message, received time.Time) {
 	m := &message{
 		Message:  raw,
@@ -341,112 +424,218 @@ func (c *Consumer) handle(lt lifetimes, raw types.Message, received time.Time) {
 		receipt:  aws.ToString(raw.ReceiptHandle),
 		received: received,
 	}
-	// The backoff grows with the attempt: SQS's receive count, or this
-	// process's own count where that is higher (goaws always reports 1).
-	m.attempt = max(attrInt(raw.Attributes, string(types.MessageSystemAttributeNameApproximateReceiveCount)), c.attempts.seen(m.id))
 	if ms := attrInt(raw.Attributes, string(types.MessageSystemAttributeNameSentTimestamp)); ms > 0 {
 		m.sentAt = time.UnixMilli(int64(ms))
 	}
-	m.firstReceived = received
-	if ms := attrInt(raw.Attributes, string(types.MessageSystemAttributeNameApproximateFirstReceiveTimestamp)); ms > 0 {
-		m.firstReceived = time.UnixMilli(int64(ms))
+	log := c.log.With("sqsMessageId", m.id)
+	state, err := readRetryState(raw.MessageAttributes)
+	if err != nil {
+		log.Warn("retry accounting unreadable; counting afresh", "err", err)
 	}
-	log := c.log.With("sqsMessageId", m.id, "attempt", m.attempt)
+	m.retry = state
+	if m.retry.attempts > 0 {
+		log = log.With("attempts", m.retry.attempts)
+	}
 
 	env, err := herald.DecodeEnvelope([]byte(aws.ToString(raw.Body)))
 	if err != nil {
-		c.fail(lt, m, transport.Failure{Class: transport.Unreadable, Reason: transport.Sanitize(err.Error())}, 0, log)
+		c.deadLetter(lt.final, m, transport.Failure{Class: transport.Unreadable, Reason: transport.Sanitize(err.Error())}, log)
 		return
 	}
 	log = log.With("envelopeId", env.ID, "from", herald.MaskAddress(env.From), "recipients", env.Recipients())
 
 	stopHeartbeat := c.heartbeat(lt.final, m, log)
-	if c.limiter != nil {
-		if err := c.limiter.Wait(lt.stop); err != nil {
-			stopHeartbeat()
-			c.release(m, log)
-			return
-		}
-	}
-	if lt.stop.Err() != nil {
-		stopHeartbeat()
-		c.release(m, log)
-		return
-	}
-
-	start := time.Now()
-	sendCtx, cancel := context.WithTimeout(lt.sends, c.cfg.SendTimeout)
-	providerID, err := c.sender.Send(sendCtx, &env)
-	cancel()
-	latency := time.Since(start)
+	out := c.attempt(lt, m, &env, log)
 	stopHeartbeat()
 
-	if err == nil {
-		accepted := time.Now()
-		c.deletes.add(m.entry())
-		c.attempts.forget(m.id)
-		c.metrics.Count(MetricSent, 1)
-		c.metrics.Observe(MetricSendLatency, latency)
-		attrs := []any{"outcome", "sent", "latencyMs", latency.Milliseconds(), "providerId", providerID}
-		if !m.sentAt.IsZero() {
-			// goaws reports the receive time as SentTimestamp, so locally this
-			// is close to the send latency; on SQS it includes the queue wait.
-			processing := accepted.Sub(m.sentAt)
-			c.metrics.Observe(MetricProcessingTime, processing)
-			attrs = append(attrs, "processingMs", processing.Milliseconds())
-		}
-		log.Info("message sent", attrs...)
-		return
-	}
-	if lt.sends.Err() != nil {
-		// The shutdown deadline cut the send short: whether the provider took
-		// it is unknown, so the message is left to come back after the
-		// visibility timeout (at-least-once).
+	switch out.fate {
+	case fateSent:
+		c.sent(m, out, log)
+	case fateDeadLetter:
+		c.deadLetter(lt.final, m, out.failure, log)
+	case fateRequeue:
+		c.requeue(lt.final, m, out.delay, out.why, log)
+	case fateRelease:
+		c.release(m, log)
+	case fateAbandoned:
+		// Whether the provider took it is unknown, so the message is left to
+		// come back after the visibility timeout (at-least-once).
 		c.abandoned.Add(1)
-		log.Warn("send cut short by the shutdown deadline", "outcome", "abandoned", "latencyMs", latency.Milliseconds())
-		return
+		log.Warn("send cut short by the shutdown deadline", "outcome", "abandoned", "latencyMs", out.latency.Milliseconds())
 	}
-	c.fail(lt, m, c.classify(err), latency, log)
 }
 
-// fail records a failed message and retries or dead-letters it by class.
-func (c *Consumer) fail(lt lifetimes, m *message, f transport.Failure, latency time.Duration, log *slog.Logger) {
-	c.metrics.CountBy(MetricFailed, "Class", string(f.Class), 1)
-	log = log.With("class", string(f.Class), "reason", f.Reason, "latencyMs", latency.Milliseconds())
-	if f.Class.Retry() {
-		if f.Class == transport.Account {
-			c.pause(log)
+// attempt sends the message until it is sent or its fate is otherwise
+// decided. A throttled send, and any transient failure while sending is
+// paused, is tried again here, the message held and kept invisible; other
+// transient failures go back to the queue as a copy after a backoff.
+func (c *Consumer) attempt(lt lifetimes, m *message, env *herald.Envelope, log *slog.Logger) outcome {
+	for {
+		probe, err := c.admit(lt, m)
+		if err != nil {
+			return c.stopWaiting(lt, m)
 		}
-		c.retryLater(lt.final, m, log)
-		return
+		if lt.stop.Err() != nil {
+			if probe {
+				c.breaker.abandonProbe()
+			}
+			return c.stopWaiting(lt, m)
+		}
+
+		start := time.Now()
+		sendCtx, cancel := context.WithTimeout(lt.sends, c.cfg.SendTimeout)
+		providerID, err := c.sender.Send(sendCtx, env)
+		cancel()
+		latency := time.Since(start)
+		if err == nil {
+			if c.limiter != nil && !probe {
+				c.limiter.Succeeded(start)
+			}
+			c.breaker.record(true, false, probe, "")
+			return outcome{fate: fateSent, providerID: providerID, latency: latency}
+		}
+		if lt.sends.Err() != nil {
+			if probe {
+				c.breaker.abandonProbe()
+			}
+			return outcome{fate: fateAbandoned, latency: latency}
+		}
+
+		f := c.classify(err)
+		flog := log.With("class", string(f.Class), "reason", f.Reason, "latencyMs", latency.Milliseconds())
+		if !f.Class.Retry() {
+			// The provider answered: it is up, whatever it thinks of this message.
+			c.breaker.record(true, false, probe, "")
+			c.metrics.CountBy(MetricFailed, "Class", string(f.Class), 1)
+			return outcome{fate: fateDeadLetter, failure: f}
+		}
+		throttled := f.Class == transport.Throttled && c.limiter != nil
+		if throttled {
+			// A throttle is the pacing's signal, not a failure of the message.
+			c.metrics.Count(MetricThrottled, 1)
+			if !probe {
+				c.limiter.Throttled(start)
+			}
+		} else {
+			c.metrics.CountBy(MetricFailed, "Class", string(f.Class), 1)
+		}
+		c.breaker.record(false, f.Class == transport.Account, probe, f.Reason)
+		m.retry.failed(start, f)
+		m.triedHere, m.failure = true, f
+		flog = flog.With("attempts", m.retry.attempts)
+		if m.retry.expired(time.Now(), c.cfg.RetryWindow) {
+			return outcome{fate: fateDeadLetter, failure: m.retry.expiredFailure(c.cfg.RetryWindow)}
+		}
+		if throttled || c.breaker.isOpen() {
+			flog.Debug("send failed; trying again in this process", "outcome", "held")
+			continue
+		}
+		delay := Backoff(m.retry.attempts, c.cfg.RetryBase, c.cfg.RetryMax, c.rnd)
+		return outcome{fate: fateRequeue, delay: delay, why: "transient failure"}
 	}
-	c.deadLetter(lt.final, m, f, log)
 }
 
-// retryLater keeps the message on the queue and makes it visible again after
-// a full-jitter backoff grown from its attempt count.
-func (c *Consumer) retryLater(ctx context.Context, m *message, log *slog.Logger) {
-	delay := Backoff(m.attempt, c.cfg.RetryBase, c.cfg.RetryMax, c.rnd)
-	secs := VisibilitySeconds(delay)
+// admit waits until the message may be sent: the breaker lets it (at once
+// while closed, or as the probe) and then the limiter does (probes skip it:
+// the breaker spaces them). The wait ends early at shutdown, and when the
+// worker has held the message for RetryMax or the message's window runs
+// out.
+func (c *Consumer) admit(lt lifetimes, m *message) (probe bool, err error) {
+	holdUntil := m.received.Add(c.cfg.RetryMax)
+	if end := m.retry.windowEnd(c.cfg.RetryWindow); end.After(time.Now()) && end.Before(holdUntil) {
+		holdUntil = end
+	}
+	ctx, cancel := context.WithDeadline(lt.stop, holdUntil)
+	defer cancel()
+	probe, err = c.breaker.admit(ctx)
+	if err != nil || probe || c.limiter == nil {
+		return probe, err
+	}
+	return false, c.limiter.Wait(ctx)
+}
+
+// stopWaiting decides the fate of a message whose wait to be sent ended
+// without a send.
+func (c *Consumer) stopWaiting(lt lifetimes, m *message) outcome {
+	switch {
+	case lt.stop.Err() != nil && m.triedHere:
+		// Shutdown: what failed here goes back with its accounting.
+		return outcome{fate: fateRequeue, delay: Backoff(m.retry.attempts, c.cfg.RetryBase, c.cfg.RetryMax, c.rnd), why: "shutdown"}
+	case lt.stop.Err() != nil:
+		return outcome{fate: fateRelease}
+	case m.retry.expired(time.Now(), c.cfg.RetryWindow):
+		return outcome{fate: fateDeadLetter, failure: m.retry.expiredFailure(c.cfg.RetryWindow)}
+	default:
+		// Held for RetryMax: the queue keeps it better than a worker does
+		// (SQS extends a message's visibility to 12 hours at most).
+		return outcome{fate: fateRequeue, delay: Backoff(m.retry.attempts, c.cfg.RetryBase, c.cfg.RetryMax, c.rnd), why: "held too long"}
+	}
+}
+
+// sent deletes a message the provider accepted and records it.
+func (c *Consumer) sent(m *message, out outcome, log *slog.Logger) {
+	accepted := time.Now()
+	c.deletes.add(m.entry())
+	c.metrics.Count(MetricSent, 1)
+	c.metrics.Observe(MetricSendLatency, out.latency)
+	attrs := []any{"outcome", "sent", "latencyMs", out.latency.Milliseconds(), "providerId", out.providerID}
+	if !m.sentAt.IsZero() {
+		// goaws reports the receive time as SentTimestamp, so locally this
+		// is close to the send latency; on SQS it includes the queue wait.
+		processing := accepted.Sub(m.sentAt)
+		c.metrics.Observe(MetricProcessingTime, processing)
+		attrs = append(attrs, "processingMs", processing.Milliseconds())
+	}
+	log.Info("message sent", attrs...)
+}
+
+// requeue sends a copy of the message, with its accounting, to the queue
+// with the delay as DelaySeconds, then deletes the original. Copy first,
+// then delete: a failure between the two leaves two messages, never none.
+// When the copy cannot be sent, the original stays and becomes visible
+// after the delay (its receive count then grows, its accounting does not).
+func (c *Consumer) requeue(ctx context.Context, m *message, delay time.Duration, why string, log *slog.Logger) {
+	secs := min(VisibilitySeconds(delay), int32(herald.MaxDelay/time.Second))
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err := c.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+	c.metrics.Count(MetricRetried, 1)
+	out, err := c.sqs.SendMessage(ctx, &sqs.SendMessageInput{
+		QueueUrl:          aws.String(c.cfg.QueueURL),
+		MessageBody:       m.Body,
+		DelaySeconds:      secs,
+		MessageAttributes: copyAttributes(m),
+	})
+	// One line per re-queue, with the last failure's class and reason (none
+	// for a message released at shutdown or after a pause without one).
+	log = log.With("outcome", "retry", "why", why, "attempts", m.retry.attempts, "retryInSeconds", secs)
+	if m.failure.Class != "" {
+		log = log.With("class", string(m.failure.Class), "reason", m.failure.Reason)
+	}
+	if err == nil {
+		c.deletes.add(m.entry())
+		if m.failure.Class == "" {
+			log.Info("message re-queued unsent", "copyMessageId", aws.ToString(out.MessageId))
+		} else {
+			log.Warn("send failed; re-queued for a later attempt", "copyMessageId", aws.ToString(out.MessageId))
+		}
+		return
+	}
+	_, verr := c.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
 		QueueUrl:          aws.String(c.cfg.QueueURL),
 		ReceiptHandle:     aws.String(m.receipt),
 		VisibilityTimeout: secs,
 	})
-	c.metrics.Count(MetricRetried, 1)
-	if err != nil {
-		log.Warn("send failed; could not set its backoff, it returns after the visibility timeout",
-			"outcome", "retry", "err", err)
+	if verr != nil {
+		log.Warn("send failed; could not re-queue the message nor set its backoff, it returns after the visibility timeout",
+			"outcome", "kept", "err", errors.Join(err, verr))
 		return
 	}
-	log.Warn("send failed; retrying later", "outcome", "retry", "retryInSeconds", secs)
+	log.Warn("send failed; could not re-queue a copy, the message returns after its backoff", "err", err)
 }
 
 // deadLetter moves the message to the DLQ with the reason attached, then
 // deletes it. When the DLQ send fails the message stays: it comes back after
-// the visibility timeout and SQS redrive moves it in the end.
+// the visibility timeout and is tried again.
 func (c *Consumer) deadLetter(ctx context.Context, m *message, f transport.Failure, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -455,44 +644,14 @@ func (c *Consumer) deadLetter(ctx context.Context, m *message, f transport.Failu
 		MessageBody:       m.Body,
 		MessageAttributes: deadLetterAttributes(m, f),
 	})
+	log = log.With("class", string(f.Class), "reason", f.Reason)
 	if err != nil {
 		log.Error("dead-letter queue send failed; message left on the queue", "outcome", "kept", "err", err)
 		return
 	}
 	c.deletes.add(m.entry())
-	c.attempts.forget(m.id)
 	c.metrics.Count(MetricDeadLettered, 1)
 	log.Warn("message dead-lettered", "outcome", "dead-lettered")
-}
-
-// maxAttributes is SQS's limit of message attributes per message.
-const maxAttributes = 10
-
-// deadLetterAttributes keeps the original's attributes (as many as fit
-// beside Herald's own, by name) and adds the failure's: class, reason,
-// attempts, first attempt and the source message id.
-func deadLetterAttributes(m *message, f transport.Failure) map[string]types.MessageAttributeValue {
-	attrs := map[string]types.MessageAttributeValue{
-		herald.AttrFailureClass:        {DataType: aws.String("String"), StringValue: aws.String(string(f.Class))},
-		herald.AttrFailureReason:       {DataType: aws.String("String"), StringValue: aws.String(nonEmpty(f.Reason, "unknown"))},
-		herald.AttrSourceMessageID:     {DataType: aws.String("String"), StringValue: aws.String(m.id)},
-		herald.AttrFailureAttempts:     {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(max(m.attempt, 1)))},
-		herald.AttrFailureFirstAttempt: {DataType: aws.String("String"), StringValue: aws.String(m.firstReceived.UTC().Format(herald.TimeFormatMillis))},
-	}
-	names := make([]string, 0, len(m.MessageAttributes))
-	for name := range m.MessageAttributes {
-		if !strings.HasPrefix(name, "herald.failure.") && name != herald.AttrSourceMessageID {
-			names = append(names, name)
-		}
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		if len(attrs) == maxAttributes {
-			break
-		}
-		attrs[name] = m.MessageAttributes[name]
-	}
-	return attrs
 }
 
 // release hands a message received but not started back to the queue at
@@ -527,10 +686,13 @@ func (c *Consumer) heartbeat(ctx context.Context, m *message, log *slog.Logger) 
 			})
 			cancel()
 			if err != nil {
-				log.Warn("visibility heartbeat failed", "err", err)
-			} else {
-				log.Debug("visibility extended", "seconds", VisibilitySeconds(c.cfg.Visibility))
+				// Try again soon: the next beat would come as the visibility
+				// lapses, and another consumer would send the message too.
+				log.Warn("visibility heartbeat failed; trying again", "err", err)
+				t.Reset(min(every/4, 2*time.Second))
+				continue
 			}
+			log.Debug("visibility extended", "seconds", VisibilitySeconds(c.cfg.Visibility))
 			t.Reset(every)
 		}
 	}()
@@ -541,32 +703,6 @@ func (c *Consumer) heartbeat(ctx context.Context, m *message, log *slog.Logger) 
 			<-exited
 		})
 	}
-}
-
-// pause holds receiving for the retry base after an account-level failure:
-// every message would fail the same way, so receiving more only spends SES
-// and SQS calls. Messages in flight still finish.
-func (c *Consumer) pause(log *slog.Logger) {
-	until := time.Now().Add(c.cfg.RetryBase).UnixNano()
-	for {
-		cur := c.pausedUntil.Load()
-		if cur >= until {
-			return
-		}
-		if c.pausedUntil.CompareAndSwap(cur, until) {
-			log.Warn("account-level failure; receiving paused", "pause", c.cfg.RetryBase.String())
-			return
-		}
-	}
-}
-
-// waitPause returns false when ctx ended during a pause.
-func (c *Consumer) waitPause(ctx context.Context) bool {
-	until := time.Unix(0, c.pausedUntil.Load())
-	if d := time.Until(until); d > 0 {
-		return sleep(ctx, d)
-	}
-	return true
 }
 
 func (c *Consumer) flushDeletes(ctx context.Context, batch []entry) {

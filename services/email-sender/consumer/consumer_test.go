@@ -3,7 +3,9 @@ package consumer
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +18,7 @@ import (
 
 	"herald/services/email-sender/transport"
 	"herald/services/internal/herald"
+	"herald/services/internal/herald/heraldtest"
 )
 
 func TestSuccessesAreDeletedInBatchesOfTen(t *testing.T) {
@@ -135,56 +138,153 @@ func TestReceivesNoMoreThanFreeWorkers(t *testing.T) {
 	})
 }
 
-func TestTransientFailureBacksOffWithoutDelete(t *testing.T) {
+// withBudget is a copy of message id that carries attempts failed attempts,
+// the first at first.
+func withBudget(t *testing.T, id string, attempts int, first time.Time) types.Message {
+	t.Helper()
+	m := sqsMessage(id, envelopeBody(t, "e-"+id), 1, 1)
+	m.MessageAttributes = map[string]types.MessageAttributeValue{
+		herald.AttrRetryAttempts:     stringAttr(strconv.Itoa(attempts)),
+		herald.AttrRetryFirstAttempt: stringAttr(first.UTC().Format(herald.TimeFormatMillis)),
+	}
+	return m
+}
+
+func TestTransientFailureIsRequeuedAsACopyWithItsAccounting(t *testing.T) {
 	fq := newFakeSQS()
-	throttled := &sestypes.TooManyRequestsException{Message: aws.String("Maximum sending rate exceeded.")}
 	metrics := herald.NewMetrics(&strings.Builder{}, "test", "email-sender")
 	c := newConsumer(t, testConfig(), Deps{SQS: fq, Metrics: metrics,
-		Sender: senderFunc(func(context.Context, *herald.Envelope) (string, error) { return "", throttled })})
+		Sender: senderFunc(func(context.Context, *herald.Envelope) (string, error) {
+			return "", fmt.Errorf("send: %w", context.DeadlineExceeded)
+		})})
 	c.rnd = func(n int64) int64 { return n - 1 } // the top of the jitter window
-	// SQS says this is the third receive: ceiling 1 s * 2^2 = 4 s.
-	fq.put(sqsMessage("m1", envelopeBody(t, "e1"), 3, 1))
+	// Given a copy that carries two failed attempts, the first ten minutes ago.
+	first := time.Now().Add(-10 * time.Minute).UTC().Truncate(time.Millisecond)
+	body := envelopeBody(t, "e1")
+	m := sqsMessage("m1", body, 1, 1)
+	m.MessageAttributes = map[string]types.MessageAttributeValue{
+		herald.AttrRetryAttempts:     stringAttr("2"),
+		herald.AttrRetryFirstAttempt: stringAttr(first.Format(herald.TimeFormatMillis)),
+		herald.AttrRetryLastError:    stringAttr("throttled: before"),
+		"traceId":                    stringAttr("t-1"),
+	}
+	cfg := testConfig()
+	fq.put(m)
 	stop := start(t, c)
-	waitFor(t, "a visibility change", func() bool { return fq.visibilityChanges() == 1 })
+	waitFor(t, "the copy and the delete", func() bool { return fq.copyCount() == 1 && len(fq.deletedReceipts()) == 1 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	fq.read(func(f *fakeSQS) {
-		if got := f.visibility[0]; got != (visChange{"rh-m1-1", 4}) {
-			t.Errorf("visibility change %+v, want 4 s on rh-m1-1", got)
+		cp := f.copies[0]
+		// Then: the third attempt's backoff ceiling is 1 s * 2^2 = 4 s.
+		if aws.ToString(cp.QueueUrl) != cfg.QueueURL || aws.ToString(cp.MessageBody) != body || cp.DelaySeconds != 4 {
+			t.Errorf("copy to %s, delay %d s, body %q; want the queue, 4 s, the original body", aws.ToString(cp.QueueUrl), cp.DelaySeconds, aws.ToString(cp.MessageBody))
 		}
-		if len(f.deleteCalls) > 0 || len(f.dlq) > 0 {
-			t.Errorf("a transient failure was deleted (%v) or dead-lettered (%d)", f.deleteCalls, len(f.dlq))
+		a := cp.MessageAttributes
+		if attr(a, herald.AttrRetryAttempts) != "3" || attr(a, herald.AttrRetryFirstAttempt) != first.Format(herald.TimeFormatMillis) ||
+			attr(a, herald.AttrRetryLastError) != "transient: timeout" || attr(a, "traceId") != "t-1" {
+			t.Errorf("copy attributes %v", a)
+		}
+		if len(f.visibility) > 0 || len(f.dlq) > 0 {
+			t.Errorf("visibility changes %v, dead letters %d; want neither", f.visibility, len(f.dlq))
 		}
 	})
+	if got := fq.deletedReceipts(); fmt.Sprint(got) != "[rh-m1-1]" {
+		t.Errorf("deleted %v, want the original", got)
+	}
 	tot := metrics.Totals()
-	if tot[MetricRetried] != 1 || tot[MetricFailed+"."+string(transport.Throttled)] != 1 {
-		t.Errorf("metrics %v, want Retried 1 and Failed.throttled 1", tot)
+	if tot[MetricRetried] != 1 || tot[MetricFailed+"."+string(transport.Transient)] != 1 {
+		t.Errorf("metrics %v, want Retried 1 and Failed.transient 1", tot)
 	}
 }
 
-func TestBackoffGrowsWithInProcessAttemptsWhenReceiveCountStaysOne(t *testing.T) {
-	// goaws reports ApproximateReceiveCount 1 on every receive.
+func TestBackoffGrowsWithTheAttemptsTheCopiesCarry(t *testing.T) {
+	// Each copy is a new message (receive count 1): the attempts it carries
+	// drive the backoff, not SQS's receive count.
 	fq := newFakeSQS()
+	fq.requeueCopies = true
+	var sends atomic.Int32
+	c := newConsumer(t, testConfig(), Deps{SQS: fq, Sender: failingSender(&sends, fmt.Errorf("send: %w", context.DeadlineExceeded))})
+	c.rnd = func(n int64) int64 { return n - 1 }
+	fq.put(sqsMessage("m1", envelopeBody(t, "e1"), 1, 1))
+	stop := start(t, c)
+	waitFor(t, "three copies", func() bool { return fq.copyCount() >= 3 })
+	stop()
+	var delays, attempts []string
+	fq.read(func(f *fakeSQS) {
+		for _, cp := range f.copies[:3] {
+			delays = append(delays, fmt.Sprint(cp.DelaySeconds))
+			attempts = append(attempts, attr(cp.MessageAttributes, herald.AttrRetryAttempts))
+		}
+		if attr(f.copies[0].MessageAttributes, herald.AttrRetryFirstAttempt) != attr(f.copies[2].MessageAttributes, herald.AttrRetryFirstAttempt) {
+			t.Error("the first attempt's time changed between copies")
+		}
+	})
+	if fmt.Sprint(delays) != "[1 2 4]" || fmt.Sprint(attempts) != "[1 2 3]" {
+		t.Errorf("delays %v and attempts %v per copy, want [1 2 4] and [1 2 3]", delays, attempts)
+	}
+}
+
+func TestCopyFailureFallsBackToVisibility(t *testing.T) {
+	fq := newFakeSQS()
+	fq.copyErr = errBoom
 	c := newConsumer(t, testConfig(), Deps{SQS: fq,
 		Sender: senderFunc(func(context.Context, *herald.Envelope) (string, error) {
 			return "", fmt.Errorf("send: %w", context.DeadlineExceeded)
 		})})
 	c.rnd = func(n int64) int64 { return n - 1 }
+	fq.put(sqsMessage("m1", envelopeBody(t, "e1"), 1, 1))
 	stop := start(t, c)
-	for delivery := 1; delivery <= 3; delivery++ {
-		fq.put(sqsMessage("m1", envelopeBody(t, "e1"), 1, delivery))
-		waitFor(t, "a visibility change", func() bool { return fq.visibilityChanges() == delivery })
-	}
+	waitFor(t, "a visibility change", func() bool { return fq.visibilityChanges() == 1 })
 	stop()
-	var got []int32
 	fq.read(func(f *fakeSQS) {
-		for _, v := range f.visibility {
-			got = append(got, v.seconds)
+		if got := f.visibility[0]; got != (visChange{"rh-m1-1", 1}) {
+			t.Errorf("visibility change %+v, want the backoff (1 s) on the original", got)
+		}
+		if len(f.deleteCalls)+len(f.singleDels) > 0 {
+			t.Errorf("the original was deleted although no copy exists")
 		}
 	})
-	if fmt.Sprint(got) != "[1 2 4]" {
-		t.Errorf("backoff per attempt %v, want [1 2 4]", got)
+}
+
+// recordingLimiter admits at once and records the feedback.
+type recordingLimiter struct {
+	waits, throttled, succeeded atomic.Int32
+}
+
+func (l *recordingLimiter) Wait(context.Context) error { l.waits.Add(1); return nil }
+func (l *recordingLimiter) Throttled(time.Time)        { l.throttled.Add(1) }
+func (l *recordingLimiter) Succeeded(time.Time)        { l.succeeded.Add(1) }
+
+func TestThrottledSendIsRetriedInProcess(t *testing.T) {
+	fq := newFakeSQS()
+	lim := &recordingLimiter{}
+	throttled := &sestypes.TooManyRequestsException{Message: aws.String("Maximum sending rate exceeded.")}
+	metrics := herald.NewMetrics(&strings.Builder{}, "test", "email-sender")
+	var sends atomic.Int32
+	c := newConsumer(t, testConfig(), Deps{SQS: fq, Limiter: lim, Metrics: metrics,
+		Sender: senderFunc(func(context.Context, *herald.Envelope) (string, error) {
+			if sends.Add(1) <= 2 {
+				return "", throttled
+			}
+			return "ok", nil
+		})})
+	fq.put(sqsMessage("m1", envelopeBody(t, "e1"), 1, 1))
+	stop := start(t, c)
+	waitFor(t, "the delete", func() bool { return len(fq.deletedReceipts()) == 1 })
+	stop()
+	// Then: three sends, each after its own permit; the limiter heard both
+	// throttles and the success; the message never left the process.
+	if sends.Load() != 3 || lim.waits.Load() != 3 || lim.throttled.Load() != 2 || lim.succeeded.Load() != 1 {
+		t.Errorf("sends %d, waits %d, throttled %d, succeeded %d; want 3, 3, 2, 1", sends.Load(), lim.waits.Load(), lim.throttled.Load(), lim.succeeded.Load())
+	}
+	if fq.copyCount() != 0 || fq.deadLetters() != 0 || fq.visibilityChanges() != 0 {
+		t.Errorf("copies %d, dead letters %d, visibility changes %d; want none", fq.copyCount(), fq.deadLetters(), fq.visibilityChanges())
+	}
+	tot := metrics.Totals()
+	if tot[MetricThrottled] != 2 || tot[MetricFailed] != 0 || tot[MetricSent] != 1 {
+		t.Errorf("metrics %v, want Throttled 2, Failed 0, Sent 1", tot)
 	}
 }
 
@@ -314,6 +414,9 @@ type gateLimiter struct {
 	waiting atomic.Int32
 }
 
+func (g *gateLimiter) Throttled(time.Time) {}
+func (g *gateLimiter) Succeeded(time.Time) {}
+
 func (g *gateLimiter) Wait(ctx context.Context) error {
 	if g.calls.Add(1) == 1 {
 		return nil
@@ -391,6 +494,9 @@ type countingLimiter struct {
 	granted atomic.Int32
 }
 
+func (l *countingLimiter) Throttled(time.Time) {}
+func (l *countingLimiter) Succeeded(time.Time) {}
+
 func (l *countingLimiter) Wait(ctx context.Context) error {
 	select {
 	case <-l.permits:
@@ -441,26 +547,227 @@ func TestReceiveErrorsAreRetried(t *testing.T) {
 	stop()
 }
 
-func TestAccountFailurePausesReceiving(t *testing.T) {
+func TestAccountFailurePausesSendingUntilAProbeGoesThrough(t *testing.T) {
 	fq := newFakeSQS()
-	cfg := testConfig()
-	cfg.RetryBase = time.Hour
-	cfg.RetryMax = time.Hour
-	var sends atomic.Int32
-	c := newConsumer(t, cfg, Deps{SQS: fq,
-		Sender: senderFunc(func(context.Context, *herald.Envelope) (string, error) {
-			sends.Add(1)
-			return "", &sestypes.SendingPausedException{}
+	logs := &heraldtest.Buffer{}
+	var healthy atomic.Bool
+	var order []string
+	var mu sync.Mutex
+	c := newConsumer(t, testConfig(), Deps{SQS: fq, Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+		Sender: senderFunc(func(_ context.Context, e *herald.Envelope) (string, error) {
+			mu.Lock()
+			order = append(order, e.ID)
+			mu.Unlock()
+			if !healthy.Load() {
+				return "", &sestypes.SendingPausedException{Message: aws.String("sending paused")}
+			}
+			return "ok", nil
 		})})
 	fq.put(sqsMessage("m1", envelopeBody(t, "e1"), 1, 1))
 	stop := start(t, c)
-	waitFor(t, "the retry", func() bool { return fq.visibilityChanges() == 1 })
-	if until := time.Unix(0, c.pausedUntil.Load()); time.Until(until) < 50*time.Minute {
-		t.Errorf("receiving paused until %v, want about an hour from now", until)
-	}
+	// When: one account-level failure.
+	waitFor(t, "the breaker to open", c.breaker.isOpen)
+	// Then: a message queued now is not received while sending is paused.
+	fq.put(sqsMessage("m2", envelopeBody(t, "e2"), 1, 1))
+	waitFor(t, "a failed probe", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) >= 2 })
+	healthy.Store(true)
+	waitFor(t, "both deleted", func() bool { return len(fq.deletedReceipts()) == 2 })
 	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) < 3 || order[0] != "e1" || order[1] != "e1" || order[len(order)-1] != "e2" {
+		t.Errorf("send order %v, want e1 failing, e1 probing, then e2 after e1 went through", order)
+	}
+	if fq.copyCount() != 0 || fq.deadLetters() != 0 {
+		t.Errorf("copies %d, dead letters %d: a held message went back to the queue", fq.copyCount(), fq.deadLetters())
+	}
+	if p, r := strings.Count(logs.String(), `"msg":"sending paused`), strings.Count(logs.String(), `"msg":"sending resumed`); p != 1 || r != 1 {
+		t.Errorf("logged %d pauses and %d resumptions, want one each", p, r)
+	}
+}
+
+func TestBreakerOpensOnConsecutiveFailuresAndProbesOneAtATime(t *testing.T) {
+	fq := newFakeSQS()
+	cfg := testConfig()
+	cfg.Workers = 16
+	metrics := herald.NewMetrics(&strings.Builder{}, "test", "email-sender")
+	var healthy atomic.Bool
+	var inFlight, mostWhileOpen, probes atomic.Int32
+	var c *Consumer
+	c = newConsumer(t, cfg, Deps{SQS: fq, Metrics: metrics,
+		Sender: senderFunc(func(context.Context, *herald.Envelope) (string, error) {
+			n := inFlight.Add(1)
+			defer inFlight.Add(-1)
+			if c.breaker.isOpen() {
+				probes.Add(1)
+				for {
+					m := mostWhileOpen.Load()
+					if n <= m || mostWhileOpen.CompareAndSwap(m, n) {
+						break
+					}
+				}
+			}
+			if !healthy.Load() {
+				time.Sleep(10 * time.Millisecond) // a failing call takes a moment
+				return "", fmt.Errorf("send: %w", context.DeadlineExceeded)
+			}
+			return "ok", nil
+		})})
+	c.breaker.probeMin, c.breaker.probeMax = 50*time.Millisecond, 100*time.Millisecond
+	for i := range 12 {
+		fq.put(sqsMessage(fmt.Sprint("m", i), envelopeBody(t, fmt.Sprint("e", i)), 1, 1))
+	}
+	stop := start(t, c)
+	waitFor(t, "the breaker to open", c.breaker.isOpen)
+	waitFor(t, "three probes", func() bool { return probes.Load() >= 3 })
+	healthy.Store(true)
+	waitFor(t, "every message sent or re-queued", func() bool { return len(fq.deletedReceipts()) == 12 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if mostWhileOpen.Load() != 1 {
+		t.Errorf("%d sends at once while open, want one probe at a time", mostWhileOpen.Load())
+	}
+	// Failures before the breaker opened went back as copies; no more than
+	// the failures it takes to open, plus the sends already on their way.
+	copies := fq.copyCount()
+	if copies < 1 || copies > 16 || fq.deadLetters() != 0 {
+		t.Errorf("%d copies, %d dead letters", copies, fq.deadLetters())
+	}
+	if sent := metrics.Totals()[MetricSent]; int(sent)+copies != 12 {
+		t.Errorf("sent %g + re-queued %d != 12", sent, copies)
+	}
+}
+
+func TestExpiredWindowIsDeadLetteredWithTheReason(t *testing.T) {
+	fq := newFakeSQS()
+	var sends atomic.Int32
+	c := newConsumer(t, testConfig(), Deps{SQS: fq, Sender: failingSender(&sends, fmt.Errorf("send: %w", context.DeadlineExceeded))})
+	// Given a copy whose first attempt was two hours ago, with a one-hour window.
+	first := time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Millisecond)
+	fq.put(withBudget(t, "m1", 6, first))
+	stop := start(t, c)
+	waitFor(t, "the dead letter", func() bool { return fq.deadLetters() == 1 && len(fq.deletedReceipts()) == 1 })
+	stop()
+	// Then: it was still tried once (the provider may be back), and its
+	// dead letter says why and since when.
+	if sends.Load() != 1 || fq.copyCount() != 0 {
+		t.Errorf("%d sends, %d copies; want one last attempt and no copy", sends.Load(), fq.copyCount())
+	}
+	fq.read(func(f *fakeSQS) {
+		a := f.dlq[0].MessageAttributes
+		reason := attr(a, herald.AttrFailureReason)
+		if attr(a, herald.AttrFailureClass) != "expired" || !strings.Contains(reason, "7 attempts") ||
+			!strings.Contains(reason, first.Format(herald.TimeFormatMillis)) || !strings.Contains(reason, "transient: timeout") {
+			t.Errorf("class %q, reason %q", attr(a, herald.AttrFailureClass), reason)
+		}
+		if attr(a, herald.AttrFailureAttempts) != "7" || attr(a, herald.AttrFailureFirstAttempt) != first.Format(herald.TimeFormatMillis) || attr(a, herald.AttrSourceMessageID) != "m1" {
+			t.Errorf("dead letter attributes %v", a)
+		}
+	})
+}
+
+func TestHeldMessageExpiresWhileSendingIsPaused(t *testing.T) {
+	fq := newFakeSQS()
+	var sends atomic.Int32
+	c := newConsumer(t, testConfig(), Deps{SQS: fq, Sender: failingSender(&sends, &sestypes.SendingPausedException{})})
+	c.breaker.probeMin, c.breaker.probeMax = time.Hour, time.Hour // no probe in this test
+	// Given a message whose one-hour window ends in a second.
+	fq.put(withBudget(t, "m1", 1, time.Now().Add(-time.Hour+time.Second)))
+	stop := start(t, c)
+	waitFor(t, "the dead letter", func() bool { return fq.deadLetters() == 1 })
+	stop()
+	fq.read(func(f *fakeSQS) {
+		if got := attr(f.dlq[0].MessageAttributes, herald.AttrFailureClass); got != "expired" {
+			t.Errorf("class %q, want expired", got)
+		}
+	})
 	if sends.Load() != 1 {
-		t.Errorf("%d sends", sends.Load())
+		t.Errorf("%d sends while paused, want only the one that paused sending", sends.Load())
+	}
+}
+
+func TestHeldTooLongGoesBackToTheQueue(t *testing.T) {
+	fq := newFakeSQS()
+	cfg := testConfig()
+	cfg.RetryBase, cfg.RetryMax = time.Second, time.Second
+	c := newConsumer(t, cfg, Deps{SQS: fq,
+		Sender: senderFunc(func(context.Context, *herald.Envelope) (string, error) {
+			return "", &sestypes.SendingPausedException{}
+		})})
+	c.breaker.probeMin, c.breaker.probeMax = time.Hour, time.Hour
+	fq.put(sqsMessage("m1", envelopeBody(t, "e1"), 1, 1))
+	stop := start(t, c)
+	// A worker holds it at most RetryMax (1 s), then the queue keeps it.
+	waitFor(t, "the copy", func() bool { return fq.copyCount() == 1 && len(fq.deletedReceipts()) == 1 })
+	stop()
+	fq.read(func(f *fakeSQS) {
+		if got := attr(f.copies[0].MessageAttributes, herald.AttrRetryAttempts); got != "1" {
+			t.Errorf("copy carries %q attempts, want 1", got)
+		}
+	})
+}
+
+func TestShutdownRequeuesHeldMessagesWithTheirAccounting(t *testing.T) {
+	fq := newFakeSQS()
+	c := newConsumer(t, testConfig(), Deps{SQS: fq,
+		Sender: senderFunc(func(context.Context, *herald.Envelope) (string, error) {
+			return "", &sestypes.SendingPausedException{}
+		})})
+	c.breaker.probeMin, c.breaker.probeMax = time.Hour, time.Hour
+	fq.put(sqsMessage("m1", envelopeBody(t, "e1"), 1, 1))
+	stop := start(t, c)
+	waitFor(t, "the breaker to open", c.breaker.isOpen)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if fq.copyCount() != 1 || len(fq.deletedReceipts()) != 1 {
+		t.Fatalf("%d copies, %d deletes; want the held message re-queued", fq.copyCount(), len(fq.deletedReceipts()))
+	}
+	fq.read(func(f *fakeSQS) {
+		a := f.copies[0].MessageAttributes
+		if attr(a, herald.AttrRetryAttempts) != "1" || !strings.HasPrefix(attr(a, herald.AttrRetryLastError), "account: ") {
+			t.Errorf("copy attributes %v", a)
+		}
+	})
+}
+
+func TestCopiesKeepTheOriginalsAttributesWithinTen(t *testing.T) {
+	m := &message{Message: types.Message{MessageAttributes: map[string]types.MessageAttributeValue{}}, id: "m1"}
+	for i := range 12 {
+		m.MessageAttributes[fmt.Sprintf("a%02d", i)] = stringAttr("v")
+	}
+	m.MessageAttributes[herald.AttrRetryAttempts] = stringAttr("9") // stale: replaced
+	m.MessageAttributes[herald.AttrFailureClass] = stringAttr("x")  // never copied
+	m.retry.failed(time.Now(), transport.Failure{Class: transport.Transient, Reason: "ses status 503"})
+	got := copyAttributes(m)
+	if len(got) != maxAttributes || attr(got, herald.AttrRetryAttempts) != "1" || attr(got, "a00") != "v" || attr(got, "a06") != "v" || attr(got, "a07") != "" {
+		t.Errorf("copy attributes %v", got)
+	}
+	if _, ok := got[herald.AttrFailureClass]; ok {
+		t.Error("a failure attribute was copied")
+	}
+	dead := deadLetterAttributes(m, transport.Failure{Class: transport.Permanent, Reason: "no"})
+	// A permanent failure after one transient one: two attempts.
+	if len(dead) != maxAttributes || attr(dead, herald.AttrFailureClass) != "permanent" || attr(dead, herald.AttrFailureAttempts) != "2" ||
+		attr(dead, herald.AttrRetryAttempts) != "" || attr(dead, "a04") != "v" {
+		t.Errorf("dead letter attributes %v", dead)
+	}
+}
+
+func TestRetryStateRejectsMalformedAttributes(t *testing.T) {
+	for _, attrs := range []map[string]types.MessageAttributeValue{
+		{herald.AttrRetryAttempts: stringAttr("many")},
+		{herald.AttrRetryAttempts: stringAttr("-1")},
+		{herald.AttrRetryFirstAttempt: stringAttr("yesterday")},
+	} {
+		if _, err := readRetryState(attrs); err == nil {
+			t.Errorf("%v read without an error", attrs)
+		}
+	}
+	s, err := readRetryState(nil)
+	if err != nil || s.attempts != 0 || !s.first.IsZero() || s.expired(time.Now(), time.Nanosecond) {
+		t.Errorf("no attributes: %+v, %v; want a fresh budget that has not started", s, err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,16 +23,22 @@ type fakeSQS struct {
 	pending []types.Message
 	arrived chan struct{} // closed when pending grows
 
-	receiveErrs  []error
-	asked        []int32 // MaxNumberOfMessages per receive
-	deleteCalls  [][]string
-	singleDels   []string // DeleteMessage calls
-	visibility   []visChange
-	batchVis     [][]visChange
-	batchVisErr  error
-	dlq          []*sqs.SendMessageInput
-	dlqErr       error
-	onVisibility func(visChange)
+	receiveErrs []error
+	asked       []int32 // MaxNumberOfMessages per receive
+	deleteCalls [][]string
+	singleDels  []string // DeleteMessage calls
+	visibility  []visChange
+	batchVis    [][]visChange
+	batchVisErr error
+	dlq         []*sqs.SendMessageInput
+	dlqErr      error
+	copies      []*sqs.SendMessageInput // SendMessage to the queue itself: re-queued copies
+	copyErr     error
+	// requeueCopies puts each copy back on the queue at once (its delay is
+	// not waited out), as a new message "copy-<n>".
+	requeueCopies bool
+	receives      int // ReceiveMessage calls that returned messages or waited
+	onVisibility  func(visChange)
 }
 
 type visChange struct {
@@ -50,6 +57,12 @@ func (f *fakeSQS) put(msgs ...types.Message) {
 }
 
 func (f *fakeSQS) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, _ ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	f.mu.Lock()
+	f.receives++
+	f.mu.Unlock()
+	// A long poll ends empty after its wait, as SQS's does.
+	wait := time.NewTimer(time.Duration(max(in.WaitTimeSeconds, 1)) * time.Second)
+	defer wait.Stop()
 	for {
 		f.mu.Lock()
 		if len(f.receiveErrs) > 0 {
@@ -70,6 +83,8 @@ func (f *fakeSQS) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInpu
 		f.mu.Unlock()
 		select {
 		case <-ch:
+		case <-wait.C:
+			return &sqs.ReceiveMessageOutput{}, nil
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -123,6 +138,22 @@ func (f *fakeSQS) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.Chan
 func (f *fakeSQS) SendMessage(ctx context.Context, in *sqs.SendMessageInput, _ ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if aws.ToString(in.QueueUrl) == testConfig().QueueURL {
+		if f.copyErr != nil {
+			return nil, f.copyErr
+		}
+		f.copies = append(f.copies, in)
+		id := "copy-" + strconv.Itoa(len(f.copies))
+		if f.requeueCopies {
+			f.pending = append(f.pending, types.Message{
+				MessageId: aws.String(id), ReceiptHandle: aws.String("rh-" + id + "-1"),
+				Body: in.MessageBody, MessageAttributes: in.MessageAttributes,
+			})
+			close(f.arrived)
+			f.arrived = make(chan struct{})
+		}
+		return &sqs.SendMessageOutput{MessageId: aws.String(id)}, nil
+	}
 	if f.dlqErr != nil {
 		return nil, f.dlqErr
 	}
@@ -135,6 +166,18 @@ func (f *fakeSQS) read(fn func(f *fakeSQS)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fn(f)
+}
+
+func (f *fakeSQS) copyCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.copies)
+}
+
+func (f *fakeSQS) deadLetters() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.dlq)
 }
 
 func (f *fakeSQS) visibilityChanges() int {
@@ -158,6 +201,14 @@ func (f *fakeSQS) deletedReceipts() []string {
 type senderFunc func(ctx context.Context, e *herald.Envelope) (string, error)
 
 func (s senderFunc) Send(ctx context.Context, e *herald.Envelope) (string, error) { return s(ctx, e) }
+
+// failingSender fails every send with err, counting them in sends.
+func failingSender(sends *atomic.Int32, err error) Sender {
+	return senderFunc(func(context.Context, *herald.Envelope) (string, error) {
+		sends.Add(1)
+		return "", err
+	})
+}
 
 func okSender() Sender {
 	return senderFunc(func(ctx context.Context, e *herald.Envelope) (string, error) { return "ok-" + e.ID, nil })
@@ -191,7 +242,7 @@ func testConfig() Config {
 	return Config{
 		QueueURL: "http://sqs.local/000000000000/q", DeadLetterURL: "http://sqs.local/000000000000/dlq",
 		Pollers: 1, Workers: 4, WaitTime: time.Second, Visibility: 30 * time.Second,
-		SendTimeout: 5 * time.Second, RetryBase: time.Second, RetryMax: time.Hour,
+		SendTimeout: 5 * time.Second, RetryBase: time.Second, RetryMax: 15 * time.Minute, RetryWindow: time.Hour,
 		ShutdownTimeout: 10 * time.Second, BatchLinger: 10 * time.Millisecond,
 	}
 }
@@ -241,3 +292,15 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 var errBoom = errors.New("boom")
+
+// attr is a message attribute's string value.
+func attr(attrs map[string]types.MessageAttributeValue, name string) string {
+	return aws.ToString(attrs[name].StringValue)
+}
+
+// nopLimiter admits every send at once and ignores feedback.
+type nopLimiter struct{}
+
+func (nopLimiter) Wait(context.Context) error { return nil }
+func (nopLimiter) Throttled(time.Time)        {}
+func (nopLimiter) Succeeded(time.Time)        {}

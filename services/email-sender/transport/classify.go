@@ -38,10 +38,10 @@ const (
 	// suspended, daily quota used up, credentials refused, configuration set
 	// missing, SMTP server refusing our session). Dead-lettering would move
 	// every message of the queue to the DLQ within minutes and leave an
-	// operator a mass redrive to do once the account is fixed; retrying each
-	// message later with backoff lets mail flow again by itself as soon as the
-	// account recovers, while SQS redrive (maxReceiveCount) still bounds how
-	// long a message can keep failing.
+	// operator a mass redrive to do once the account is fixed; pausing and
+	// probing lets mail flow again by itself as soon as the account
+	// recovers, while the retry window still bounds how long a message can
+	// keep failing.
 	Account Class = "account"
 	// Permanent: the provider will never accept this message as it is
 	// (MessageRejected, unverified sender, bad request, SMTP 5xx on the
@@ -49,11 +49,14 @@ const (
 	Permanent Class = "permanent"
 	// Unreadable: the queue message is not a valid envelope.
 	Unreadable Class = "unreadable"
+	// Expired: the message failed transiently until its retry window ran
+	// out. It is never the class of a send error, only of a dead letter.
+	Expired Class = "expired"
 )
 
-// Retry reports whether a message failing with this class should stay on the
-// queue and be tried again after a backoff.
-func (c Class) Retry() bool { return c != Permanent && c != Unreadable }
+// Retry reports whether a message failing with this class should be tried
+// again later.
+func (c Class) Retry() bool { return c != Permanent && c != Unreadable && c != Expired }
 
 // Failure is a classified send error. Reason is short and safe to log and to
 // attach to a dead-lettered message: it never holds an address.
@@ -67,8 +70,8 @@ const maxReasonLen = 200
 
 // Classify decides what err means for the message whose send failed.
 // Anything it does not recognise is transient: retrying a message that cannot
-// succeed costs a few attempts until SQS redrive moves it, while dead-lettering
-// one that could have succeeded needs a person.
+// succeed costs attempts until its retry window runs out, while
+// dead-lettering one that could have succeeded needs a person.
 func Classify(err error) Failure {
 	if err == nil {
 		return Failure{}

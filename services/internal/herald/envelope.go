@@ -45,6 +45,16 @@ const (
 // milliseconds.
 const TimeFormatMillis = "2006-01-02T15:04:05.000Z07:00"
 
+// Message attributes the sender sets on the copy it re-queues after a
+// transient failure: the attempts so far, when the first was made (RFC 3339,
+// UTC, milliseconds) and the last attempt's class and reason. They carry a
+// message's retry budget from copy to copy.
+const (
+	AttrRetryAttempts     = "herald.retry.attempts"
+	AttrRetryFirstAttempt = "herald.retry.firstAttempt"
+	AttrRetryLastError    = "herald.retry.lastError"
+)
+
 // Envelope is the one queue message format, written by the notification API
 // and read by the email sender. Field names are the wire format: change them
 // only with a new version.
