@@ -494,14 +494,10 @@ func TestMarkSent(t *testing.T) {
 				return &dynamodb.UpdateItemOutput{}, nil
 			}}
 			got, err := newTestStore(t, db).MarkSent(context.Background(), l, "ses-1", testNow)
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("err = %v, want %q", err, tc.err)
-				}
-				return
-			}
-			if err != nil || fmt.Sprint(got) != fmt.Sprint(tc.want) {
-				t.Fatalf("MarkSent = %+v, %v; want %+v", got, err, tc.want)
+			// An error must name tc.err; without one, the result is tc.want.
+			if (err != nil) != (tc.err != "") || err != nil && !strings.Contains(err.Error(), tc.err) ||
+				err == nil && fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("MarkSent = %+v, %v; want %+v, error %q", got, err, tc.want, tc.err)
 			}
 		})
 	}
