@@ -23,7 +23,7 @@ ARGS ?=
 # The binaries Herald builds, where they exist yet.
 CMDS := $(foreach d,services/notification-api services/email-sender services/herald-ops services/devstack/sqs-local services/devstack/herald-dev,$(if $(wildcard $(d)/*.go),./$(d)))
 
-# The infrastructure's own targets (test-stacks, tfsec), once stacks/ has them.
+# The infrastructure's own targets (test-stacks, trivy), once stacks/ has them.
 STACKS_MK := $(wildcard stacks/stacks.mk)
 -include $(STACKS_MK)
 # The container images (images, push, test-images).
@@ -41,9 +41,9 @@ dev: node_modules/.package-lock.json ## run the whole pipeline locally; Ctrl-C s
 	$(GO) build -o .dev/bin/herald-dev ./services/devstack/herald-dev
 	@exec .dev/bin/herald-dev $(ARGS)
 
-test: tools fmt-check vet lint-workflows test-go fuzz ## the one test command: tools, gofmt, vet, actionlint, all tests, a short fuzz run, tfsec
+test: tools fmt-check vet lint-workflows test-go fuzz ## the one test command: tools, gofmt, vet, actionlint, all tests, a short fuzz run, trivy on every stack
 ifneq ($(STACKS_MK),)
-	$(MAKE) tfsec
+	$(MAKE) trivy
 endif
 
 # The end-to-end tests run verbosely, so their figures (sent, duplicates,

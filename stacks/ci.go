@@ -436,8 +436,8 @@ func CIStatements(p *CIRoleProps) []Statement {
 	return s
 }
 
-// ciWildcardReason justifies a statement's wildcards (the tfsec ignore of
-// aws-iam-no-policy-wildcards); empty without one.
+// ciWildcardReason justifies a statement's wildcards (trivy's AWS-0057,
+// stacks/trivy-ignore.rego); empty without one.
 func ciWildcardReason(s Statement) string {
 	wild := slices.ContainsFunc(s.Actions, func(a string) bool { return strings.Contains(a, "*") }) ||
 		slices.ContainsFunc(s.Resources, func(r string) bool { return strings.Contains(r, "*") })

@@ -19,16 +19,17 @@ type MeshMode string
 const (
 	// MeshServiceConnect is ECS Service Connect, AWS's successor to App Mesh.
 	MeshServiceConnect MeshMode = "serviceconnect"
-	// MeshAppMesh is AWS App Mesh with an Envoy sidecar per task. AWS
-	// discontinued App Mesh on 2026-09-30; the mode stays selectable.
+	// MeshAppMesh is AWS App Mesh with an Envoy sidecar per task. AWS ended
+	// App Mesh on 2026-09-30: the mode is synthesized and tested, and
+	// cannot be deployed.
 	MeshAppMesh MeshMode = "appmesh"
 )
 
-// AppMeshDeprecation is printed at synth time and attached to every stack that
-// selects App Mesh.
-const AppMeshDeprecation = "AWS discontinued App Mesh on 2026-09-30: the appmesh mesh mode " +
-	"deploys into a service that no longer receives support; ECS Service Connect " +
-	"(Mesh.Mode \"serviceconnect\") is its successor"
+// AppMeshDeprecation is printed at synth time, attached to every stack that
+// selects App Mesh, and is the value of its mesh_notice output.
+const AppMeshDeprecation = "AWS ended App Mesh on 2026-09-30: a stack in the appmesh mesh mode " +
+	"cannot be deployed any more (creating aws_appmesh_mesh fails); the mode is kept, synthesized " +
+	"and tested for parity with the original design. Deploy Mesh.Mode \"serviceconnect\" (ECS Service Connect)"
 
 // Environment is one deployment of Herald: its own stack, account, region and
 // sizing. Environments are declared in environments.go. Zero values mean "the
@@ -125,16 +126,45 @@ type MeshConfig struct {
 }
 
 // IngressConfig shapes the Application Load Balancer in front of the API.
+// The API's clients send API keys, so no environment serves plain HTTP to
+// the whole internet: an environment has a certificate (HTTPS, HTTP only
+// redirects), or an internal load balancer, or an allow-list of the
+// networks its clients are in. Validate refuses anything else.
 type IngressConfig struct {
-	// CertificateARN of an ACM certificate: HTTPS on 443 and HTTP redirected
-	// to it. Empty: plain HTTP on port 80.
+	// CertificateARN of an ACM certificate for Domain (or a name the
+	// organisation points at the load balancer): HTTPS on 443, HTTP on 80
+	// only redirects to it. Empty: plain HTTP on port 80, allowed only with
+	// Internal or an AllowedCIDRs allow-list.
 	CertificateARN string
-	// Internal makes the load balancer reachable only from inside the VPC.
+	// Domain is the name clients call, e.g. "api.herald.example.com"
+	// (needs CertificateARN and HostedZoneID): the stack creates its alias
+	// record and api_url becomes https://<Domain>.
+	Domain string
+	// HostedZoneID is the Route 53 hosted zone that holds Domain.
+	HostedZoneID string
+	// Internal makes the load balancer reachable only from inside the VPC
+	// (and networks routed to it).
 	Internal bool
-	// AllowedCIDRs may reach the listeners; default 0.0.0.0/0.
+	// AllowedCIDRs may reach the listeners (IPv4). Default: 0.0.0.0/0 with
+	// a certificate, the private ranges of RFC 1918 for an internal load
+	// balancer; required otherwise, and then no block may be wider than /8.
 	AllowedCIDRs []string
 	// DeletionProtection on the load balancer.
 	DeletionProtection bool
+	// AccessLogs of the load balancer, to an S3 bucket of the stack.
+	AccessLogs AccessLogConfig
+}
+
+// AccessLogConfig turns on the load balancer's access logs.
+type AccessLogConfig struct {
+	// Enabled creates the bucket "<stack>-lb-logs-<account>" (SSE-S3, the
+	// only encryption ALB log delivery supports; public access blocked;
+	// TLS only) and delivers the logs to it.
+	Enabled bool
+	// RetentionDays before a log object expires; default 90.
+	RetentionDays int
+	// ForceDestroy lets destroy delete the bucket with its logs.
+	ForceDestroy bool
 }
 
 // QueueConfig shapes the notification queue and its dead-letter queue.
@@ -184,6 +214,12 @@ type EmailConfig struct {
 	// account's maximum send rate. Each task starts at it divided by
 	// Sender.MinTasks and adapts.
 	SendRate float64
+	// SandboxRecipients are verified SES identities (addresses or
+	// domains) mail may go to while the account is in the SES sandbox,
+	// where SES authorizes a send against the recipients' identities too;
+	// the sender may send to them. Leave empty once the account has
+	// production access.
+	SandboxRecipients []string
 }
 
 // RepositoryConfig shapes the ECR repositories.
@@ -265,9 +301,14 @@ const (
 	defaultLogRetentionDays = 30
 	defaultOldestMessageAge = 10 * time.Minute
 	defaultErrorPercent     = 5
-	envoyAccount            = "840364872350"
-	envoyVersion            = "v1.29.6.0-prod"
-	maxNameLength           = 10
+	defaultAccessLogDays    = 90
+	// minAllowListPrefix is the widest block an allow-list may hold in
+	// front of plain HTTP: anything wider is the internet, not a network
+	// of the organisation.
+	minAllowListPrefix = 8
+	envoyAccount       = "840364872350"
+	envoyVersion       = "v1.29.6.0-prod"
+	maxNameLength      = 10
 )
 
 // WithDefaults returns a copy of e with every unset field at its default.
@@ -291,9 +332,7 @@ func (e Environment) WithDefaults() Environment {
 		m.EgressFilter = orString(m.EgressFilter, "DROP_ALL")
 	}
 
-	if len(e.Ingress.AllowedCIDRs) == 0 {
-		e.Ingress.AllowedCIDRs = []string{"0.0.0.0/0"}
-	}
+	e.Ingress = e.Ingress.withDefaults()
 
 	q := &e.Queue
 	q.MaxReceiveCount = orInt(q.MaxReceiveCount, defaultMaxReceiveCount)
@@ -339,6 +378,25 @@ func (n NetworkConfig) withDefaults() NetworkConfig {
 	n.SubnetNewBits = orInt(n.SubnetNewBits, defaultSubnetNewBits)
 	n.NATGateways = orInt(n.NATGateways, 1)
 	return n
+}
+
+// privateNetworks are the RFC 1918 ranges: who may reach an internal load
+// balancer by default (the VPC, and networks peered or routed to it).
+var privateNetworks = []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
+
+func (in IngressConfig) withDefaults() IngressConfig {
+	if len(in.AllowedCIDRs) == 0 {
+		switch {
+		case in.CertificateARN != "":
+			in.AllowedCIDRs = []string{"0.0.0.0/0"}
+		case in.Internal:
+			in.AllowedCIDRs = slices.Clone(privateNetworks)
+		}
+	}
+	if in.AccessLogs.Enabled {
+		in.AccessLogs.RetentionDays = orInt(in.AccessLogs.RetentionDays, defaultAccessLogDays)
+	}
+	return in
 }
 
 func (s ServiceConfig) withDefaults(sender bool) ServiceConfig {
@@ -399,16 +457,17 @@ func (p *problems) addErr(field string, err error) {
 }
 
 var (
-	namePattern    = regexp.MustCompile(`^[a-z][a-z0-9]*$`)
-	accountPattern = regexp.MustCompile(`^[0-9]{12}$`)
-	regionPattern  = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$`)
-	vpcIDPattern   = regexp.MustCompile(`^vpc-[0-9a-f]{8,17}$`)
-	subnetPattern  = regexp.MustCompile(`^subnet-[0-9a-f]{8,17}$`)
-	rtbPattern     = regexp.MustCompile(`^rtb-[0-9a-f]{8,17}$`)
-	certPattern    = regexp.MustCompile(`^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+$`)
-	bucketPattern  = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
-	domainPattern  = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
-	hostPortRegexp = regexp.MustCompile(`^[A-Za-z0-9.-]+:[0-9]{1,5}$`)
+	namePattern       = regexp.MustCompile(`^[a-z][a-z0-9]*$`)
+	accountPattern    = regexp.MustCompile(`^[0-9]{12}$`)
+	regionPattern     = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$`)
+	vpcIDPattern      = regexp.MustCompile(`^vpc-[0-9a-f]{8,17}$`)
+	subnetPattern     = regexp.MustCompile(`^subnet-[0-9a-f]{8,17}$`)
+	rtbPattern        = regexp.MustCompile(`^rtb-[0-9a-f]{8,17}$`)
+	certPattern       = regexp.MustCompile(`^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+$`)
+	bucketPattern     = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+	hostedZonePattern = regexp.MustCompile(`^Z[A-Z0-9]{1,32}$`)
+	domainPattern     = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+	hostPortRegexp    = regexp.MustCompile(`^[A-Za-z0-9.-]+:[0-9]{1,5}$`)
 )
 
 func (e Environment) validate() error {
@@ -558,11 +617,44 @@ func (e Environment) validateIngress(p *problems) {
 	if in.CertificateARN != "" && !certPattern.MatchString(in.CertificateARN) {
 		p.add("Ingress.CertificateARN", "%q is not an ACM certificate ARN", in.CertificateARN)
 	}
+	if in.Domain != "" {
+		if !domainPattern.MatchString(in.Domain) {
+			p.add("Ingress.Domain", "%q is not a DNS name", in.Domain)
+		}
+		if in.CertificateARN == "" {
+			p.add("Ingress.Domain", "%q needs Ingress.CertificateARN: the API is served on it over HTTPS", in.Domain)
+		}
+		if in.HostedZoneID == "" {
+			p.add("Ingress.HostedZoneID", "required with Ingress.Domain: the Route 53 zone that holds %q", in.Domain)
+		}
+	}
+	if in.HostedZoneID != "" {
+		if !hostedZonePattern.MatchString(in.HostedZoneID) {
+			p.add("Ingress.HostedZoneID", "%q is not a Route 53 hosted zone ID such as Z0123456789ABCDEFGHIJ", in.HostedZoneID)
+		}
+		if in.Domain == "" {
+			p.add("Ingress.HostedZoneID", "set only with Ingress.Domain")
+		}
+	}
 	for _, c := range in.AllowedCIDRs {
 		pr, err := netip.ParsePrefix(c)
-		if err != nil || pr.Masked() != pr {
+		switch {
+		case err != nil || pr.Masked() != pr:
 			p.add("Ingress.AllowedCIDRs", "%q is not a CIDR block", c)
+		case !pr.Addr().Is4():
+			p.add("Ingress.AllowedCIDRs", "%q: the listeners' security group rules take IPv4 blocks", c)
+		case in.CertificateARN == "" && !in.Internal && pr.Bits() < minAllowListPrefix:
+			p.add("Ingress.AllowedCIDRs", "%q with plain HTTP would send API keys in clear text across the internet: list your clients' networks (/%d or narrower), or set Ingress.CertificateARN for HTTPS, or Ingress.Internal", c, minAllowListPrefix)
 		}
+	}
+	if in.CertificateARN == "" && !in.Internal && len(in.AllowedCIDRs) == 0 {
+		p.add("Ingress", "no listener may serve plain HTTP to the whole internet: set Ingress.CertificateARN (HTTPS; HTTP then redirects), Ingress.Internal (reachable from the VPC only), or Ingress.AllowedCIDRs (an allow-list of your clients' networks)")
+	}
+	if a := in.AccessLogs; a.Enabled && (a.RetentionDays < 1 || a.RetentionDays > 3650) {
+		p.add("Ingress.AccessLogs.RetentionDays", "%d is outside 1..3650", a.RetentionDays)
+	}
+	if a := in.AccessLogs; !a.Enabled && (a.RetentionDays != 0 || a.ForceDestroy) {
+		p.add("Ingress.AccessLogs", "RetentionDays and ForceDestroy apply only with Ingress.AccessLogs.Enabled")
 	}
 }
 
@@ -619,6 +711,14 @@ func (e Environment) validateEmail(p *problems) {
 		}
 	default:
 		p.add("Email.Transport", "%q is not ses or smtp", em.Transport)
+	}
+	for _, r := range em.SandboxRecipients {
+		if !isAddress(r) && !domainPattern.MatchString(r) {
+			p.add("Email.SandboxRecipients", "%q is neither an address nor a domain", r)
+		}
+	}
+	if len(em.SandboxRecipients) > 0 && em.Transport != "ses" {
+		p.add("Email.SandboxRecipients", "apply to Email.Transport \"ses\" only")
 	}
 	if em.Identity == "" {
 		if em.Transport == "ses" || em.ManageIdentity || em.ConfigurationSet {

@@ -15,9 +15,9 @@ const CopyVariable = "HERALD_SYNTH_COPY"
 // the same account and destroyed without leftovers: the stack is
 // "herald-<name>" and every resource name follows from it; the SES identity
 // is used but never managed (it belongs to e and must already be verified);
-// state is local; the load balancer has no deletion protection; the
-// repositories are deleted with their images; no address is subscribed to
-// the alarms. mode, when set, replaces the mesh mode (its Envoy settings
+// state is local; the load balancer has no deletion protection and no alias
+// record (the domain is e's); the repositories and the access log bucket
+// are deleted with their contents; no address is subscribed to the alarms. mode, when set, replaces the mesh mode (its Envoy settings
 // reset to the defaults when the mode changes). Construct ids do not depend
 // on the name, only resource names do.
 func (e Environment) Copy(name string, mode MeshMode) Environment {
@@ -27,6 +27,10 @@ func (e Environment) Copy(name string, mode MeshMode) Environment {
 	c.State = StateConfig{}
 	c.Email.ManageIdentity = false
 	c.Ingress.DeletionProtection = false
+	// The original owns its domain's record; the copy is reached under
+	// its load balancer's own name (with the original's certificate).
+	c.Ingress.Domain, c.Ingress.HostedZoneID = "", ""
+	c.Ingress.AccessLogs.ForceDestroy = c.Ingress.AccessLogs.Enabled
 	c.Repositories.ForceDelete = true
 	c.Observability.AlarmEmail = ""
 	if mode != "" && mode != e.WithDefaults().Mesh.Mode {

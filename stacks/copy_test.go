@@ -69,7 +69,8 @@ func TestCopySynthesizesBesideOriginal(t *testing.T) {
 	addresses := func(d tfDoc) []string {
 		var out []string
 		for typ, byName := range d["resource"].(map[string]any) {
-			if typ == "aws_sesv2_email_identity" {
+			// the copy neither manages the identity nor owns the domain
+			if typ == "aws_sesv2_email_identity" || typ == "aws_route53_record" {
 				continue
 			}
 			for name := range byName.(map[string]any) {
@@ -85,6 +86,9 @@ func TestCopySynthesizesBesideOriginal(t *testing.T) {
 	}
 	if len(copied.resources("aws_sesv2_email_identity")) != 0 {
 		t.Error("the copy manages the SES identity")
+	}
+	if len(dev.doc.resources("aws_route53_record")) != 1 || len(copied.resources("aws_route53_record")) != 0 {
+		t.Error("the copy takes over the original's domain (or dev has none)")
 	}
 	if strings.Contains(text, "herald-dev") {
 		i := strings.Index(text, "herald-dev")

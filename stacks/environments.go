@@ -18,8 +18,15 @@ func Environments() []Environment {
 				NATGateways: 1, // one shared NAT gateway keeps dev cheap
 			},
 			Mesh: MeshConfig{Mode: MeshServiceConnect},
-			// No certificate: the load balancer listens on plain HTTP.
-			Ingress: IngressConfig{},
+			// API keys travel over HTTPS only, in dev too: a certificate for
+			// the dev domain, whose alias record the stack creates. (An
+			// internal load balancer or an allow-list of your networks are
+			// the other choices; plain HTTP to the internet is refused.)
+			Ingress: IngressConfig{
+				CertificateARN: "arn:aws:acm:eu-west-1:111111111111:certificate/11111111-1111-1111-1111-111111111111", // set for your organisation
+				Domain:         "api.dev.herald.example.com",                                                          // set for your organisation
+				HostedZoneID:   "Z0000000000000000DEV",                                                                // set for your organisation
+			},
 			Email: EmailConfig{
 				Transport:        "ses",
 				Identity:         "dev.herald.example.com", // set for your organisation
@@ -59,7 +66,10 @@ func Environments() []Environment {
 			Mesh: MeshConfig{Mode: MeshServiceConnect},
 			Ingress: IngressConfig{
 				CertificateARN:     "arn:aws:acm:eu-west-1:222222222222:certificate/00000000-0000-0000-0000-000000000000", // set for your organisation
+				Domain:             "api.herald.example.com",                                                              // set for your organisation
+				HostedZoneID:       "Z0000000000000000PRD",                                                                // set for your organisation
 				DeletionProtection: true,
+				AccessLogs:         AccessLogConfig{Enabled: true, RetentionDays: 90},
 			},
 			Queue: QueueConfig{MaxReceiveCount: 5},
 			Email: EmailConfig{

@@ -2,7 +2,6 @@ package stacks
 
 import (
 	"encoding/json"
-	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -65,6 +64,12 @@ func (d tfDoc) only(t *testing.T, typ string) map[string]any {
 // named returns the resource of a type whose logical name contains part.
 func (d tfDoc) named(t *testing.T, typ, part string) map[string]any {
 	t.Helper()
+	return d.resources(typ)[logicalName(t, d, typ, part)]
+}
+
+// logicalName is the one logical name of a type that contains part.
+func logicalName(t *testing.T, d tfDoc, typ, part string) string {
+	t.Helper()
 	var found []string
 	for name := range d.resources(typ) {
 		if strings.Contains(name, part) {
@@ -74,32 +79,7 @@ func (d tfDoc) named(t *testing.T, typ, part string) map[string]any {
 	if len(found) != 1 {
 		t.Fatalf("want one %s named *%s*, have %v", typ, part, found)
 	}
-	return d.resources(typ)[found[0]]
-}
-
-// ignoredValue matches a value carrying a tfsec ignore (see tfsec.go).
-var ignoredValue = regexp.MustCompile(`^\$\{(.*) /\* (tfsec:ignore:[a-z0-9-]+) ([^*]+) \*/\}$`)
-
-// plain returns a value as Terraform evaluates it, undoing the tfsec ignore
-// wrapper, and the rule it ignores ("" if none).
-func plain(t *testing.T, v any) (any, string) {
-	t.Helper()
-	s, ok := v.(string)
-	if !ok {
-		return v, ""
-	}
-	m := ignoredValue.FindStringSubmatch(s)
-	if m == nil {
-		return v, ""
-	}
-	var out any
-	if err := json.Unmarshal([]byte(m[1]), &out); err != nil {
-		t.Fatalf("ignored value %q: %v", s, err)
-	}
-	if strings.TrimSpace(m[3]) == "" {
-		t.Errorf("ignore %s has no reason", m[2])
-	}
-	return out, strings.TrimPrefix(m[2], "tfsec:ignore:")
+	return found[0]
 }
 
 func block(v any) map[string]any {
@@ -133,14 +113,7 @@ func blocks(v any) []map[string]any {
 
 func strs(t *testing.T, v any) []string {
 	t.Helper()
-	v, _ = plain(t, v)
-	list, _ := v.([]any)
-	var out []string
-	for _, e := range list {
-		s, _ := e.(string)
-		out = append(out, s)
-	}
-	return out
+	return list(v)
 }
 
 func num(v any) float64 {

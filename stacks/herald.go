@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,11 +15,17 @@ import (
 
 // The services' contract (services/README.md).
 const (
-	apiPort         = 8080
-	senderPort      = 8081
-	apiHealthPath   = "/api"     // load balancer target group
-	meshHealthPath  = "/healthz" // App Mesh listener health check
-	apiKeysSecret   = "api-key-hashes"
+	apiPort    = 8080
+	senderPort = 8081
+	// The health check paths of the original design: the load balancer
+	// and App Mesh check the API on apiHealthPath, App Mesh the sender on
+	// senderHealthPath (the services answer /healthz as well).
+	apiHealthPath    = "/api"
+	senderHealthPath = "/api/notification/send-email"
+	apiKeysSecret    = "api-key-hashes"
+	// emptyKeySet is the API key secret's first value: no key at all, so
+	// the API starts (and answers 401) before the operator stores keys.
+	emptyKeySet     = "{}"
 	smtpSecret      = "smtp-credentials"
 	defaultFromName = "default-from"
 	// apiKeysSecretIDName is the parameter holding the key-hash secret's
@@ -47,6 +54,7 @@ type HeraldStack struct {
 	Secrets       *Secrets
 	SES           *SES // nil without an SES identity
 	Mesh          *AppMesh
+	AccessLogs    *AccessLogBucket // nil without access logs
 	Ingress       *Ingress
 	API           *FargateService
 	Sender        *FargateService
@@ -137,7 +145,7 @@ func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackPro
 		Account: env.Account,
 		Region:  env.Region,
 		Secrets: []SecretSpec{
-			{Name: apiKeysSecret, Description: `API key hashes of Herald's clients: JSON {"<key id>": "<sha256 hex>"}`},
+			{Name: apiKeysSecret, Description: `API key hashes of Herald's clients: JSON {"<key id>": "<sha256 hex>"}`, InitialValue: emptyKeySet},
 			{Name: smtpSecret, Description: `SMTP relay credentials: JSON {"username": "...", "password": "..."}`},
 		},
 		Parameters: []ParameterSpec{
@@ -169,9 +177,18 @@ func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackPro
 			NamespaceName: h.Discovery.Name,
 			EgressFilter:  env.Mesh.EgressFilter,
 			Services: []MeshService{
-				{Name: apiService, Port: apiPort, HealthPath: meshHealthPath, Routed: true},
-				{Name: senderService, Port: senderPort, HealthPath: meshHealthPath},
+				{Name: apiService, Port: apiPort, HealthPath: apiHealthPath, Routed: true},
+				{Name: senderService, Port: senderPort, HealthPath: senderHealthPath},
 			},
+		})
+	}
+	if logs := env.Ingress.AccessLogs; logs.Enabled {
+		h.AccessLogs = NewAccessLogBucket(stack, "access-logs", &AccessLogBucketProps{
+			Name:          id + "-lb-logs-" + env.Account,
+			Account:       env.Account,
+			Region:        env.Region,
+			RetentionDays: logs.RetentionDays,
+			ForceDestroy:  logs.ForceDestroy,
 		})
 	}
 	h.Ingress = NewIngress(stack, "ingress", &IngressProps{
@@ -181,9 +198,12 @@ func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackPro
 		TargetPort:         apiPort,
 		HealthPath:         apiHealthPath,
 		CertificateARN:     env.Ingress.CertificateARN,
+		Domain:             env.Ingress.Domain,
+		HostedZoneID:       env.Ingress.HostedZoneID,
 		Internal:           env.Ingress.Internal,
 		AllowedCIDRs:       env.Ingress.AllowedCIDRs,
 		DeletionProtection: env.Ingress.DeletionProtection,
+		AccessLogs:         h.AccessLogs,
 	})
 	h.API = NewFargateService(stack, "api", h.apiProps(id, env))
 	h.Sender = NewFargateService(stack, "sender", h.senderProps(id, env))
@@ -298,13 +318,12 @@ func (h *HeraldStack) egress(service string, public []EgressRule) []EgressRule {
 	if n.EndpointSecurityGroup == nil {
 		// No endpoints here: AWS APIs are reached through NAT.
 		return append(public, EgressRule{
-			Description: service + " reaches AWS APIs through NAT", Port: 443, CIDRs: []string{"0.0.0.0/0"},
-			IgnoreReason: "no VPC endpoints in this environment so AWS APIs are reached through NAT",
+			ID: "nat", Description: service + " reaches AWS APIs through NAT", Port: 443, CIDRs: []string{"0.0.0.0/0"},
 		})
 	}
 	return append([]EgressRule{
-		{Description: service + " reaches AWS APIs through the VPC endpoints", Port: 443, SecurityGroupID: n.EndpointSecurityGroup.Id()},
-		{Description: service + " pulls image layers through the S3 gateway endpoint", Port: 443, PrefixListID: n.S3PrefixListID},
+		{ID: "endpoints", Description: service + " reaches AWS APIs through the VPC endpoints", Port: 443, SecurityGroupID: n.EndpointSecurityGroup.Id()},
+		{ID: "s3-layers", Description: service + " pulls image layers through the S3 gateway endpoint", Port: 443, PrefixListID: n.S3PrefixListID},
 	}, public...)
 }
 
@@ -336,10 +355,10 @@ func (h *HeraldStack) apiProps(id string, env Environment) *FargateServiceProps 
 	props := h.serviceBase(id, env, apiService, env.API, apiPort, "http", nil)
 	props.Variables["HERALD_ALLOWED_FROM"] = strings.Join(env.Email.AllowedFrom, ",")
 	props.Variables["HERALD_MAX_MESSAGE_BYTES"] = strconv.Itoa(h.Queue.MaxMessageBytes)
-	// The key-hash secret's name comes from a parameter as well: tfsec flags
-	// every plain variable named *SECRET* and cannot take an inline ignore
-	// for generated container definitions, so the variable stays out of them
-	// and the check stays on for the rest.
+	// The key-hash secret's name comes from a parameter as well: trivy
+	// (AWS-0036) flags every plain variable whose name contains SECRET or
+	// KEY, so the variable stays out of the container definitions and the
+	// check stays on for the rest.
 	props.Secrets = map[string]string{
 		"HERALD_DEFAULT_FROM":       h.Secrets.ParameterARNs[defaultFromName],
 		"HERALD_API_KEYS_SECRET_ID": h.Secrets.ParameterARNs[apiKeysSecretIDName],
@@ -355,7 +374,7 @@ func (h *HeraldStack) apiProps(id string, env Environment) *FargateServiceProps 
 	}
 	props.LoadBalancer = &LoadBalancerTarget{TargetGroupARN: h.Ingress.TargetGroup.Arn(), SecurityGroupID: h.Ingress.SecurityGroup.Id()}
 	props.DependsOn = h.Ingress.Listeners
-	h.meshSettings(props, env, true, nil)
+	h.meshSettings(props, env, nil)
 	return props
 }
 
@@ -389,13 +408,12 @@ func (h *HeraldStack) senderProps(id string, env Environment) *FargateServicePro
 			vars["HERALD_SES_CONFIGURATION_SET"] = h.SES.ConfigurationSetName
 			sendAs = append(sendAs, h.SES.ConfigurationSetARN)
 		}
-		statements = append(statements, Statement{Sid: "SendAsOwnIdentity", Actions: []string{"ses:SendEmail"}, Resources: sendAs})
+		statements = append(statements, sendAsAllowedFrom(env.Email, sendAs, h.SES.IdentityARNOf)...)
 		if env.Email.SendRate == 0 {
 			statements = append(statements, Statement{Sid: "ReadSendingQuota", Actions: []string{"ses:GetAccount"}, Resources: []string{"*"}})
 		}
 		public = append(public, EgressRule{
-			Description: senderService + " calls the SES API, which has no VPC endpoint", Port: 443, CIDRs: []string{"0.0.0.0/0"},
-			IgnoreReason: "the SES sending API has no VPC endpoint and is reached through NAT",
+			ID: "ses", Description: senderService + " calls the SES API, which has no VPC endpoint", Port: 443, CIDRs: []string{"0.0.0.0/0"},
 		})
 	case "smtp":
 		host, portText, _ := strings.Cut(env.Email.SMTPAddr, ":")
@@ -407,8 +425,7 @@ func (h *HeraldStack) senderProps(id string, env Environment) *FargateServicePro
 		executionSecrets = []string{smtp}
 		executionKeys = []string{*h.Secrets.Key.Key.Arn()}
 		public = append(public, EgressRule{
-			Description: senderService + " reaches the SMTP relay " + host, Port: port, CIDRs: []string{"0.0.0.0/0"},
-			IgnoreReason: "the SMTP relay is outside the VPC and reached through NAT",
+			ID: "smtp", Description: senderService + " reaches the SMTP relay " + host, Port: port, CIDRs: []string{"0.0.0.0/0"},
 		})
 		extraIgnored = append(extraIgnored, port)
 	}
@@ -422,14 +439,57 @@ func (h *HeraldStack) senderProps(id string, env Environment) *FargateServicePro
 	props.ExecutionKeyARNs = executionKeys
 	props.TaskStatements = statements
 	props.Backlog = &BacklogScaling{QueueName: h.Queue.Name, PerTask: env.Sender.BacklogPerTask}
-	h.meshSettings(props, env, false, extraIgnored)
+	h.meshSettings(props, env, extraIgnored)
 	return props
 }
 
-func (h *HeraldStack) meshSettings(props *FargateServiceProps, env Environment, publish bool, extraIgnored []int) {
+// sendAsAllowedFrom lets the sender send as the identity (sendAs: its
+// identity and configuration set), and only from the addresses the API
+// accepts (HERALD_DEFAULT_FROM and HERALD_ALLOWED_FROM): exact addresses
+// compared ignoring case, as the API compares them, and "@domain" entries
+// as any address of that domain. SES compares the domain pattern
+// case-sensitively (StringLike has no IgnoreCase form). In the SES sandbox
+// a send may be authorized against the recipient's identity too, so the
+// identities of Email.SandboxRecipients (identityARN) join the resources.
+func sendAsAllowedFrom(em EmailConfig, sendAs []string, identityARN func(string) string) []Statement {
+	sendAs = slices.Clone(sendAs)
+	for _, r := range em.SandboxRecipients {
+		sendAs = append(sendAs, identityARN(r))
+	}
+	addresses := []string{strings.ToLower(em.DefaultFrom)}
+	var domains []string
+	for _, a := range em.AllowedFrom {
+		if d, ok := strings.CutPrefix(a, "@"); ok {
+			domains = append(domains, "*@"+strings.ToLower(d))
+		} else {
+			addresses = append(addresses, strings.ToLower(a))
+		}
+	}
+	slices.Sort(addresses)
+	slices.Sort(domains)
+	out := []Statement{{
+		Sid: "SendAsAllowedAddresses", Actions: []string{"ses:SendEmail"}, Resources: sendAs,
+		Conditions: []Condition{{Test: "StringEqualsIgnoreCase", Variable: "ses:FromAddress", Values: slices.Compact(addresses)}},
+	}}
+	if len(domains) > 0 {
+		out = append(out, Statement{
+			Sid: "SendAsAllowedDomains", Actions: []string{"ses:SendEmail"}, Resources: sendAs,
+			Conditions: []Condition{{Test: "StringLike", Variable: "ses:FromAddress", Values: slices.Compact(domains)}},
+		})
+	}
+	return out
+}
+
+// meshSettings puts a service into the mesh. In Service Connect only the
+// API joins, as a server other services in the namespace may call; the
+// sender calls no service and stays out (a Service Connect proxy in its
+// tasks would only cost CPU and memory). In App Mesh both are nodes.
+func (h *HeraldStack) meshSettings(props *FargateServiceProps, env Environment, extraIgnored []int) {
 	switch env.Mesh.Mode {
 	case MeshServiceConnect:
-		props.ServiceConnect = &ServiceConnectSettings{NamespaceARN: h.Discovery.Namespace.Arn(), Publish: publish, DiscoveryName: props.Name}
+		if props.Name == apiService {
+			props.ServiceConnect = &ServiceConnectSettings{NamespaceARN: h.Discovery.Namespace.Arn(), Publish: true, DiscoveryName: props.Name}
+		}
 	case MeshAppMesh:
 		node := h.Mesh.Nodes[props.Name]
 		props.AppMesh = &AppMeshSettings{
@@ -476,7 +536,8 @@ func (h *HeraldStack) newOutputs(env Environment) {
 		out("ci_role_arn", "Role of the deployed-stack workflow (HERALD_AWS_ROLE_ARN)", h.CI.Role.Arn())
 	}
 	if h.Mesh != nil {
-		out("mesh_name", "App Mesh mesh of the services", h.Mesh.Mesh.Name())
+		out("mesh_name", "App Mesh mesh of the services (cannot be deployed since AWS ended App Mesh on 2026-09-30)", h.Mesh.Mesh.Name())
+		out("mesh_notice", "Why this stack cannot be deployed", jsii.String(AppMeshDeprecation))
 	}
 }
 

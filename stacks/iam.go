@@ -24,8 +24,7 @@ type Statement struct {
 	Conditions []Condition
 	// WildcardReason justifies a resource pattern ending in ":*" or "/*"
 	// (the log streams ECS creates in a service's own log group, the objects
-	// of one bucket); it becomes the tfsec ignore of
-	// aws-iam-no-policy-wildcards on the statement.
+	// of one bucket). Statements without one name exact resources.
 	WildcardReason string
 }
 
@@ -142,10 +141,6 @@ func newPolicyDocument(scope constructs.Construct, id string, statements []State
 		effect := "Allow"
 		if s.Deny {
 			effect = "Deny"
-		}
-		if s.WildcardReason != "" {
-			// tfsec reports the resources line, which follows effect
-			effect = tfsecIgnored(`"`+effect+`"`, "aws-iam-no-policy-wildcards", s.WildcardReason)
 		}
 		st := &dataawsiampolicydocument.DataAwsIamPolicyDocumentStatement{
 			Effect:  jsii.String(effect),

@@ -3,7 +3,6 @@ package stacks
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"strconv"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/lb"
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/lblistener"
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/lbtargetgroup"
+	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/route53record"
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/securitygroup"
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/securitygrouprule"
 	"github.com/hashicorp/terraform-cdk-go/cdktf"
@@ -29,12 +29,19 @@ type IngressProps struct {
 	// TargetPort is the API's port; HealthPath its health check path.
 	TargetPort int
 	HealthPath string
-	// CertificateARN: HTTPS on 443 with HTTP redirected; empty: HTTP only.
+	// CertificateARN: HTTPS on 443 with HTTP redirected; empty: HTTP only,
+	// allowed only Internal or behind an AllowedCIDRs allow-list.
 	CertificateARN string
-	Internal       bool
-	// AllowedCIDRs may reach the listeners; default 0.0.0.0/0.
+	// Domain and HostedZoneID: the alias record clients call (with a
+	// certificate only).
+	Domain       string
+	HostedZoneID string
+	Internal     bool
+	// AllowedCIDRs may reach the listeners; defaults as IngressConfig's.
 	AllowedCIDRs       []string
 	DeletionProtection bool
+	// AccessLogs, when set, is the bucket the load balancer logs to.
+	AccessLogs *AccessLogBucket
 }
 
 // Ingress is the load balancer, its listeners and the API's target group.
@@ -43,13 +50,24 @@ type Ingress struct {
 	LoadBalancer  lb.Lb
 	SecurityGroup securitygroup.SecurityGroup
 	TargetGroup   lbtargetgroup.LbTargetGroup
+	// Alias is the Domain's record, nil without a domain.
+	Alias route53record.Route53Record
 	// Listeners must exist before the ECS service registers targets.
 	Listeners []cdktf.ITerraformDependable
-	// URL is the API's base URL (a token until apply).
+	// URL is the API's base URL (a token until apply without a domain).
 	URL *string
 	// ListenerPorts are open to AllowedCIDRs.
 	ListenerPorts []int
 	targetPort    int
+}
+
+// config is the props as the environment's ingress settings, so that the
+// construct refuses exactly what Environment.Validate refuses.
+func (p *IngressProps) config() IngressConfig {
+	return IngressConfig{
+		CertificateARN: p.CertificateARN, Domain: p.Domain, HostedZoneID: p.HostedZoneID,
+		Internal: p.Internal, AllowedCIDRs: p.AllowedCIDRs,
+	}
 }
 
 func (p *IngressProps) validate() error {
@@ -66,27 +84,19 @@ func (p *IngressProps) validate() error {
 	if p.HealthPath == "" || p.HealthPath[0] != '/' {
 		errs = append(errs, fmt.Errorf("HealthPath %q must start with /", p.HealthPath))
 	}
-	if p.CertificateARN != "" && !certPattern.MatchString(p.CertificateARN) {
-		errs = append(errs, fmt.Errorf("CertificateARN %q is not an ACM certificate ARN", p.CertificateARN))
-	}
-	for _, c := range p.AllowedCIDRs {
-		if _, err := netip.ParsePrefix(c); err != nil {
-			errs = append(errs, fmt.Errorf("AllowedCIDRs: %w", err))
-		}
-	}
-	return errors.Join(errs...)
+	pr := &problems{env: p.Name}
+	Environment{Ingress: p.config()}.validateIngress(pr)
+	return errors.Join(append(errs, pr.errs...)...)
 }
 
 // NewIngress creates the load balancer, its security group, the target
-// group and the listeners.
+// group, the listeners and, with a domain, its alias record.
 func NewIngress(scope constructs.Construct, id string, props *IngressProps) *Ingress {
 	if props == nil {
 		props = &IngressProps{}
 	}
 	p := *props
-	if len(p.AllowedCIDRs) == 0 {
-		p.AllowedCIDRs = []string{"0.0.0.0/0"}
-	}
+	p.AllowedCIDRs = p.config().withDefaults().AllowedCIDRs
 	if err := p.validate(); err != nil {
 		panic(fmt.Errorf("herald: ingress %s: %w", id, err))
 	}
@@ -109,7 +119,7 @@ func NewIngress(scope constructs.Construct, id string, props *IngressProps) *Ing
 			Protocol:        jsii.String("tcp"),
 			FromPort:        jsii.Number(float64(port)),
 			ToPort:          jsii.Number(float64(port)),
-			CidrBlocks:      cidrList(p.AllowedCIDRs, "aws-ec2-no-public-ingress-sgr", "listener of the public API load balancer"),
+			CidrBlocks:      jsii.Strings(p.AllowedCIDRs...),
 			Description:     jsii.String(fmt.Sprintf("Clients reach listener %d", port)),
 		})
 	}
@@ -117,6 +127,7 @@ func NewIngress(scope constructs.Construct, id string, props *IngressProps) *Ing
 	cfg := &lb.LbConfig{
 		Name:                     jsii.String(p.Name),
 		LoadBalancerType:         jsii.String("application"),
+		Internal:                 jsii.Bool(p.Internal),
 		SecurityGroups:           &[]*string{in.SecurityGroup.Id()},
 		Subnets:                  &p.SubnetIDs,
 		DropInvalidHeaderFields:  jsii.Bool(true),
@@ -124,10 +135,11 @@ func NewIngress(scope constructs.Construct, id string, props *IngressProps) *Ing
 		IdleTimeout:              jsii.Number(60),
 		Tags:                     nameTag(p.Name),
 	}
-	if p.Internal {
-		cfg.Internal = jsii.Bool(true)
-	} else {
-		cfg.Internal = cdktf.Token_AsAny(jsii.String(tfsecIgnored("false", "aws-elb-alb-not-public", "the notification API serves clients outside the VPC")))
+	if logs := p.AccessLogs; logs != nil {
+		cfg.AccessLogs = &lb.LbAccessLogs{Bucket: jsii.String(logs.Name), Enabled: jsii.Bool(true)}
+		// ELB tries a write when access logs are turned on and fails the
+		// change if the bucket policy does not allow it yet.
+		cfg.DependsOn = &logs.Ready
 	}
 	in.LoadBalancer = lb.NewLb(c, jsii.String("load-balancer"), cfg)
 
@@ -159,10 +171,11 @@ func NewIngress(scope constructs.Construct, id string, props *IngressProps) *Ing
 		TargetGroupArn: in.TargetGroup.Arn(),
 	}}
 	if p.CertificateARN == "" {
+		// Only inside the VPC or to the allow-list (validated above).
 		in.Listeners = append(in.Listeners, lblistener.NewLbListener(c, jsii.String("http"), &lblistener.LbListenerConfig{
 			LoadBalancerArn: in.LoadBalancer.Arn(),
 			Port:            jsii.Number(80),
-			Protocol:        jsii.String(tfsecIgnored(`"HTTP"`, "aws-elb-http-not-used", "no certificate is configured for this environment")),
+			Protocol:        jsii.String("HTTP"),
 			DefaultAction:   forward,
 		}))
 		in.URL = jsii.String("http://" + *in.LoadBalancer.DnsName())
@@ -191,7 +204,23 @@ func NewIngress(scope constructs.Construct, id string, props *IngressProps) *Ing
 			}},
 		}),
 	)
-	in.URL = jsii.String("https://" + *in.LoadBalancer.DnsName())
+	if p.Domain == "" {
+		in.URL = jsii.String("https://" + *in.LoadBalancer.DnsName())
+		return in
+	}
+	// The certificate is for the domain: clients call the domain, which
+	// this record points at the load balancer.
+	in.Alias = route53record.NewRoute53Record(c, jsii.String("alias"), &route53record.Route53RecordConfig{
+		ZoneId: jsii.String(p.HostedZoneID),
+		Name:   jsii.String(p.Domain),
+		Type:   jsii.String("A"),
+		Alias: &route53record.Route53RecordAlias{
+			Name:                 in.LoadBalancer.DnsName(),
+			ZoneId:               in.LoadBalancer.ZoneId(),
+			EvaluateTargetHealth: jsii.Bool(true),
+		},
+	})
+	in.URL = jsii.String("https://" + p.Domain)
 	return in
 }
 

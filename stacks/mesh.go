@@ -54,7 +54,8 @@ type MeshNode struct {
 	VirtualNodeARN string
 }
 
-// AppMesh is the mesh (AWS discontinued App Mesh on 2026-09-30; see
+// AppMesh is the mesh. AWS ended App Mesh on 2026-09-30: creating a mesh
+// fails since, so the mode is synthesized and tested only (see
 // AppMeshDeprecation).
 type AppMesh struct {
 	constructs.Construct
@@ -116,8 +117,12 @@ func NewAppMesh(scope constructs.Construct, id string, props *AppMeshProps) *App
 					Ttl:  jsii.Number(10),
 				}},
 			},
-			// ECS reports task health to Cloud Map.
-			HealthCheckCustomConfig: &servicediscoveryservice.ServiceDiscoveryServiceHealthCheckCustomConfig{},
+			// ECS reports task health to Cloud Map. The threshold is set
+			// although AWS always uses 1: the provider does not send an
+			// empty block, finds none in state and, the block forcing
+			// replacement, replaces the service on every apply
+			// (terraform-provider-aws issue 44285).
+			HealthCheckCustomConfig: &servicediscoveryservice.ServiceDiscoveryServiceHealthCheckCustomConfig{FailureThreshold: jsii.Number(1)},
 		})
 		node := appmeshvirtualnode.NewAppmeshVirtualNode(c, jsii.String(s.Name+"-node"), &appmeshvirtualnode.AppmeshVirtualNodeConfig{
 			Name:     jsii.String(s.Name),

@@ -3,6 +3,7 @@ package stacks
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 
 	"github.com/aws/constructs-go/constructs/v10"
@@ -299,4 +300,29 @@ func (n *Network) AllowEndpointAccess(id string, securityGroupID *string, descri
 		SourceSecurityGroupId: securityGroupID,
 		Description:           jsii.String(description),
 	})
+}
+
+// isPublicCIDR reports whether a block reaches beyond private address space.
+func isPublicCIDR(cidr string) bool {
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return true
+	}
+	first := p.Masked().Addr()
+	if !first.IsPrivate() {
+		return true
+	}
+	// the block is private only if its last address is private as well
+	last := first.As16()
+	hostBits := first.BitLen() - p.Bits()
+	for i := 15; hostBits > 0; i-- {
+		n := min(hostBits, 8)
+		last[i] |= byte(1<<n - 1)
+		hostBits -= n
+	}
+	l := netip.AddrFrom16(last)
+	if first.Is4() {
+		l = l.Unmap()
+	}
+	return !l.IsPrivate()
 }

@@ -81,6 +81,7 @@ func policyDocuments(t *testing.T, doc tfDoc) map[string]policyKind {
 		{"aws_sqs_queue_policy", "policy", resourcePolicy},
 		{"aws_sns_topic_policy", "policy", resourcePolicy},
 		{"aws_vpc_endpoint", "policy", resourcePolicy},
+		{"aws_s3_bucket_policy", "policy", resourcePolicy},
 	}
 	for _, a := range attached {
 		for name, r := range doc.resources(a.typ) {
@@ -133,7 +134,7 @@ func TestPolicyIAM(t *testing.T) {
 			}
 			for i, st := range blocks(d["statement"]) {
 				where := name + "[" + strconv.Itoa(i) + "]"
-				effect, ignored := plain(t, st["effect"])
+				effect := st["effect"]
 				actions := strs(t, st["actions"])
 				resources := strs(t, st["resources"])
 				if len(actions) == 0 || st["not_actions"] != nil || st["not_resources"] != nil {
@@ -183,8 +184,8 @@ func TestPolicyIAM(t *testing.T) {
 								}
 							}
 						case strings.Contains(r, "*"):
-							if !ownLogStreams.MatchString(r) || ignored != "aws-iam-no-policy-wildcards" {
-								t.Errorf("%s: wildcard resource %q (ignore %q): only the streams of the stack's own log groups", where, r, ignored)
+							if !ownLogStreams.MatchString(r) {
+								t.Errorf("%s: wildcard resource %q: only the streams of the stack's own log groups", where, r)
 							}
 						}
 					}
@@ -283,8 +284,31 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 		if s.env.Email.ConfigurationSet {
 			want = append(want, "arn:aws:ses:"+s.env.Region+":"+s.env.Account+":configuration-set/"+s.id)
 		}
-		if got := sender["ses:SendEmail"]; !slices.Equal(got, want) {
-			t.Errorf("the sender sends as %v, want %v", got, want)
+		// Every grant of ses:SendEmail is for the identity and set only, and
+		// only from the addresses the API accepts.
+		var from []string
+		for _, st := range roleStatements(t, s.doc, "sender_task-role") {
+			if !slices.Contains(strs(t, st["actions"]), "ses:SendEmail") {
+				continue
+			}
+			if got := strs(t, st["resources"]); !slices.Equal(got, want) {
+				t.Errorf("the sender sends as %v, want %v", got, want)
+			}
+			cond := block(st["condition"])
+			if cond == nil || cond["variable"] != "ses:FromAddress" {
+				t.Errorf("ses:SendEmail without a ses:FromAddress condition: %v", st)
+				continue
+			}
+			from = append(from, strs(t, cond["values"])...)
+		}
+		wantFrom := []string{strings.ToLower(s.env.Email.DefaultFrom)}
+		for _, a := range s.env.Email.AllowedFrom {
+			wantFrom = append(wantFrom, strings.Replace(strings.ToLower(a), "@", "*@", 1))
+		}
+		slices.Sort(from)
+		slices.Sort(wantFrom)
+		if !slices.Equal(from, slices.Compact(wantFrom)) {
+			t.Errorf("the sender may send from %v, want %v (HERALD_DEFAULT_FROM and HERALD_ALLOWED_FROM)", from, wantFrom)
 		}
 		if sender["secretsmanager:GetSecretValue"] != nil {
 			t.Error("the sender's task role reads secrets; ECS injects them")
@@ -361,10 +385,16 @@ func TestNoPublicExposure(t *testing.T) {
 		if s.env.Ingress.CertificateARN != "" {
 			listenerPorts = append(listenerPorts, 443)
 		}
+		// A listener that forwards plain HTTP is never open to the internet.
+		plainHTTP := false
+		for _, l := range s.doc.resources("aws_lb_listener") {
+			if l["protocol"] == "HTTP" && block(l["default_action"])["type"] != "redirect" {
+				plainHTTP = true
+			}
+		}
 		for name, r := range s.doc.resources("aws_security_group_rule") {
-			cidrs, ignored := plain(t, r["cidr_blocks"])
 			var public bool
-			for _, c := range strs(t, cidrs) {
+			for _, c := range strs(t, r["cidr_blocks"]) {
 				public = public || isPublicCIDR(c)
 			}
 			if r["ipv6_cidr_blocks"] != nil {
@@ -380,12 +410,12 @@ func TestNoPublicExposure(t *testing.T) {
 				if !strings.Contains(group, "ingress_security-group") || !slices.Contains(listenerPorts, port) || r["to_port"] != r["from_port"] {
 					t.Errorf("rule %s opens %s port %v to the internet; only the load balancer's listeners may", name, group, port)
 				}
-				if ignored != "aws-ec2-no-public-ingress-sgr" {
-					t.Errorf("rule %s lacks its justified tfsec ignore", name)
+				if plainHTTP && slices.Contains(strs(t, r["cidr_blocks"]), "0.0.0.0/0") {
+					t.Errorf("rule %s opens a plain HTTP listener to the whole internet", name)
 				}
 			case "egress":
-				if !strings.Contains(group, "sender_security-group") || port != 443 || ignored != "aws-ec2-no-public-egress-sgr" {
-					t.Errorf("rule %s lets %s out to the internet on %v (ignore %q); only the sender, to SES", name, group, port, ignored)
+				if !strings.Contains(group, "sender_security-group") || port != 443 {
+					t.Errorf("rule %s lets %s out to the internet on %v; only the sender, to SES", name, group, port)
 				}
 			}
 		}
@@ -463,10 +493,12 @@ func TestHealthChecksAndDeployments(t *testing.T) {
 				t.Errorf("service %s deploys unsafely", name)
 			}
 		}
+		// The original design's paths: /api (API), /api/notification/send-email (sender).
+		seed := map[string]string{apiService: "/api", senderService: "/api/notification/send-email"}
 		if s.env.Mesh.Mode == MeshAppMesh {
 			for name, node := range s.doc.resources("aws_appmesh_virtual_node") {
-				if hc := block(block(block(node["spec"])["listener"])["health_check"]); hc["path"] != "/healthz" {
-					t.Errorf("virtual node %s checks %v", name, hc["path"])
+				if hc := block(block(block(node["spec"])["listener"])["health_check"]); hc["path"] != seed[node["name"].(string)] {
+					t.Errorf("virtual node %s checks %v, want %s", name, hc["path"], seed[node["name"].(string)])
 				}
 			}
 		}
@@ -522,8 +554,17 @@ func TestServiceContract(t *testing.T) {
 					continue
 				}
 				env, secrets := c.env(), c.secrets()
-				if got := keys(env); !slices.Equal(got, want[cname].env) {
-					t.Errorf("%s environment %v, want %v", cname, got, want[cname].env)
+				wantEnv := slices.Clone(want[cname].env)
+				tuned := map[string]ServiceConfig{apiService: s.env.API, senderService: s.env.Sender}[cname].Environment
+				for k, v := range tuned {
+					wantEnv = append(wantEnv, k)
+					if env[k] != v {
+						t.Errorf("%s: %s = %q, configured %q", cname, k, env[k], v)
+					}
+				}
+				slices.Sort(wantEnv)
+				if got := keys(env); !slices.Equal(got, wantEnv) {
+					t.Errorf("%s environment %v, want %v", cname, got, wantEnv)
 				}
 				if got := keys(secrets); !slices.Equal(got, want[cname].secrets) {
 					t.Errorf("%s secrets %v, want %v", cname, got, want[cname].secrets)
@@ -586,8 +627,14 @@ func TestServiceContract(t *testing.T) {
 
 func TestNoSecretValues(t *testing.T) {
 	forEachStack(t, func(t *testing.T, s builtStack) {
-		if n := len(s.doc.resources("aws_secretsmanager_secret_version")); n > 0 {
-			t.Errorf("%d secret versions: a secret value is in the stack", n)
+		// The one secret version is the API key set's placeholder, no key.
+		for name, v := range s.doc.resources("aws_secretsmanager_secret_version") {
+			if v["secret_string"] != "{}" || !strings.Contains(v["secret_id"].(string), "api-key-hashes") {
+				t.Errorf("secret version %s holds %v: a secret value is in the stack", name, v["secret_string"])
+			}
+		}
+		if n := len(s.doc.resources("aws_secretsmanager_secret_version")); n != 1 {
+			t.Errorf("%d secret versions, want the API key set's placeholder only", n)
 		}
 		// Parameters hold settings, not secrets: the default sender, the
 		// send rate, and the name of the key-hash secret.
@@ -602,7 +649,7 @@ func TestNoSecretValues(t *testing.T) {
 			}
 		}
 		text := mustJSON(s.doc)
-		for _, leak := range []string{"secret_string", "secret_binary", "PRIVATE KEY", "AKIA", "password\":"} {
+		for _, leak := range []string{"secret_binary", "PRIVATE KEY", "AKIA", "password\":"} {
 			if strings.Contains(text, leak) {
 				t.Errorf("the stack contains %q", leak)
 			}
@@ -631,21 +678,28 @@ func TestMeshModes(t *testing.T) {
 		}
 		annotated := false
 		for _, m := range *s.stack.Node().Metadata() {
-			if strings.Contains(mustJSON(m.Data), "discontinued App Mesh") {
+			if strings.Contains(mustJSON(m.Data), "ended App Mesh on 2026-09-30") && strings.Contains(mustJSON(m.Data), "cannot be deployed") {
 				annotated = true
 			}
 		}
 		if annotated != appmesh {
 			t.Errorf("App Mesh annotation %v in mode %s", annotated, s.env.Mesh.Mode)
 		}
+		// In Service Connect only the API joins, as a server; the sender
+		// calls no service and stays out.
 		for name, svc := range s.doc.resources("aws_ecs_service") {
 			sc := block(svc["service_connect_configuration"])
-			if appmesh != (sc == nil) {
+			if joins := !appmesh && svc["name"] == apiService; joins != (sc != nil) {
 				t.Errorf("service %s: service connect %v in mode %s", name, sc, s.env.Mesh.Mode)
 			}
-			if !appmesh && strings.Contains(name, "api") && block(sc["service"])["discovery_name"] != apiService {
+			if sc != nil && block(sc["service"])["discovery_name"] != apiService {
 				t.Errorf("the API is not discoverable by name: %v", sc)
 			}
+		}
+		outputs, _ := s.doc["output"].(map[string]any)
+		notice, _ := block(outputs["mesh_notice"])["value"].(string)
+		if appmesh != strings.Contains(notice, "cannot be deployed") {
+			t.Errorf("mesh_notice output %q in mode %s", notice, s.env.Mesh.Mode)
 		}
 		for name, td := range s.doc.resources("aws_ecs_task_definition") {
 			if (td["proxy_configuration"] != nil) != appmesh {
@@ -663,8 +717,13 @@ func TestOutputsAndBackends(t *testing.T) {
 		outputs, _ := s.doc["output"].(map[string]any)
 		want := []string{"alarm_topic_arn", "api_keys_secret_arn", "api_log_group_name", "api_repository_url", "api_service_name", "api_url", "cluster_name", "dashboard_name", "dlq_arn", "dlq_url", "mesh_mode", "namespace_name", "queue_arn", "queue_url", "sender_log_group_name", "sender_repository_url", "sender_service_name", "ses_configuration_set", "smtp_secret_arn"}
 		if s.env.Mesh.Mode == MeshAppMesh {
-			want = append(want, "mesh_name")
+			want = append(want, "mesh_name", "mesh_notice")
 			slices.Sort(want)
+		}
+		// With a domain the API is called on it, over HTTPS.
+		url, _ := block(outputs["api_url"])["value"].(string)
+		if d := s.env.Ingress.Domain; d != "" && url != "https://"+d {
+			t.Errorf("api_url %q, want https://%s", url, d)
 		}
 		if got := keys(outputs); !slices.Equal(got, want) {
 			t.Errorf("outputs %v, want %v", got, want)

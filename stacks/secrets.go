@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -8,7 +9,9 @@ import (
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/secretsmanagersecret"
+	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/secretsmanagersecretversion"
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/ssmparameter"
+	"github.com/hashicorp/terraform-cdk-go/cdktf"
 )
 
 // SecretSpec names a Secrets Manager secret. Its value is never part of the
@@ -16,7 +19,18 @@ import (
 type SecretSpec struct {
 	Name        string
 	Description string
+	// InitialValue, when set, is a placeholder that holds no secret (the
+	// API key set "{}"): the secret's first version, so that its reader
+	// starts before an operator sets the real value. Terraform never
+	// touches it again: later values come from the operator.
+	InitialValue string
 }
+
+// initialStage labels the placeholder version for good. Secrets Manager
+// deletes versions left without a label; if the placeholder were deleted,
+// Terraform would create it again as the current version and put the
+// placeholder back over the operator's value.
+const initialStage = "herald-initial"
 
 // ParameterSpec is a non-secret SSM String parameter with its value.
 type ParameterSpec struct {
@@ -43,8 +57,10 @@ type SecretsProps struct {
 // Secrets are the KMS-encrypted secrets and the parameters, by Name.
 type Secrets struct {
 	constructs.Construct
-	Key        *Key
-	Secrets    map[string]secretsmanagersecret.SecretsmanagerSecret
+	Key     *Key
+	Secrets map[string]secretsmanagersecret.SecretsmanagerSecret
+	// Initial are the placeholder versions, by secret Name.
+	Initial    map[string]secretsmanagersecretversion.SecretsmanagerSecretVersion
 	Parameters map[string]ssmparameter.SsmParameter
 	// SecretNames and ParameterARNs are known at synth time.
 	SecretNames   map[string]string
@@ -66,6 +82,9 @@ func (p *SecretsProps) validate() error {
 		if !secretNamePattern.MatchString(s.Name) || seen[s.Name] {
 			errs = append(errs, fmt.Errorf("Secrets: %q is not a unique plain name", s.Name))
 		}
+		if s.InitialValue != "" && !json.Valid([]byte(s.InitialValue)) {
+			errs = append(errs, fmt.Errorf("Secrets: %q: InitialValue is not JSON", s.Name))
+		}
 		seen[s.Name] = true
 	}
 	for _, s := range p.Parameters {
@@ -80,7 +99,8 @@ func (p *SecretsProps) validate() error {
 	return errors.Join(errs...)
 }
 
-// NewSecrets creates the key, the secrets (without values) and parameters.
+// NewSecrets creates the key, the secrets (without values, or with their
+// placeholder) and parameters.
 func NewSecrets(scope constructs.Construct, id string, props *SecretsProps) *Secrets {
 	if props == nil {
 		props = &SecretsProps{}
@@ -94,6 +114,7 @@ func NewSecrets(scope constructs.Construct, id string, props *SecretsProps) *Sec
 	s := &Secrets{
 		Construct:     c,
 		Secrets:       map[string]secretsmanagersecret.SecretsmanagerSecret{},
+		Initial:       map[string]secretsmanagersecretversion.SecretsmanagerSecretVersion{},
 		Parameters:    map[string]ssmparameter.SsmParameter{},
 		SecretNames:   map[string]string{},
 		ParameterARNs: map[string]string{},
@@ -113,6 +134,18 @@ func NewSecrets(scope constructs.Construct, id string, props *SecretsProps) *Sec
 			Description:          jsii.String(spec.Description),
 			KmsKeyId:             s.Key.Key.Arn(),
 			RecoveryWindowInDays: jsii.Number(float64(p.RecoveryWindowDays)),
+		})
+		if spec.InitialValue == "" {
+			continue
+		}
+		s.Initial[spec.Name] = secretsmanagersecretversion.NewSecretsmanagerSecretVersion(c, jsii.String(spec.Name+"-initial"), &secretsmanagersecretversion.SecretsmanagerSecretVersionConfig{
+			SecretId:      s.Secrets[spec.Name].Id(),
+			SecretString:  jsii.String(spec.InitialValue),
+			VersionStages: jsii.Strings("AWSCURRENT", initialStage),
+			// The operator's put-secret-value moves AWSCURRENT to a new
+			// version; Terraform must neither move it back nor rewrite the
+			// placeholder.
+			Lifecycle: &cdktf.TerraformResourceLifecycle{IgnoreChanges: jsii.Strings("secret_string", "version_stages")},
 		})
 	}
 	for _, spec := range p.Parameters {

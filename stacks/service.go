@@ -3,6 +3,7 @@ package stacks
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,14 +47,15 @@ const (
 
 // EgressRule lets the service's tasks open connections to one destination.
 type EgressRule struct {
+	// ID names the rule's resource ("egress-<ID>"): a stable name for what
+	// the rule is for, e.g. "ses" (trivy-ignore.rego matches on it).
+	ID          string
 	Description string
 	Port        int
 	// Exactly one destination: CIDRs, a prefix list or a security group.
 	CIDRs           []string
 	PrefixListID    *string
 	SecurityGroupID *string
-	// IgnoreReason justifies a public CIDR for tfsec (see tfsec.go).
-	IgnoreReason string
 }
 
 // LoadBalancerTarget attaches the service to a target group.
@@ -183,6 +185,8 @@ func (p *FargateServiceProps) defaults() {
 
 var secretLikeVariable = []string{"PASSWORD", "USERNAME", "KEY_HASHES", "TOKEN"}
 
+var egressIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+
 func (p *FargateServiceProps) validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -217,7 +221,12 @@ func (p *FargateServiceProps) validate() error {
 	if p.ClusterARN == nil || p.ClusterName == "" || p.VPCID == nil || len(p.SubnetIDs) == 0 {
 		add("ClusterARN, ClusterName, VPCID and SubnetIDs are required")
 	}
+	ids := map[string]bool{}
 	for _, r := range p.EgressRules {
+		if !egressIDPattern.MatchString(r.ID) || ids[r.ID] {
+			add("EgressRules %q: ID %q must be unique, lower-case letters, digits and -", r.Description, r.ID)
+		}
+		ids[r.ID] = true
 		n := 0
 		if len(r.CIDRs) > 0 {
 			n++
@@ -500,7 +509,7 @@ func NewFargateService(scope constructs.Construct, id string, props *FargateServ
 		VpcId:       p.VPCID,
 		Tags:        nameTag(full),
 	})
-	for i, r := range p.EgressRules {
+	for _, r := range p.EgressRules {
 		rule := &securitygrouprule.SecurityGroupRuleConfig{
 			SecurityGroupId: s.SecurityGroup.Id(),
 			Type:            jsii.String("egress"),
@@ -511,13 +520,13 @@ func NewFargateService(scope constructs.Construct, id string, props *FargateServ
 		}
 		switch {
 		case len(r.CIDRs) > 0:
-			rule.CidrBlocks = cidrList(r.CIDRs, "aws-ec2-no-public-egress-sgr", r.IgnoreReason)
+			rule.CidrBlocks = jsii.Strings(r.CIDRs...)
 		case r.PrefixListID != nil:
 			rule.PrefixListIds = &[]*string{r.PrefixListID}
 		default:
 			rule.SourceSecurityGroupId = r.SecurityGroupID
 		}
-		securitygrouprule.NewSecurityGroupRule(c, jsii.String(fmt.Sprintf("egress-%d", i)), rule)
+		securitygrouprule.NewSecurityGroupRule(c, jsii.String("egress-"+r.ID), rule)
 	}
 
 	dependsOn := append([]cdktf.ITerraformDependable{s.ExecutionRole.Policy}, p.DependsOn...)

@@ -34,6 +34,13 @@ type SES struct {
 	IdentityARN          string
 	ConfigurationSetARN  string
 	ConfigurationSetName string
+	account, region      string
+}
+
+// IdentityARNOf is the ARN of another identity (an address or a domain) of
+// the same account and region.
+func (s *SES) IdentityARNOf(identity string) string {
+	return fmt.Sprintf("arn:%s:ses:%s:%s:identity/%s", partition(s.region), s.region, s.account, identity)
 }
 
 func (p *SESProps) validate() error {
@@ -63,7 +70,8 @@ func NewSES(scope constructs.Construct, id string, props *SESProps) *SES {
 	arn := func(kind, name string) string {
 		return fmt.Sprintf("arn:%s:ses:%s:%s:%s/%s", partition(p.Region), p.Region, p.Account, kind, name)
 	}
-	s := &SES{Construct: c, IdentityARN: arn("identity", p.Identity)}
+	s := &SES{Construct: c, account: p.Account, region: p.Region}
+	s.IdentityARN = s.IdentityARNOf(p.Identity)
 	if p.ConfigurationSet != "" {
 		s.ConfigurationSet = sesv2configurationset.NewSesv2ConfigurationSet(c, jsii.String("configuration-set"), &sesv2configurationset.Sesv2ConfigurationSetConfig{
 			ConfigurationSetName: jsii.String(p.ConfigurationSet),

@@ -1,9 +1,20 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"time"
+
+	"herald/services/internal/herald"
+)
+
+// The sender's health check path is the original design's; /healthz stays
+// an alias (the local pipeline and older checks ask it). The stacks check
+// the same path (stacks/herald.go senderHealthPath).
+const (
+	healthPath  = "/api/notification/send-email"
+	healthAlias = "/healthz"
 )
 
 // health answers the liveness checks: 200 while the poll loop makes
@@ -31,12 +42,11 @@ func (h health) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}{status, last.UTC().Format(time.RFC3339Nano), h.stallAfter.String()})
 }
 
-// newHealthServer serves the two health paths: /healthz and the original
-// design's /api/notification/send-email.
+// newHealthServer serves the health check path and its alias.
 func newHealthServer(h health) *http.Server {
 	mux := http.NewServeMux()
-	mux.Handle("GET /healthz", h)
-	mux.Handle("GET /api/notification/send-email", h)
+	mux.Handle("GET "+healthPath, h)
+	mux.Handle("GET "+healthAlias, h)
 	return &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -45,4 +55,10 @@ func newHealthServer(h health) *http.Server {
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 	}
+}
+
+// healthcheck is the `healthcheck` subcommand (the container health check):
+// it asks the running sender's health check path.
+func healthcheck(ctx context.Context, getenv func(string) string) error {
+	return herald.HealthcheckAt(ctx, getenv, defaultAddr, healthPath)
 }

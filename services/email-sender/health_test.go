@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -52,5 +56,53 @@ func TestHealthGoesUnavailableWhenPollingStalls(t *testing.T) {
 	}
 	if srv.ReadHeaderTimeout == 0 || srv.WriteTimeout == 0 || srv.IdleTimeout == 0 {
 		t.Error("health server without explicit timeouts")
+	}
+}
+
+// The container health check (the healthcheck subcommand) asks the original
+// design's path of the running health server, and fails once it reports a
+// stall.
+func TestHealthcheckAsksTheHealthPath(t *testing.T) {
+	lastPoll := time.Now()
+	var stalled atomic.Bool
+	srv := newHealthServer(health{
+		last: func() time.Time { return lastPoll },
+		now: func() time.Time {
+			if stalled.Load() {
+				return lastPoll.Add(time.Hour)
+			}
+			return lastPoll
+		},
+		stallAfter: time.Minute,
+	})
+	var mu sync.Mutex
+	var asked []string
+	inner := srv.Handler
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.URL.Path)
+		mu.Unlock()
+		inner.ServeHTTP(w, r)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	getenv := func(k string) string { return map[string]string{"HERALD_HTTP_ADDR": ":" + port}[k] }
+
+	if err := healthcheck(context.Background(), getenv); err != nil {
+		t.Fatalf("healthy sender: %v", err)
+	}
+	stalled.Store(true)
+	if err := healthcheck(context.Background(), getenv); err == nil {
+		t.Fatal("stalled sender: the health check passed")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked) != 2 || asked[0] != "/api/notification/send-email" || asked[1] != asked[0] {
+		t.Errorf("the health check asked %v, want /api/notification/send-email twice", asked)
 	}
 }

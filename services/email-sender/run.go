@@ -37,7 +37,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if len(args) > 1 {
 		switch args[1] {
 		case "healthcheck":
-			return herald.Healthcheck(ctx, getenv, defaultAddr)
+			return healthcheck(ctx, getenv)
 		default:
 			return fmt.Errorf("unknown subcommand %q: run with no argument, or healthcheck", args[1])
 		}

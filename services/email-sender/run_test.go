@@ -47,7 +47,7 @@ func TestRunFailsFastOnConfig(t *testing.T) {
 func TestHealthcheckSubcommand(t *testing.T) {
 	status := http.StatusOK
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" {
+		if r.URL.Path != healthPath {
 			http.NotFound(w, r)
 			return
 		}

@@ -57,15 +57,21 @@ type deployment struct {
 	run    string // value of runTag for this run's mail
 }
 
-// check runs every check of the deployed stack in order.
+// check runs every check of the deployed stack in order. Its first steps
+// are stacks/README.md's first-deploy steps after the deploy: the API
+// becomes healthy on its own (with the empty key set the stack stores),
+// then the operator stores a key, which needs no deploy.
 func (d *deployment) check() {
 	d.run = strings.ToLower(random.UniqueId())
 	if got := d.out["mesh_mode"]; got != d.mode {
 		d.t.Fatalf("stack output mesh_mode %q, want %q", got, d.mode)
 	}
-	d.installAPIKey()
+	// Step 3: the API's tasks are healthy before anyone stores a key.
 	d.waitHealthy()
 	d.servicesAtDesiredCount()
+	d.unauthorizedWithoutKeys()
+	// Step 4: store a key; the API picks it up on its next refresh.
+	d.installAPIKey()
 	d.scalesOnCPU()
 	d.logGroupsExist()
 	d.alarmIs("dlq-not-empty", cwtypes.StateValueOk, 10*time.Minute)
@@ -73,8 +79,10 @@ func (d *deployment) check() {
 	d.deadLetterAlarm()
 }
 
-// installAPIKey stores a fresh key's hash in the API key secret (the stack
-// creates it empty) and rolls the API so its tasks read it now.
+// installAPIKey stores a fresh key's hash in the API key secret, as
+// stacks/README.md says: put-secret-value and nothing else. The API reads
+// the secret again every HERALD_API_KEYS_REFRESH; post retries on 401 until
+// it has.
 func (d *deployment) installAPIKey() {
 	key, hash, err := devstack.MintKey()
 	if err != nil {
@@ -87,10 +95,25 @@ func (d *deployment) installAPIKey() {
 	}); err != nil {
 		d.t.Fatalf("store the API key hash: %v", err)
 	}
-	if _, err := ecs.NewFromConfig(d.cfg).UpdateService(d.ctx, &ecs.UpdateServiceInput{
-		Cluster: aws.String(d.out["cluster_name"]), Service: aws.String(d.out["api_service_name"]), ForceNewDeployment: true,
-	}); err != nil {
-		d.t.Fatalf("roll the API service: %v", err)
+}
+
+// unauthorizedWithoutKeys checks that the API started with the stack's empty
+// key set refuses a request: 401, not an open door nor a crash.
+func (d *deployment) unauthorizedWithoutKeys() {
+	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	req, err := http.NewRequestWithContext(d.ctx, http.MethodPost, d.out["api_url"]+"/api/notifications", bytes.NewReader(mustJSON(map[string]any{"to": []string{simulatorSuccess}, "subject": "x", "text": "x"})))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer not-a-key")
+	resp, err := client.Do(req)
+	if err != nil {
+		d.t.Fatalf("post without a stored key: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		d.t.Fatalf("post before any key is stored: status %d, want 401", resp.StatusCode)
 	}
 }
 
@@ -272,12 +295,12 @@ func (d *deployment) publishEventsToCloudWatch(set string) {
 }
 
 // post sends one notification with the test's key and returns its envelope
-// id; it retries while the API answers 401 (tasks that started before the
-// key was stored) or 503.
+// id; it retries while the API answers 401 (its tasks read the key secret
+// again every HERALD_API_KEYS_REFRESH, 5 minutes by default) or 503.
 func (d *deployment) post(n map[string]any) string {
 	body := mustJSON(n)
 	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	return retry.DoWithRetry(d.t, "post a notification", 30, 10*time.Second, func() (string, error) {
+	return retry.DoWithRetry(d.t, "post a notification", 45, 10*time.Second, func() (string, error) {
 		req, err := http.NewRequestWithContext(d.ctx, http.MethodPost, d.out["api_url"]+"/api/notifications", bytes.NewReader(body))
 		if err != nil {
 			return "", retry.FatalError{Underlying: err}

@@ -37,18 +37,26 @@ const (
 	// (default dev): its account, region, sizing and SES identity.
 	BaseVariable = "HERALD_E2E_ENV"
 	// ModesVariable lists the mesh modes to deploy, each its own stack,
-	// in parallel (default "serviceconnect,appmesh").
+	// in parallel (default "serviceconnect"; "appmesh" is skipped: AWS
+	// ended App Mesh on 2026-09-30).
 	ModesVariable = "HERALD_E2E_MODES"
 )
 
+// kmsLogGroupRace is the error a first apply can stop with when CloudWatch
+// Logs uses the logs key before its new key policy is visible to it
+// (terraform-provider-aws issue 29282). stacks/README.md's first-deploy
+// steps say to run the deploy again; the suite retries the apply the same
+// way.
+const kmsLogGroupRace = `(?s).*The specified KMS key does not exist or is not allowed to be used with Arn.*log-group.*`
+
 // skipMessage says how to run the suite and what it costs.
 const skipMessage = `deployed-stack suite skipped: it deploys real AWS resources into your account and costs money
-(about US$0.35 per mesh mode and run, both modes by default; tests/README.md has the estimate).
+(about US$0.35 per run; tests/README.md has the estimate).
 To run it (Terraform >= 1.5, AWS credentials for the environment's account, a verified SES identity):
   make push                                   # prints HERALD_API_IMAGE=... HERALD_SENDER_IMAGE=...
   export HERALD_API_IMAGE=<repository>@sha256:... HERALD_SENDER_IMAGE=<repository>@sha256:...
   HERALD_E2E_AWS=1 go test -v -timeout 90m ./tests/deployed
-Optional: HERALD_E2E_ENV=<environment to copy, default dev>, HERALD_E2E_MODES=serviceconnect,appmesh`
+Optional: HERALD_E2E_ENV=<environment to copy, default dev>`
 
 func TestDeployedStack(t *testing.T) {
 	if os.Getenv(GateVariable) != "1" {
@@ -60,9 +68,13 @@ func TestDeployedStack(t *testing.T) {
 			t.Fatalf("%s is not set to an image digest: push the images first (`make push` prints both variables) and export them", v)
 		}
 	}
-	for _, mode := range strings.Split(envOr(ModesVariable, "serviceconnect,appmesh"), ",") {
+	for _, mode := range strings.Split(envOr(ModesVariable, "serviceconnect"), ",") {
 		mode := strings.TrimSpace(mode)
 		t.Run(mode, func(t *testing.T) {
+			if mode == "appmesh" {
+				t.Skip("AWS ended App Mesh on 2026-09-30: an appmesh stack cannot be deployed (creating the mesh fails); " +
+					"the mode is synthesized and tested by go test ./stacks/ only")
+			}
 			t.Parallel()
 			deployAndCheck(t, base, mode)
 		})
@@ -98,7 +110,7 @@ func deployAndCheck(t *testing.T, base, mode string) {
 	}
 	preflight(t, ctx, cfg, doc)
 
-	opts := terraform.WithDefaultRetryableErrors(t, &terraform.Options{TerraformDir: dir, NoColor: true})
+	opts := applyOptions(t, dir)
 	defer func() {
 		terraform.Destroy(t, opts)
 		// Local state lives at the repository root; gone with the stack.
@@ -107,23 +119,24 @@ func deployAndCheck(t *testing.T, base, mode string) {
 		t.Logf("destroyed %s after %s", stack, time.Since(start).Round(time.Second))
 	}()
 
-	if mode == "appmesh" {
-		// Apply the mesh alone first: an account App Mesh no longer takes
-		// refuses it within seconds, before anything costly exists.
-		probe := *opts
-		probe.Targets = []string{"aws_appmesh_mesh." + doc.single(t, "aws_appmesh_mesh")}
-		if _, err := terraform.InitAndApplyE(t, &probe); err != nil {
-			if reason := appMeshRefused(err); reason != "" {
-				t.Skipf("App Mesh is not available to this account (%s); AWS discontinued it on 2026-09-30 and Service Connect is its successor: %v", reason, err)
-			}
-			t.Fatalf("apply the App Mesh mesh: %v", err)
-		}
-	}
+	// stacks/README.md, first deploy, step 3: deploy (again, if the logs
+	// key's policy was not yet usable).
 	terraform.InitAndApply(t, opts)
 	t.Logf("applied %s in %s", stack, time.Since(start).Round(time.Second))
 
 	d := &deployment{t: t, ctx: ctx, cfg: cfg, stack: stack, mode: mode, start: start, out: outputs(t, opts)}
 	d.check()
+}
+
+// applyOptions are Terratest's options for the stack in dir: Terratest's
+// retries for transient errors, and the first-apply KMS race, retried
+// after the key policy has had time to propagate.
+func applyOptions(t *testing.T, dir string) *terraform.Options {
+	opts := terraform.WithDefaultRetryableErrors(t, &terraform.Options{TerraformDir: dir, NoColor: true})
+	opts.RetryableTerraformErrors[kmsLogGroupRace] = "the logs key's policy was not yet usable by CloudWatch Logs (provider issue 29282): deploy again"
+	opts.MaxRetries = 3
+	opts.TimeBetweenRetries = 30 * time.Second
+	return opts
 }
 
 // synth runs the cdktf app (main.go) as `cdktf synth` does, for a copy of
@@ -186,18 +199,6 @@ func readStack(t *testing.T, dir string) stackDoc {
 	return doc
 }
 
-// single is the logical id of the one resource of a type.
-func (d stackDoc) single(t *testing.T, typ string) string {
-	t.Helper()
-	if len(d.resources[typ]) != 1 {
-		t.Fatalf("want one %s in the stack, have %d", typ, len(d.resources[typ]))
-	}
-	for id := range d.resources[typ] {
-		return id
-	}
-	return ""
-}
-
 // preflight fails early, before anything is deployed, when the credentials
 // are for another account than the environment's or SES cannot send as
 // the default sender.
@@ -226,18 +227,6 @@ func preflight(t *testing.T, ctx context.Context, cfg aws.Config, doc stackDoc) 
 		seen = append(seen, c+": not verified")
 	}
 	t.Fatalf("SES in %s cannot send as %s; verify the identity first (%s)", doc.region, from, strings.Join(seen, "; "))
-}
-
-// appMeshRefused says why an App Mesh error means the account cannot use it,
-// or "" for any other error.
-func appMeshRefused(err error) string {
-	msg := err.Error()
-	for _, s := range []string{"AccessDenied", "no longer available", "not available", "SubscriptionRequired", "OptInRequired", "no such host", "UnrecognizedClient"} {
-		if strings.Contains(msg, s) {
-			return s
-		}
-	}
-	return ""
 }
 
 // outputs reads the stack outputs the suite uses.

@@ -191,9 +191,14 @@ func ReadCommon(e *Env, defaultAddr string) Common {
 // HealthURL is where the `healthcheck` subcommand looks for the service's own
 // liveness endpoint: loopback, on the port of addr.
 func HealthURL(addr string) (string, error) {
+	return HealthURLAt(addr, "/healthz")
+}
+
+// HealthURLAt is HealthURL with another path.
+func HealthURLAt(addr, path string) (string, error) {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", fmt.Errorf("HERALD_HTTP_ADDR %q: %w", addr, err)
 	}
-	return "http://" + net.JoinHostPort("127.0.0.1", port) + "/healthz", nil
+	return "http://" + net.JoinHostPort("127.0.0.1", port) + path, nil
 }
