@@ -318,7 +318,9 @@ func TestGetShowsRecipients(t *testing.T) {
 	b := bounced("a@example.com", testNow.Add(time.Second))
 	it := recorded("ses-1", complained, b)
 	it[attrStatus] = str(string(StateSent))
-	db := &fakeDB{get: func(*dynamodb.GetItemInput) (*dynamodb.GetItemOutput, error) { return &dynamodb.GetItemOutput{Item: it}, nil }}
+	db := &fakeDB{get: func(*dynamodb.GetItemInput) (*dynamodb.GetItemOutput, error) {
+		return &dynamodb.GetItemOutput{Item: it}, nil
+	}}
 	st, err := newTestStore(t, db).Get(context.Background(), id, "svc")
 	if err != nil {
 		t.Fatal(err)
