@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -154,6 +155,10 @@ type FeedbackResult struct {
 	Writes int
 }
 
+// ErrInvalidFeedback: RecordFeedback refused its input (a bad id, address,
+// outcome or time); trying again cannot help.
+var ErrInvalidFeedback = errors.New("store: invalid feedback")
+
 // RecordFeedback applies one SES event to notification id: the sent evidence
 // and each recipient's outcome where it rises. It never creates a record:
 // ErrNotFound when the notification has none (or it expired), since every
@@ -162,11 +167,11 @@ type FeedbackResult struct {
 // higher one (a repeated or older event, or a race lost to another event).
 func (s *Store) RecordFeedback(ctx context.Context, id string, fb Feedback) (FeedbackResult, error) {
 	if _, ok := parse(id); !ok {
-		return FeedbackResult{}, fmt.Errorf("store: notification id %q is not a UUIDv7 or v8 in lowercase", id)
+		return FeedbackResult{}, fmt.Errorf("%w: notification id %q is not a UUIDv7 or v8 in lowercase", ErrInvalidFeedback, id)
 	}
 	pending, err := checkFeedback(fb)
 	if err != nil {
-		return FeedbackResult{}, fmt.Errorf("store: feedback for %s: %w", id, err)
+		return FeedbackResult{}, fmt.Errorf("%w for %s: %w", ErrInvalidFeedback, id, err)
 	}
 	var res FeedbackResult
 	noteSend := func(old item) {
