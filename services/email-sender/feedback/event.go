@@ -211,114 +211,92 @@ func Parse(body []byte, topicARN string) (Event, error) {
 // recipients are the outcomes of the event, per recipient.
 func (ev *sesEvent) recipients(sentAt time.Time) ([]store.Recipient, error) {
 	var out []store.Recipient
-	add := func(addr string, r store.Recipient) error {
-		a, err := bare(addr)
-		if err != nil {
-			return malformed(KindBadValue, "%s event: a recipient address does not parse: %v", ev.EventType, err)
-		}
-		r.Address = a
-		out = append(out, r)
-		return nil
-	}
 	missing := func(field string) error {
 		return malformed(KindMissingField, "%s event without %s", ev.EventType, field)
 	}
+	// each adds the recipients of the event's object obj (absent: an
+	// error); ts is the time of its events, n their number and r gives the
+	// i-th one's address and outcome. Each is called only when obj is there.
+	each := func(obj string, present bool, ts func() (time.Time, error), n func() int, r func(i int) (string, store.Recipient)) error {
+		if !present {
+			return missing(obj)
+		}
+		if n() == 0 {
+			return missing(obj + " recipients")
+		}
+		at, err := ts()
+		if err != nil {
+			return err
+		}
+		for i := range n() {
+			addr, rec := r(i)
+			a, err := bare(addr)
+			if err != nil {
+				return malformed(KindBadValue, "%s event: a recipient address does not parse: %v", ev.EventType, err)
+			}
+			rec.Address, rec.At = a, at
+			out = append(out, rec)
+		}
+		return nil
+	}
+	// Message-level events have no time of their own: the send's.
+	atSend := func() (time.Time, error) { return sentAt, nil }
+	var err error
 	switch ev.EventType {
 	case EventSend:
-		return nil, nil
 	case EventDelivery:
 		d := ev.Delivery
-		if d == nil || len(d.Recipients) == 0 {
-			return nil, missing("delivery.recipients")
-		}
-		at, err := parseTime("delivery.timestamp", d.Timestamp)
-		if err != nil {
-			return nil, err
-		}
-		for _, a := range d.Recipients {
-			if err := add(a, store.Recipient{Outcome: store.OutcomeDelivered, At: at, Diagnostic: d.SMTPResponse}); err != nil {
-				return nil, err
-			}
-		}
+		err = each("delivery", d != nil, func() (time.Time, error) { return parseTime("delivery.timestamp", d.Timestamp) },
+			func() int { return len(d.Recipients) },
+			func(i int) (string, store.Recipient) {
+				return d.Recipients[i], store.Recipient{Outcome: store.OutcomeDelivered, Diagnostic: d.SMTPResponse}
+			})
 	case EventBounce:
 		b := ev.Bounce
-		if b == nil || len(b.BouncedRecipients) == 0 {
-			return nil, missing("bounce.bouncedRecipients")
-		}
-		if b.BounceType == "" {
+		if b != nil && b.BounceType == "" {
 			return nil, missing("bounce.bounceType")
 		}
-		at, err := parseTime("bounce.timestamp", b.Timestamp)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range b.BouncedRecipients {
-			err := add(r.EmailAddress, store.Recipient{Outcome: store.OutcomeBounced, At: at, Type: b.BounceType, SubType: b.BounceSubType,
-				Status: r.Status, Diagnostic: r.DiagnosticCode})
-			if err != nil {
-				return nil, err
-			}
-		}
+		err = each("bounce", b != nil, func() (time.Time, error) { return parseTime("bounce.timestamp", b.Timestamp) },
+			func() int { return len(b.BouncedRecipients) },
+			func(i int) (string, store.Recipient) {
+				r := b.BouncedRecipients[i]
+				return r.EmailAddress, store.Recipient{Outcome: store.OutcomeBounced, Type: b.BounceType, SubType: b.BounceSubType,
+					Status: r.Status, Diagnostic: r.DiagnosticCode}
+			})
 	case EventComplaint:
 		c := ev.Complaint
-		if c == nil || len(c.ComplainedRecipients) == 0 {
-			return nil, missing("complaint.complainedRecipients")
-		}
-		at, err := parseTime("complaint.timestamp", c.Timestamp)
-		if err != nil {
-			return nil, err
-		}
-		sub := ""
-		if c.ComplaintSubType != nil {
-			sub = *c.ComplaintSubType
-		}
-		for _, r := range c.ComplainedRecipients {
-			if err := add(r.EmailAddress, store.Recipient{Outcome: store.OutcomeComplained, At: at, Type: c.ComplaintFeedbackType, SubType: sub}); err != nil {
-				return nil, err
-			}
-		}
+		err = each("complaint", c != nil, func() (time.Time, error) { return parseTime("complaint.timestamp", c.Timestamp) },
+			func() int { return len(c.ComplainedRecipients) },
+			func(i int) (string, store.Recipient) {
+				sub := ""
+				if c.ComplaintSubType != nil {
+					sub = *c.ComplaintSubType
+				}
+				return c.ComplainedRecipients[i].EmailAddress, store.Recipient{Outcome: store.OutcomeComplained, Type: c.ComplaintFeedbackType, SubType: sub}
+			})
 	case EventDeliveryDelay:
 		d := ev.DeliveryDelay
-		if d == nil || len(d.DelayedRecipients) == 0 {
-			return nil, missing("deliveryDelay.delayedRecipients")
-		}
-		at, err := parseTime("deliveryDelay.timestamp", d.Timestamp)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range d.DelayedRecipients {
-			err := add(r.EmailAddress, store.Recipient{Outcome: store.OutcomeDelayed, At: at, Type: d.DelayType, Status: r.Status, Diagnostic: r.DiagnosticCode})
-			if err != nil {
-				return nil, err
-			}
-		}
-	case EventReject, EventRenderingFailure:
-		// Message-level events without a time of their own: every recipient
-		// of the mail, at the time SES accepted it.
-		r := store.Recipient{Outcome: store.OutcomeRejected, At: sentAt}
-		if ev.EventType == EventReject {
-			if ev.Reject == nil {
-				return nil, missing("reject")
-			}
-			r.Type, r.Diagnostic = "Reject", ev.Reject.Reason
-		} else {
-			if ev.Failure == nil {
-				return nil, missing("failure")
-			}
-			r.Type, r.Diagnostic = "RenderingFailure", strings.TrimSpace(ev.Failure.TemplateName+": "+ev.Failure.ErrorMessage)
-		}
-		if len(ev.Mail.Destination) == 0 {
-			return nil, missing("mail.destination")
-		}
-		for _, a := range ev.Mail.Destination {
-			if err := add(a, r); err != nil {
-				return nil, err
-			}
-		}
+		err = each("deliveryDelay", d != nil, func() (time.Time, error) { return parseTime("deliveryDelay.timestamp", d.Timestamp) },
+			func() int { return len(d.DelayedRecipients) },
+			func(i int) (string, store.Recipient) {
+				r := d.DelayedRecipients[i]
+				return r.EmailAddress, store.Recipient{Outcome: store.OutcomeDelayed, Type: d.DelayType, Status: r.Status, Diagnostic: r.DiagnosticCode}
+			})
+	case EventReject:
+		dest := ev.Mail.Destination
+		err = each("reject", ev.Reject != nil, atSend, func() int { return len(dest) }, func(i int) (string, store.Recipient) {
+			return dest[i], store.Recipient{Outcome: store.OutcomeRejected, Type: "Reject", Diagnostic: ev.Reject.Reason}
+		})
+	case EventRenderingFailure:
+		dest, f := ev.Mail.Destination, ev.Failure
+		err = each("failure", f != nil, atSend, func() int { return len(dest) }, func(i int) (string, store.Recipient) {
+			return dest[i], store.Recipient{Outcome: store.OutcomeRejected, Type: "RenderingFailure",
+				Diagnostic: strings.TrimSpace(f.TemplateName + ": " + f.ErrorMessage)}
+		})
 	default:
 		return nil, malformed(KindUnknownType, "event type %q is not one Herald publishes (%s)", ev.EventType, strings.Join(EventTypes, ", "))
 	}
-	return out, nil
+	return out, err
 }
 
 // decodeObject decodes one JSON object and nothing after it.
