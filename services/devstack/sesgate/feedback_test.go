@@ -28,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
 
 	"herald/services/email-sender/feedback"
+	"herald/services/email-sender/feedback/sestag"
 )
 
 // fakeSQS takes SendMessage calls (the JSON protocol) and keeps the bodies.
@@ -117,7 +118,7 @@ func sendTo(t *testing.T, c *sesv2.Client, set string, to ...string) string {
 			Subject: &types.Content{Data: aws.String("Your receipt")},
 			Body:    &types.Body{Text: &types.Content{Data: aws.String("Thanks.")}},
 		}},
-		EmailTags: feedback.WithNotificationTag([]types.MessageTag{{Name: aws.String("team"), Value: aws.String("billing")}}, testID),
+		EmailTags: sestag.WithNotificationTag([]types.MessageTag{{Name: aws.String("team"), Value: aws.String("billing")}}, testID),
 	}
 	if set != "" {
 		in.ConfigurationSetName = aws.String(set)
@@ -237,7 +238,7 @@ func checkMail(t *testing.T, rec map[string]any, messageID string, to []string, 
 	}
 	tags := obj(t, m["tags"], "mail.tags")
 	want := map[string]string{"ses:configuration-set": testSet, "ses:from-domain": "example.com", "ses:caller-identity": "local",
-		"ses:source-ip": "127.0.0.1", "team": "billing", feedback.NotificationTag: testID}
+		"ses:source-ip": "127.0.0.1", "team": "billing", sestag.NotificationTag: testID}
 	for k, v := range want {
 		if fmt.Sprint(tags[k]) != "["+v+"]" {
 			t.Errorf("tag %s = %v, want [%s]", k, tags[k], v)
@@ -366,7 +367,7 @@ func TestMailboxSimulator(t *testing.T) {
 			if got := up.calls.Load() == 1; got != tc.forwarded {
 				t.Errorf("reached the emulator: %v, want %v", got, tc.forwarded)
 			}
-			if s := g.Sends(); len(s) != 1 || s[0].MessageID != id || s[0].ConfigurationSet != testSet || s[0].Tags[feedback.NotificationTag] != testID ||
+			if s := g.Sends(); len(s) != 1 || s[0].MessageID != id || s[0].ConfigurationSet != testSet || s[0].Tags[sestag.NotificationTag] != testID ||
 				(len(s[0].NotSent) == 0) != tc.forwarded {
 				t.Errorf("record %+v", s)
 			}
@@ -497,7 +498,7 @@ func TestRejectRenderingFailureAndDelay(t *testing.T) {
 	out, err := c.SendEmail(ctx, &sesv2.SendEmailInput{
 		FromEmailAddress: aws.String("Herald <noreply@example.com>"), ConfigurationSetName: aws.String(testSet),
 		Destination: &types.Destination{ToAddresses: []string{"a@example.com"}},
-		EmailTags:   feedback.WithNotificationTag([]types.MessageTag{{Name: aws.String("team"), Value: aws.String("billing")}}, testID),
+		EmailTags:   sestag.WithNotificationTag([]types.MessageTag{{Name: aws.String("team"), Value: aws.String("billing")}}, testID),
 		Content: &types.EmailContent{Simple: &types.Message{
 			Subject: &types.Content{Data: aws.String("Your receipt")}, Body: &types.Body{Text: &types.Content{Data: aws.String("see attached")}},
 			Attachments: []types.Attachment{{FileName: aws.String("sample.txt"), RawContent: []byte(eicar)}},
@@ -519,7 +520,7 @@ func TestRejectRenderingFailureAndDelay(t *testing.T) {
 	// A template whose data lacks an attribute: a rendering failure.
 	_, err = c.SendEmail(ctx, &sesv2.SendEmailInput{
 		FromEmailAddress: aws.String("noreply@example.com"), ConfigurationSetName: aws.String(testSet),
-		Destination: &types.Destination{ToAddresses: []string{"a@example.com"}}, EmailTags: feedback.WithNotificationTag(nil, testID),
+		Destination: &types.Destination{ToAddresses: []string{"a@example.com"}}, EmailTags: sestag.WithNotificationTag(nil, testID),
 		Content: &types.EmailContent{Template: &types.Template{
 			TemplateContent: &types.EmailTemplateContent{Subject: aws.String("Hello {{name}}"), Text: aws.String("Dear {{ name }}, {{plan}}")},
 			TemplateData:    aws.String(`{"plan":"pro"}`),

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"herald/services/email-sender/feedback/sestag"
 	"herald/services/internal/store"
 )
 
@@ -107,7 +108,7 @@ type Event struct {
 	Type string
 	// SNSMessageID and TopicARN are the envelope's.
 	SNSMessageID, TopicARN string
-	// NotificationID is the NotificationTag's value.
+	// NotificationID is the value of the sestag.NotificationTag tag.
 	NotificationID string
 	// Feedback is what the event says, for the store.
 	Feedback store.Feedback
@@ -188,12 +189,12 @@ func Parse(body []byte, topicARN string) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	ids := m.Tags[NotificationTag]
+	ids := m.Tags[sestag.NotificationTag]
 	switch {
 	case len(ids) == 0:
-		return Event{}, malformed(KindUntagged, "%s event of SES message %s has no %s tag: not sent by Herald, or by a sender without the tag", ev.EventType, m.MessageID, NotificationTag)
+		return Event{}, malformed(KindUntagged, "%s event of SES message %s has no %s tag: not sent by Herald, or by a sender without the tag", ev.EventType, m.MessageID, sestag.NotificationTag)
 	case len(ids) > 1 || !validID(ids[0]):
-		return Event{}, malformed(KindBadValue, "%s event of SES message %s: tag %s %q is not one notification id", ev.EventType, m.MessageID, NotificationTag, ids)
+		return Event{}, malformed(KindBadValue, "%s event of SES message %s: tag %s %q is not one notification id", ev.EventType, m.MessageID, sestag.NotificationTag, ids)
 	}
 	out.NotificationID = ids[0]
 	out.Feedback = store.Feedback{ProviderMessageID: m.MessageID, SentAt: sentAt}

@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
-
 	"herald/services/internal/store"
 )
 
@@ -125,22 +122,5 @@ func TestParseRefuses(t *testing.T) {
 	// Any topic when none is configured.
 	if _, err := Parse([]byte(replace(envelope, testTopic+`"`, `arn:aws:sns:us-east-1:111122223333:other"`)), ""); err != nil {
 		t.Fatalf("another topic with none configured: %v", err)
-	}
-}
-
-func TestWithNotificationTag(t *testing.T) {
-	tag := func(n, v string) types.MessageTag { return types.MessageTag{Name: aws.String(n), Value: aws.String(v)} }
-	// A caller's metadata naming the tag cannot point events at another
-	// notification, and the name appears once (SES refuses it twice).
-	got := WithNotificationTag([]types.MessageTag{tag("team", "billing"), tag(NotificationTag, "forged")}, testID)
-	var s []string
-	for _, t := range got {
-		s = append(s, aws.ToString(t.Name)+"="+aws.ToString(t.Value))
-	}
-	if want := "team=billing " + NotificationTag + "=" + testID; strings.Join(s, " ") != want {
-		t.Fatalf("tags %v, want %s", s, want)
-	}
-	if got := WithNotificationTag(nil, testID); len(got) != 1 {
-		t.Fatalf("tags of a send without metadata: %v", got)
 	}
 }

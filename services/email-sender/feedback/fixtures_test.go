@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"herald/services/email-sender/feedback/sestag"
 )
 
 // Event records in the shapes of the SES developer guide's "Examples of
@@ -24,7 +26,7 @@ const (
 func mailJSON(id string, to ...string) string {
 	tags := `"ses:configuration-set":["herald"],"ses:source-ip":["192.0.2.10"],"ses:from-domain":["example.com"],"ses:caller-identity":["herald-sender"],"team":["billing"]`
 	if id != "" {
-		tags += `,"` + NotificationTag + `":["` + id + `"]`
+		tags += `,"` + sestag.NotificationTag + `":["` + id + `"]`
 	}
 	dest, _ := json.Marshal(to)
 	return fmt.Sprintf(`{"timestamp":"2026-03-01T12:00:00.120Z","source":"Herald <noreply@example.com>",`+

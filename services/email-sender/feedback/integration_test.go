@@ -31,6 +31,7 @@ import (
 	"herald/services/devstack/sesgate"
 	"herald/services/devstack/sqslocal"
 	"herald/services/email-sender/feedback"
+	"herald/services/email-sender/feedback/sestag"
 	"herald/services/email-sender/transport"
 	"herald/services/internal/herald"
 	"herald/services/internal/store"
@@ -160,7 +161,7 @@ func (p *pipeline) send(t *testing.T, to ...string) string {
 	env := &herald.Envelope{ID: id, KeyID: scope, From: "Herald <noreply@example.com>", To: to, Subject: "Your receipt", Text: "Thanks.",
 		Metadata: map[string]string{"team": "billing"}}
 	in := transport.SendEmailInput(env, configSet)
-	in.EmailTags = feedback.WithNotificationTag(in.EmailTags, env.ID) // the transport's line (FEEDBACK.md)
+	in.EmailTags = sestag.WithNotificationTag(in.EmailTags, env.ID) // the transport's line (FEEDBACK.md)
 	out, err := p.ses.SendEmail(ctx, in)
 	if err != nil {
 		t.Fatal(err)
@@ -300,7 +301,7 @@ func TestFeedbackLoopOnEmulators(t *testing.T) {
 		// An id never claimed, and a send without the tag.
 		unknown, _ := p.ids.New(scope)
 		in := transport.SendEmailInput(&herald.Envelope{From: "noreply@example.com", To: []string{"a@example.com"}, Subject: "s", Text: "t"}, configSet)
-		in.EmailTags = feedback.WithNotificationTag(nil, unknown)
+		in.EmailTags = sestag.WithNotificationTag(nil, unknown)
 		if _, err := p.ses.SendEmail(ctx, in); err != nil {
 			t.Fatal(err)
 		}

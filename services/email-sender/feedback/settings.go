@@ -1,33 +1,5 @@
 package feedback
 
-import (
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
-)
-
-// NotificationTag is the SES message tag that carries the notification id
-// on every send, so each SES event (whose mail.tags repeat the send's tags)
-// finds its notification without a lookup. One name for the sender, the
-// processor, the local SES gate's tests and the stacks; it moves to the
-// contract package with the wiring.
-const NotificationTag = "herald-id"
-
-// WithNotificationTag returns tags with the notification id as
-// NotificationTag, replacing any tag of that name: a caller's metadata must
-// not name another notification (SES also refuses a send with a tag name
-// twice). The transport's one-line change (FEEDBACK.md):
-//
-//	EmailTags: feedback.WithNotificationTag(EmailTags(e.Metadata), e.ID),
-func WithNotificationTag(tags []types.MessageTag, id string) []types.MessageTag {
-	out := make([]types.MessageTag, 0, len(tags)+1)
-	for _, t := range tags {
-		if aws.ToString(t.Name) != NotificationTag {
-			out = append(out, t)
-		}
-	}
-	return append(out, types.MessageTag{Name: aws.String(NotificationTag), Value: aws.String(id)})
-}
-
 // EventTypes are the SES event types Herald's configuration set publishes
 // (the event destination's MatchingEventTypes), as the SES v2 API names
 // them. The processor reads each of them; OPEN, CLICK and SUBSCRIPTION are
