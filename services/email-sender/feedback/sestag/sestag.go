@@ -18,8 +18,8 @@ const NotificationTag = "herald-id"
 
 // WithNotificationTag returns tags with the notification id as
 // NotificationTag, replacing any tag of that name: a caller's metadata must
-// not name another notification (SES also refuses a send with a tag name
-// twice). The transport's one-line change (FEEDBACK.md):
+// not name another notification, and the send carries the name once. The
+// transport's one-line change (FEEDBACK.md):
 //
 //	EmailTags: sestag.WithNotificationTag(EmailTags(e.Metadata), e.ID),
 func WithNotificationTag(tags []types.MessageTag, id string) []types.MessageTag {

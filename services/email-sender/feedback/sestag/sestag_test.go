@@ -13,7 +13,7 @@ const id = "018f6a4c-2b1e-7c3d-9e4f-5a6b7c8d9e0f"
 func TestWithNotificationTag(t *testing.T) {
 	tag := func(n, v string) types.MessageTag { return types.MessageTag{Name: aws.String(n), Value: aws.String(v)} }
 	// A caller's metadata naming the tag cannot point events at another
-	// notification, and the name appears once (SES refuses it twice).
+	// notification, and the name appears once.
 	got := WithNotificationTag([]types.MessageTag{tag("team", "billing"), tag(NotificationTag, "forged")}, id)
 	var s []string
 	for _, t := range got {
