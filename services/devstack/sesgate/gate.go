@@ -647,34 +647,54 @@ func (g *Gate) serveSendEmail(w http.ResponseWriter, r *http.Request, body []byt
 	sub := g.submit(r, req, from, subject, identity, set)
 	accepted := time.Now()
 	reached := sub.reached()
+	// Each send is recorded before it is answered: whoever reads the
+	// gate's records after SendEmail returned finds it there.
 	if len(reached) == 0 && len(sub.plans) > 0 {
 		// SES accepts the send and delivers it to nobody: the emulator,
 		// which stands for the recipients' mailboxes, does not see it.
 		id := sesID(accepted)
-		writeJSON(w, http.StatusOK, map[string]string{"MessageId": id})
 		g.accepted(r, sub, id, accepted)
+		writeJSON(w, http.StatusOK, map[string]string{"MessageId": id})
 		return
 	}
 	if len(reached) < len(sub.plans) && req.Destination != nil {
 		body = withDestination(body, reached)
 	}
-	status, respBody, ok := g.forward(w, r, body)
-	if !ok || status != http.StatusOK {
+	resp, ok := g.forward(w, r, body)
+	if !ok {
 		return
 	}
-	var sent struct{ MessageId string }
-	if json.Unmarshal(respBody, &sent) == nil && sent.MessageId != "" {
-		g.accepted(r, sub, sent.MessageId, accepted)
+	if resp.status == http.StatusOK {
+		var sent struct{ MessageId string }
+		if json.Unmarshal(resp.body, &sent) == nil && sent.MessageId != "" {
+			g.accepted(r, sub, sent.MessageId, accepted)
+		}
 	}
+	for k, vs := range resp.header {
+		if k == "Connection" || k == "Keep-Alive" || k == "Transfer-Encoding" || k == "Content-Length" {
+			continue
+		}
+		w.Header()[k] = vs
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(resp.body)))
+	w.WriteHeader(resp.status)
+	w.Write(resp.body)
 }
 
-// forward passes a send on to the emulator and its answer back; ok is false
-// when there was no answer (the caller got a 502).
-func (g *Gate) forward(w http.ResponseWriter, r *http.Request, body []byte) (status int, respBody []byte, ok bool) {
+// upstreamAnswer is the emulator's answer to a send.
+type upstreamAnswer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// forward passes a send on to the emulator and returns its answer; ok is
+// false when there was none (the caller got a 502).
+func (g *Gate) forward(w http.ResponseWriter, r *http.Request, body []byte) (upstreamAnswer, bool) {
 	out, err := http.NewRequestWithContext(r.Context(), r.Method, g.upstream.JoinPath(r.URL.Path).String(), bytes.NewReader(body))
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "InternalFailure", err.Error())
-		return 0, nil, false
+		return upstreamAnswer{}, false
 	}
 	for k, vs := range r.Header {
 		switch k {
@@ -691,25 +711,16 @@ func (g *Gate) forward(w http.ResponseWriter, r *http.Request, body []byte) (sta
 		g.count(func(s *Stats) { s.UpstreamErrors++ })
 		g.log.Warn("upstream unreachable", "path", r.URL.Path, "err", err)
 		http.Error(w, "SES emulator unreachable", http.StatusBadGateway)
-		return 0, nil, false
+		return upstreamAnswer{}, false
 	}
 	defer resp.Body.Close()
-	respBody, err = io.ReadAll(resp.Body)
+	respBody, err := io.ReadAll(resp.Body)
 	if err != nil {
 		g.count(func(s *Stats) { s.UpstreamErrors++ })
 		http.Error(w, "SES emulator answer cut off", http.StatusBadGateway)
-		return 0, nil, false
+		return upstreamAnswer{}, false
 	}
-	for k, vs := range resp.Header {
-		if k == "Connection" || k == "Keep-Alive" || k == "Transfer-Encoding" || k == "Content-Length" {
-			continue
-		}
-		w.Header()[k] = vs
-	}
-	w.Header().Set("Content-Length", strconv.Itoa(len(respBody)))
-	w.WriteHeader(resp.StatusCode)
-	w.Write(respBody)
-	return resp.StatusCode, respBody, true
+	return upstreamAnswer{status: resp.StatusCode, header: resp.Header, body: respBody}, true
 }
 
 // rawHeaders reads From and Subject from a base64 MIME message.
