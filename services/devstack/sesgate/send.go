@@ -175,16 +175,13 @@ func (g *Gate) accepted(r *http.Request, s *submission, messageID string, at tim
 				Subject: "Auto: " + s.subject, At: at.Add(afterDelivery)})
 		}
 	}
-	closed := g.closed
-	g.mu.Unlock()
-
-	if s.set == nil || s.set.pub == nil || closed {
-		return
-	}
-	if !s.set.pub.publish("http://"+r.Host+certificatePath, recs) {
-		g.count(func(st *Stats) { st.EventErrors += int64(len(recs)) })
+	// Under g.mu: Close marks the gate closed under it before it closes
+	// the publishers' queues.
+	if s.set != nil && s.set.pub != nil && !g.closed && !s.set.pub.publish("http://"+r.Host+certificatePath, recs) {
+		g.stats.EventErrors += int64(len(recs))
 		g.log.Warn("event queue full; the events of a send are dropped", "messageId", messageID)
 	}
+	g.mu.Unlock()
 }
 
 // mailObject is the event records' mail object.
