@@ -60,6 +60,24 @@ func BenchmarkStoreOnDynalite(b *testing.B) {
 			_, err = s.MarkSent(ctx, cl.Lease, "ses-"+id, time.Now())
 			return err
 		}},
+		// The sender's part, then SES's Send and Delivery events.
+		{"sender+feedback", func() error {
+			id, _ := ids.New("svc")
+			cl, err := s.Claim(ctx, id, "svc", time.Minute)
+			if err != nil {
+				return err
+			}
+			at := time.Now()
+			if _, err = s.MarkSent(ctx, cl.Lease, "ses-"+id, at); err != nil {
+				return err
+			}
+			if _, err := s.RecordFeedback(ctx, id, store.Feedback{ProviderMessageID: "ses-" + id, SentAt: at}); err != nil {
+				return err
+			}
+			_, err = s.RecordFeedback(ctx, id, store.Feedback{ProviderMessageID: "ses-" + id, SentAt: at,
+				Recipients: []store.Recipient{{Address: "a@example.com", Outcome: store.OutcomeDelivered, At: at.Add(time.Second)}}})
+			return err
+		}},
 		// A status lookup.
 		{"get", func() error {
 			id, _ := ids.New("svc")

@@ -54,6 +54,9 @@ type Status struct {
 	// UpdatedAt is the last write; zero for a queued notification the
 	// sender has not seen yet.
 	UpdatedAt time.Time
+	// Recipients are the outcomes SES reported per recipient (feedback.go),
+	// by address; none before the first event.
+	Recipients []Recipient
 }
 
 // NotificationLease is a sender's hold on a notification, from Claim.
@@ -282,6 +285,7 @@ func (s *Store) Get(ctx context.Context, id, scope string) (Status, error) {
 		FailureReason:     it.str(attrFailReason),
 		FailedAt:          it.millis(attrFailedAt),
 		UpdatedAt:         it.millis(attrUpdatedAt),
+		Recipients:        it.recipients(),
 	}
 	switch {
 	case it.has(attrSentAt):

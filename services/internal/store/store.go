@@ -241,12 +241,22 @@ func (it item) millis(name string) time.Time {
 // update is one conditional UpdateItem that asks for the old item when the
 // condition fails, and with returnOld also when it holds.
 func (s *Store) update(ctx context.Context, pk, update, cond string, values map[string]types.AttributeValue, returnOld bool) (*dynamodb.UpdateItemOutput, error) {
+	return s.updateNamed(ctx, pk, update, cond, nil, values, returnOld)
+}
+
+// updateNamed is update with placeholders of its own besides attrNames':
+// the feedback's per-recipient attributes, whose names are data.
+func (s *Store) updateNamed(ctx context.Context, pk, update, cond string, extra map[string]string, values map[string]types.AttributeValue, returnOld bool) (*dynamodb.UpdateItemOutput, error) {
+	exprNames := names(update, cond)
+	for p, name := range extra {
+		exprNames[p] = name
+	}
 	in := &dynamodb.UpdateItemInput{
 		TableName:                           aws.String(s.table),
 		Key:                                 key(pk),
 		UpdateExpression:                    aws.String(update),
 		ConditionExpression:                 aws.String(cond),
-		ExpressionAttributeNames:            names(update, cond),
+		ExpressionAttributeNames:            exprNames,
 		ExpressionAttributeValues:           values,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	}
