@@ -10,9 +10,12 @@ const (
 	// DimEnvironment holds HERALD_ENV, DimService the service's name.
 	DimEnvironment = "Environment"
 	DimService     = "Service"
-	// DimReason breaks Rejected down, DimClass breaks Failed down.
-	DimReason = "Reason"
-	DimClass  = "Class"
+	// DimReason breaks Rejected and FeedbackDeadLettered down, DimClass
+	// breaks Failed down, DimEventType FeedbackEvents, DimBounceType Bounced.
+	DimReason     = "Reason"
+	DimClass      = "Class"
+	DimEventType  = "EventType"
+	DimBounceType = "BounceType"
 )
 
 // Unit is a metric's CloudWatch unit.
@@ -56,7 +59,25 @@ var (
 		Meaning: "how long sending was paused because SES failed (the Sum over a period is the paused milliseconds in it)"}
 )
 
+// The sender's feedback processor's metrics (services/email-sender/feedback):
+// the outcomes count recipients whose outcome an SES event raised (a
+// repeated event counts once).
+var (
+	Delivered   = Metric{Name: "Delivered", Service: Sender, Unit: Count, Meaning: "recipients SES delivered to"}
+	Bounced     = Metric{Name: "Bounced", Service: Sender, Unit: Count, By: DimBounceType, Meaning: "recipients that bounced, by bounce type (Permanent, Transient, Undetermined)"}
+	Complained  = Metric{Name: "Complained", Service: Sender, Unit: Count, Meaning: "recipients that complained"}
+	SESRejected = Metric{Name: "SESRejected", Service: Sender, Unit: Count,
+		Meaning: "sends SES rejected after accepting them (the API counts its own refusals as `Rejected`)"}
+	Delayed        = Metric{Name: "Delayed", Service: Sender, Unit: Count, Meaning: "recipients whose delivery SES reported delayed"}
+	FeedbackEvents = Metric{Name: "FeedbackEvents", Service: Sender, Unit: Count, By: DimEventType, Meaning: "SES events processed, by event type"}
+	DuplicateSends = Metric{Name: "DuplicateSends", Service: Sender, Unit: Count,
+		Meaning: "Send events of a notification already recorded with another SES message: mail sent twice, measured"}
+	FeedbackDeadLettered = Metric{Name: "FeedbackDeadLettered", Service: Sender, Unit: Count, By: DimReason, Meaning: "SES events moved to the feedback dead-letter queue, by reason"}
+	FeedbackRetried      = Metric{Name: "FeedbackRetried", Service: Sender, Unit: Count, Meaning: "SES events left on the queue after a transient failure"}
+)
+
 // Metrics lists every metric, the API's first.
 func Metrics() []Metric {
-	return []Metric{Accepted, Rejected, EnqueueLatency, Sent, Failed, Throttled, Retried, DeadLettered, SendLatency, ProcessingTime, PausedTime}
+	return []Metric{Accepted, Rejected, EnqueueLatency, Sent, Failed, Throttled, Retried, DeadLettered, SendLatency, ProcessingTime, PausedTime,
+		Delivered, Bounced, Complained, SESRejected, Delayed, FeedbackEvents, DuplicateSends, FeedbackDeadLettered, FeedbackRetried}
 }

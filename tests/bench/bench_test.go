@@ -137,7 +137,7 @@ func TestBenchSmallRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	err := run(ctx, []string{"-n", "400", "-c", "8", "-warmup", "20", "-steady", "100", "-rate", "200", "-visibility", "5s"}, &out)
+	err := run(ctx, []string{"-n", "400", "-c", "8", "-warmup", "20", "-steady", "100", "-rate", "200", "-visibility", "10s"}, &out)
 	t.Logf("bench output:\n%s", out.String())
 	if err != nil {
 		t.Fatal(err)

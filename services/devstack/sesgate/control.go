@@ -12,6 +12,10 @@ import (
 // serveControl answers the gate's own endpoints:
 //
 //	GET    /_gate/sends[?since=<unix ms>]  {"sends":[Send...]}
+//	GET    /_gate/events                   {"events":[PublishedEvent...]}
+//	GET    /_gate/autoreplies              {"autoReplies":[AutoReply...]}
+//	GET    /_gate/suppression              {"suppressed":[Suppressed...]}
+//	GET    /_gate/sns-certificate.pem      the certificate SNS envelopes are signed with
 //	GET    /_gate/stats                    Stats
 //	PUT    /_gate/fault                    body Fault; starts it
 //	DELETE /_gate/fault                    ends it
@@ -35,6 +39,20 @@ func (g *Gate) serveControl(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		writeJSON(w, http.StatusOK, map[string][]Send{"sends": sends})
+	case "GET /_gate/events":
+		writeJSON(w, http.StatusOK, map[string][]PublishedEvent{"events": nonNil(g.Published())})
+	case "GET /_gate/autoreplies":
+		writeJSON(w, http.StatusOK, map[string][]AutoReply{"autoReplies": nonNil(g.AutoReplies())})
+	case "GET /_gate/suppression":
+		writeJSON(w, http.StatusOK, map[string][]Suppressed{"suppressed": g.SuppressedList()})
+	case "GET " + certificatePath:
+		cert, err := g.signer.certificate()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Write(cert)
 	case "GET /_gate/stats":
 		writeJSON(w, http.StatusOK, g.Stats())
 	case "PUT /_gate/fault":
@@ -61,6 +79,9 @@ func (g *Gate) serveControl(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// certificatePath is where the SNS signing certificate is served.
+const certificatePath = "/_gate/sns-certificate.pem"
+
 // Server is a gate listening on an address.
 type Server struct {
 	*Gate
@@ -85,6 +106,6 @@ func Start(addr string, cfg Config) (*Server, error) {
 
 // Close stops serving, waiting briefly for requests in flight.
 func (s *Server) Close() error {
-	s.Gate.close() // calls held by a hang end now
+	s.Gate.Close() // calls held by a hang end now; queued events go out
 	return s.http.Close()
 }

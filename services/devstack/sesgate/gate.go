@@ -11,7 +11,15 @@
 //     hang without an answer, for a while or for a number of requests, for
 //     every call or only for sends whose subject has a given text;
 //   - a record of each accepted send's MessageId with a millisecond timestamp
-//     (the emulator's store has whole seconds), for tests and benchmarks.
+//     (the emulator's store has whole seconds), for tests and benchmarks;
+//   - SES's mailbox simulator and the account-level suppression list
+//     (simulator.go, suppression.go), and event publishing: each accepted
+//     send's events (Send, Delivery, Bounce, Complaint, Reject,
+//     DeliveryDelay, Rendering Failure) in SES's JSON inside SNS's envelope,
+//     sent to the SQS queue of the configuration set's event destination
+//     (events.go, publish.go). A recipient SES would not deliver to (a
+//     bounce, a suppressed address, a rejected message) is not passed on to
+//     the emulator, whose store is the recipients' mailboxes.
 //
 // Everything else (the emulator's web page, /store, templates) passes through.
 // The gate's own endpoints live under /_gate/.
@@ -38,6 +46,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"herald/services/devstack/sqslocal"
 )
 
 // DefaultMaxSendRate is the send rate of a new SES production account.
@@ -60,8 +70,25 @@ type Config struct {
 	MaxSendRate float64
 	// Max24HourSend is reported by GetAccount; 0 means 50000.
 	Max24HourSend float64
-	// Region appears in error messages, as in SES's; "" means us-east-1.
+	// Region appears in error messages and ARNs, as in SES's; "" means us-east-1.
 	Region string
+	// AccountID is the account in ARNs and events; "" means 000000000000,
+	// the local SQS emulator's.
+	AccountID string
+	// SuppressedReasons turn on the account-level suppression list for
+	// these reasons (BOUNCE, COMPLAINT; SES accounts made since November
+	// 2019 have both). Empty: off.
+	SuppressedReasons []string
+	// ConfigurationSets are the account's. Empty: a send may name any set
+	// and none publishes events; otherwise a send naming another set is
+	// refused, as SES refuses it (NotFoundException).
+	ConfigurationSets []ConfigurationSet
+	// DefaultConfigurationSet is the set of sends that name none (SES: an
+	// identity's default configuration set); "" for none.
+	DefaultConfigurationSet string
+	// Mailboxes make addresses, or every address of a domain (keys in lower
+	// case), behave as real mailboxes that bounce, complain or delay.
+	Mailboxes map[string]Mailbox
 	// Logger receives one line per rejected, throttled or faulted request;
 	// nil discards.
 	Logger *slog.Logger
@@ -112,7 +139,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Send is one send the emulator accepted.
+// Send is one send SES accepted.
 type Send struct {
 	MessageID string    `json:"messageId"`
 	At        time.Time `json:"at"`
@@ -122,6 +149,23 @@ type Send struct {
 	Cc        []string  `json:"cc,omitempty"`
 	Bcc       []string  `json:"bcc,omitempty"`
 	Subject   string    `json:"subject,omitempty"`
+	// ConfigurationSet is the send's (named, or the default).
+	ConfigurationSet string `json:"configurationSet,omitempty"`
+	// Tags are the send's message tags.
+	Tags map[string]string `json:"tags,omitempty"`
+	// NotSent are the recipients SES accepted the send for and did not
+	// deliver to: bounced, suppressed, or all of a rejected message.
+	NotSent []string `json:"notSent,omitempty"`
+}
+
+// AutoReply is an automatic reply the simulator's ooto@ address sent to a
+// send's source (RFC 3834).
+type AutoReply struct {
+	InReplyTo string    `json:"inReplyTo"` // the send's SES message id
+	From      string    `json:"from"`
+	To        string    `json:"to"`
+	Subject   string    `json:"subject"`
+	At        time.Time `json:"at"`
 }
 
 // Stats counts what the gate did with SES API calls.
@@ -133,6 +177,10 @@ type Stats struct {
 	UpstreamErrors int64 `json:"upstreamErrors"`
 	// Hanging is how many calls a hang fault holds right now.
 	Hanging int64 `json:"hanging"`
+	// EventsPublished and EventErrors count the events sent to event
+	// destinations, and those that could not be (or were dropped).
+	EventsPublished int64 `json:"eventsPublished"`
+	EventErrors     int64 `json:"eventErrors"`
 }
 
 // Gate is the proxy; it is an http.Handler.
@@ -143,6 +191,11 @@ type Gate struct {
 	log      *slog.Logger
 	region   string
 	max24h   float64
+	account  string
+	signer   *signer
+	sets     map[string]*setState
+	defSet   string
+	boxes    map[string]Mailbox
 
 	mu       sync.Mutex
 	verified map[string]bool
@@ -155,6 +208,17 @@ type Gate struct {
 	closed       bool
 	sends        []Send
 	stats        Stats
+	// The account's suppression settings and list (by lower-case address).
+	accountReasons []string
+	suppressed     map[string]Suppressed
+	published      []PublishedEvent
+	autoReplies    []AutoReply
+}
+
+// setState is a configuration set and its event destination's publisher.
+type setState struct {
+	ConfigurationSet
+	pub *publisher
 }
 
 type activeFault struct {
@@ -185,12 +249,35 @@ func New(cfg Config) (*Gate, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.AccountID == "" {
+		cfg.AccountID = sqslocal.AccountID
+	}
+	if err := validReasons(cfg.SuppressedReasons); err != nil {
+		return nil, err
+	}
+	if err := checkConfigurationSets(cfg.ConfigurationSets, cfg.DefaultConfigurationSet); err != nil {
+		return nil, err
+	}
+	boxes := map[string]Mailbox{}
+	for k, v := range cfg.Mailboxes {
+		if v != MailboxBounce && v != MailboxComplaint && v != MailboxDelay {
+			return nil, fmt.Errorf("sesgate: mailbox %q: behaviour %q is not bounce, complaint or delay", k, v)
+		}
+		boxes[strings.ToLower(k)] = v
+	}
 	g := &Gate{
-		faultChanged: make(chan struct{}),
-		upstream:     u,
-		log:          cfg.Logger,
-		region:       cfg.Region,
-		max24h:       cfg.Max24HourSend,
+		faultChanged:   make(chan struct{}),
+		upstream:       u,
+		log:            cfg.Logger,
+		region:         cfg.Region,
+		max24h:         cfg.Max24HourSend,
+		account:        cfg.AccountID,
+		signer:         &signer{},
+		sets:           map[string]*setState{},
+		defSet:         cfg.DefaultConfigurationSet,
+		boxes:          boxes,
+		accountReasons: append([]string{}, cfg.SuppressedReasons...),
+		suppressed:     map[string]Suppressed{},
 		client: &http.Client{Transport: &http.Transport{
 			Proxy:               nil,
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
@@ -203,6 +290,13 @@ func New(cfg Config) (*Gate, error) {
 		return nil, err
 	}
 	g.SetMaxSendRate(cfg.MaxSendRate)
+	for _, set := range cfg.ConfigurationSets {
+		st := &setState{ConfigurationSet: set}
+		if d := set.Events; d != nil && d.QueueURL != "" {
+			st.pub = newPublisher(*d, cfg.Region, g.signer, g.log.With("configurationSet", set.Name), g.recordPublished)
+		}
+		g.sets[set.Name] = st
+	}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(u) },
 		Transport: g.client.Transport,
@@ -282,14 +376,55 @@ func (g *Gate) changeFault() {
 	}
 }
 
-// close releases every held call for good.
-func (g *Gate) close() {
+// Close releases every held call for good, and publishes the events still
+// queued (for up to five seconds). Sends after Close publish nothing.
+func (g *Gate) Close() {
 	g.mu.Lock()
+	wasClosed := g.closed
 	if !g.closed {
 		close(g.faultChanged)
 		g.closed = true
 	}
 	g.mu.Unlock()
+	if wasClosed {
+		return
+	}
+	for _, st := range g.sets {
+		if st.pub != nil {
+			st.pub.close(5 * time.Second)
+		}
+	}
+}
+
+// recordPublished counts and keeps a published event.
+func (g *Gate) recordPublished(ev PublishedEvent, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err != nil {
+		g.stats.EventErrors++
+		g.log.Warn("event not published", "eventType", ev.EventType, "messageId", ev.MessageID, "err", err)
+		return
+	}
+	g.stats.EventsPublished++
+	if len(g.published) >= maxPublishedKept {
+		g.published = g.published[1:]
+	}
+	g.published = append(g.published, ev)
+}
+
+// Published returns the events published so far (the last 10,000), oldest
+// first.
+func (g *Gate) Published() []PublishedEvent {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]PublishedEvent(nil), g.published...)
+}
+
+// AutoReplies returns the automatic replies sent so far, oldest first.
+func (g *Gate) AutoReplies() []AutoReply {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]AutoReply(nil), g.autoReplies...)
 }
 
 // Sends returns the accepted sends so far, oldest first.
@@ -306,10 +441,11 @@ func (g *Gate) Stats() Stats {
 	return g.stats
 }
 
-// Reset forgets the recorded sends and counters.
+// Reset forgets the recorded sends, events, replies and counters (not the
+// suppression list, which is the account's).
 func (g *Gate) Reset() {
 	g.mu.Lock()
-	g.sends = nil
+	g.sends, g.published, g.autoReplies = nil, nil, nil
 	g.stats = Stats{Hanging: g.stats.Hanging} // held calls are still held
 	g.mu.Unlock()
 }
@@ -369,6 +505,7 @@ func (g *Gate) serveSES(w http.ResponseWriter, r *http.Request) {
 		g.serveGetAccount(w)
 	case send:
 		g.serveSendEmail(w, r, body, &req)
+	case g.serveSuppression(w, r):
 	default:
 		g.proxy.ServeHTTP(w, r)
 	}
@@ -416,6 +553,7 @@ func (g *Gate) serveGetAccount(w http.ResponseWriter) {
 			sent++
 		}
 	}
+	reasons := append([]string{}, g.accountReasons...)
 	g.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"DedicatedIpAutoWarmupEnabled": false,
@@ -427,23 +565,32 @@ func (g *Gate) serveGetAccount(w http.ResponseWriter) {
 			"MaxSendRate":     maxRate,
 			"SentLast24Hours": float64(sent),
 		},
-		"SuppressionAttributes": map[string][]string{"SuppressedReasons": {}},
+		"SuppressionAttributes": map[string][]string{"SuppressedReasons": reasons},
 	})
 }
 
 // sendEmailRequest is the part of SendEmail the gate reads.
 type sendEmailRequest struct {
 	FromEmailAddress string
-	Destination      struct {
+	Destination      *struct {
 		ToAddresses, CcAddresses, BccAddresses []string
 	}
-	Content struct {
+	ReplyToAddresses     []string
+	ConfigurationSetName string
+	EmailTags            []struct{ Name, Value string }
+	Content              struct {
 		Simple *struct {
 			Subject struct{ Data string }
+			Body    struct {
+				Text, Html *struct{ Data string }
+			}
+			Headers     []struct{ Name, Value string }
+			Attachments []struct{ RawContent string }
 		}
 		Raw *struct {
 			Data string
 		}
+		Template *templateContent
 	}
 }
 
@@ -476,12 +623,19 @@ func (g *Gate) serveSendEmail(w http.ResponseWriter, r *http.Request, body []byt
 		writeError(w, http.StatusBadRequest, "BadRequestException", fmt.Sprintf("Illegal address: %q", from))
 		return
 	}
-	if !g.isVerified(addr.Address) {
+	identity, ok := g.verifiedIdentity(addr.Address)
+	if !ok {
 		g.count(func(s *Stats) { s.Rejected++ })
 		g.log.Info("sender not verified", "from", addr.Address)
 		writeError(w, http.StatusBadRequest, "MessageRejected", fmt.Sprintf(
 			"Email address is not verified. The following identities failed the check in region %s: %s",
 			strings.ToUpper(g.region), addr.Address))
+		return
+	}
+	set, err := g.configurationSet(req.ConfigurationSetName)
+	if err != nil {
+		g.count(func(s *Stats) { s.Rejected++ })
+		writeError(w, http.StatusNotFound, "NotFoundException", err.Error())
 		return
 	}
 	if !g.allow() {
@@ -490,16 +644,64 @@ func (g *Gate) serveSendEmail(w http.ResponseWriter, r *http.Request, body []byt
 		return
 	}
 
+	sub := g.submit(r, req, from, subject, identity, set)
+	accepted := time.Now()
+	reached := sub.reached()
+	// Each send is recorded before it is answered: whoever reads the
+	// gate's records after SendEmail returned finds it there.
+	if len(reached) == 0 && len(sub.plans) > 0 {
+		// SES accepts the send and delivers it to nobody: the emulator,
+		// which stands for the recipients' mailboxes, does not see it.
+		id := sesID(accepted)
+		g.accepted(r, sub, id, accepted)
+		writeJSON(w, http.StatusOK, map[string]string{"MessageId": id})
+		return
+	}
+	if len(reached) < len(sub.plans) && req.Destination != nil {
+		body = withDestination(body, reached)
+	}
+	resp, ok := g.forward(w, r, body)
+	if !ok {
+		return
+	}
+	if resp.status == http.StatusOK {
+		var sent struct{ MessageId string }
+		if json.Unmarshal(resp.body, &sent) == nil && sent.MessageId != "" {
+			g.accepted(r, sub, sent.MessageId, accepted)
+		}
+	}
+	for k, vs := range resp.header {
+		if k == "Connection" || k == "Keep-Alive" || k == "Transfer-Encoding" || k == "Content-Length" {
+			continue
+		}
+		w.Header()[k] = vs
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(resp.body)))
+	w.WriteHeader(resp.status)
+	w.Write(resp.body)
+}
+
+// upstreamAnswer is the emulator's answer to a send.
+type upstreamAnswer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// forward passes a send on to the emulator and returns its answer; ok is
+// false when there was none (the caller got a 502).
+func (g *Gate) forward(w http.ResponseWriter, r *http.Request, body []byte) (upstreamAnswer, bool) {
 	out, err := http.NewRequestWithContext(r.Context(), r.Method, g.upstream.JoinPath(r.URL.Path).String(), bytes.NewReader(body))
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "InternalFailure", err.Error())
-		return
+		return upstreamAnswer{}, false
 	}
 	for k, vs := range r.Header {
 		switch k {
 		// Hop-by-hop headers stay here; without Accept-Encoding the answer
-		// comes back uncompressed, so its MessageId can be read.
-		case "Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Accept-Encoding":
+		// comes back uncompressed, so its MessageId can be read. The body
+		// may have been rewritten: its length is the new one's.
+		case "Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Accept-Encoding", "Content-Length":
 			continue
 		}
 		out.Header[k] = vs
@@ -509,38 +711,16 @@ func (g *Gate) serveSendEmail(w http.ResponseWriter, r *http.Request, body []byt
 		g.count(func(s *Stats) { s.UpstreamErrors++ })
 		g.log.Warn("upstream unreachable", "path", r.URL.Path, "err", err)
 		http.Error(w, "SES emulator unreachable", http.StatusBadGateway)
-		return
+		return upstreamAnswer{}, false
 	}
 	defer resp.Body.Close()
 	respBody, err := io.ReadAll(resp.Body)
 	if err != nil {
 		g.count(func(s *Stats) { s.UpstreamErrors++ })
 		http.Error(w, "SES emulator answer cut off", http.StatusBadGateway)
-		return
+		return upstreamAnswer{}, false
 	}
-	if resp.StatusCode == http.StatusOK {
-		var sent struct{ MessageId string }
-		if json.Unmarshal(respBody, &sent) == nil && sent.MessageId != "" {
-			now := time.Now()
-			g.mu.Lock()
-			g.sends = append(g.sends, Send{
-				MessageID: sent.MessageId, At: now, AtMs: now.UnixMilli(),
-				From: from, To: req.Destination.ToAddresses, Cc: req.Destination.CcAddresses,
-				Bcc: req.Destination.BccAddresses, Subject: subject,
-			})
-			g.stats.Accepted++
-			g.mu.Unlock()
-		}
-	}
-	for k, vs := range resp.Header {
-		if k == "Connection" || k == "Keep-Alive" || k == "Transfer-Encoding" || k == "Content-Length" {
-			continue
-		}
-		w.Header()[k] = vs
-	}
-	w.Header().Set("Content-Length", strconv.Itoa(len(respBody)))
-	w.WriteHeader(resp.StatusCode)
-	w.Write(respBody)
+	return upstreamAnswer{status: resp.StatusCode, header: resp.Header, body: respBody}, true
 }
 
 // rawHeaders reads From and Subject from a base64 MIME message.
@@ -556,18 +736,23 @@ func rawHeaders(data string) (from, subject string) {
 	return m.Header.Get("From"), m.Header.Get("Subject")
 }
 
-// isVerified: the address itself, its domain or a parent domain is verified.
-func (g *Gate) isVerified(addr string) bool {
+// verifiedIdentity is the verified identity that covers addr: the address
+// itself, its domain or a parent domain (the from domain when every sender
+// is accepted).
+func (g *Gate) verifiedIdentity(addr string) (string, bool) {
 	addr = strings.ToLower(addr)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if len(g.verified) == 0 || g.verified[addr] {
-		return true
-	}
 	at := strings.LastIndexByte(addr, '@')
+	if len(g.verified) == 0 {
+		return addr[at+1:], true
+	}
+	if g.verified[addr] {
+		return addr, true
+	}
 	for domain := addr[at+1:]; domain != ""; {
 		if g.verified[domain] {
-			return true
+			return domain, true
 		}
 		dot := strings.IndexByte(domain, '.')
 		if dot < 0 {
@@ -575,7 +760,7 @@ func (g *Gate) isVerified(addr string) bool {
 		}
 		domain = domain[dot+1:]
 	}
-	return false
+	return "", false
 }
 
 func (g *Gate) allow() bool {

@@ -1,0 +1,549 @@
+package dynamolocal
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// StatsPath is where the proxy answers GET with its Stats as JSON (not a
+// DynamoDB operation, so not counted).
+const StatsPath = "/_dynamolocal/stats"
+
+// maxBody is DynamoDB's (and dynalite's) largest request.
+const maxBody = 16 << 20
+
+// targetPrefix is the X-Amz-Target of DynamoDB's current API version.
+const targetPrefix = "DynamoDB_20120810."
+
+// Stats counts the requests the proxy served, by operation, since start.
+type Stats struct {
+	Operations map[string]OpStats `json:"operations"`
+}
+
+// OpStats counts one operation's requests. DynamoDB bills a write whose
+// condition failed like one that succeeded, so Requests is what a table
+// would be charged for.
+type OpStats struct {
+	Requests int64 `json:"requests"`
+	// Errors are answers with an HTTP status of 400 or more, conditional
+	// check failures and injected faults included.
+	Errors int64 `json:"errors"`
+	// ConditionalFailures are ConditionalCheckFailedException answers.
+	ConditionalFailures int64 `json:"conditionalFailures"`
+}
+
+// Total is the sum of the operations' requests.
+func (s Stats) Total() int64 {
+	var n int64
+	for _, o := range s.Operations {
+		n += o.Requests
+	}
+	return n
+}
+
+// Sub is what happened between an earlier snapshot and s.
+func (s Stats) Sub(earlier Stats) Stats {
+	d := Stats{Operations: map[string]OpStats{}}
+	for op, o := range s.Operations {
+		e := earlier.Operations[op]
+		if o.Requests-e.Requests == 0 {
+			continue
+		}
+		d.Operations[op] = OpStats{
+			Requests:            o.Requests - e.Requests,
+			Errors:              o.Errors - e.Errors,
+			ConditionalFailures: o.ConditionalFailures - e.ConditionalFailures,
+		}
+	}
+	return d
+}
+
+// String is "PutItem=2 UpdateItem=3", by operation name.
+func (s Stats) String() string {
+	ops := make([]string, 0, len(s.Operations))
+	for op := range s.Operations {
+		ops = append(ops, op)
+	}
+	sort.Strings(ops)
+	parts := make([]string, len(ops))
+	for i, op := range ops {
+		parts[i] = op + "=" + strconv.FormatInt(s.Operations[op].Requests, 10)
+	}
+	return strings.Join(parts, " ")
+}
+
+// FaultMode is how the proxy fails DynamoDB operations during a fault.
+type FaultMode string
+
+const (
+	// FaultThrottle answers 400 ThrottlingException, as an on-demand table
+	// over its limits does (the SDK retries it, then gives up).
+	FaultThrottle FaultMode = "throttle"
+	// FaultUnavailable answers 500 InternalServerError.
+	FaultUnavailable FaultMode = "unavailable"
+	// FaultHang holds each request without an answer until the client gives
+	// up or the fault ends: a timeout.
+	FaultHang FaultMode = "hang"
+)
+
+// SetFault fails every DynamoDB operation in mode for d (the stats path
+// still answers); d <= 0 ends a fault.
+func (s *Server) SetFault(mode FaultMode, d time.Duration) error {
+	switch mode {
+	case FaultThrottle, FaultUnavailable, FaultHang:
+	default:
+		return fmt.Errorf("dynamolocal: unknown fault mode %q", mode)
+	}
+	s.proxy.setFault(mode, time.Now().Add(d))
+	return nil
+}
+
+// Stats is a snapshot of the proxy's counts.
+func (s *Server) Stats() Stats { return s.proxy.snapshot() }
+
+// proxy fixes dynalite where it departs from DynamoDB (see the package
+// comment), counts and injects faults.
+type proxy struct {
+	upstream string
+	client   *http.Client
+	locks    keyLocks
+
+	mu         sync.Mutex // guards the fields below
+	stats      map[string]*OpStats
+	keys       map[string][]string // table -> key attribute names
+	ttl        map[string]string   // table -> TTL attribute, when enabled
+	fault      FaultMode
+	faultUntil time.Time
+	faultEnd   chan struct{} // closed when a fault is replaced or cleared
+}
+
+func newProxy(upstream string) *proxy {
+	return &proxy{
+		upstream: upstream,
+		client: &http.Client{Transport: &http.Transport{
+			Proxy:               nil,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+		}},
+		locks:    keyLocks{held: map[string]*keyLock{}},
+		stats:    map[string]*OpStats{},
+		keys:     map[string][]string{},
+		ttl:      map[string]string{},
+		faultEnd: make(chan struct{}),
+	}
+}
+
+func (p *proxy) setFault(mode FaultMode, until time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	close(p.faultEnd)
+	p.fault, p.faultUntil, p.faultEnd = mode, until, make(chan struct{})
+}
+
+// activeFault is the fault now, with a channel closed when it is replaced.
+func (p *proxy) activeFault() (FaultMode, time.Time, <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fault == "" || !time.Now().Before(p.faultUntil) {
+		return "", time.Time{}, nil
+	}
+	return p.fault, p.faultUntil, p.faultEnd
+}
+
+func (p *proxy) count(op string, f func(*OpStats)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	o := p.stats[op]
+	if o == nil {
+		o = &OpStats{}
+		p.stats[op] = o
+	}
+	f(o)
+}
+
+func (p *proxy) snapshot() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := Stats{Operations: make(map[string]OpStats, len(p.stats))}
+	for op, o := range p.stats {
+		s.Operations[op] = *o
+	}
+	return s
+}
+
+// answer is a response on its way back to the client.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && r.URL.Path == StatsPath {
+		b, _ := json.Marshal(p.snapshot())
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil || len(body) > maxBody {
+		http.Error(w, "request body unreadable or over 16 MB", http.StatusRequestEntityTooLarge)
+		return
+	}
+	op, isOp := strings.CutPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
+	if r.Method != http.MethodPost || !isOp {
+		// Health checks and the like: dynalite answers them itself.
+		p.write(w, p.forward(r.Context(), r, body))
+		return
+	}
+	p.count(op, func(o *OpStats) { o.Requests++ })
+	a := p.serveOp(r, op, body)
+	if a.status >= 400 {
+		ccf := bytes.Contains(a.body, []byte("ConditionalCheckFailedException"))
+		p.count(op, func(o *OpStats) {
+			o.Errors++
+			if ccf {
+				o.ConditionalFailures++
+			}
+		})
+	}
+	p.write(w, a)
+}
+
+func (p *proxy) serveOp(r *http.Request, op string, body []byte) answer {
+	if mode, until, ended := p.activeFault(); mode != "" {
+		return p.faulted(r.Context(), mode, until, ended)
+	}
+	switch op {
+	case "UpdateTimeToLive":
+		return p.updateTTL(r.Context(), body)
+	case "DescribeTimeToLive":
+		if a, ok := p.describeTTL(body); ok {
+			return a
+		}
+	case "CreateTable":
+		p.learnKeys(body)
+	case "PutItem", "UpdateItem", "DeleteItem":
+		return p.write1(r, op, body)
+	}
+	return p.forward(r.Context(), r, body)
+}
+
+func (p *proxy) faulted(ctx context.Context, mode FaultMode, until time.Time, ended <-chan struct{}) answer {
+	switch mode {
+	case FaultThrottle:
+		return awsError(http.StatusBadRequest, "ThrottlingException", "Rate of requests exceeds the allowed throughput (dynamolocal fault)", nil)
+	case FaultUnavailable:
+		return awsError(http.StatusInternalServerError, "InternalServerError", "Internal server error (dynamolocal fault)", nil)
+	}
+	// FaultHang: hold the request until the client gives up or the fault
+	// ends, then answer as DynamoDB would after an internal timeout.
+	t := time.NewTimer(time.Until(until))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-ended:
+	}
+	return awsError(http.StatusInternalServerError, "InternalServerError", "request timed out (dynamolocal fault)", nil)
+}
+
+// write1 passes one single-item write on under its item's lock, and adds
+// the item to a conditional check failure when the request asked for it.
+func (p *proxy) write1(r *http.Request, op string, body []byte) answer {
+	var in struct {
+		TableName                           string
+		Key                                 map[string]json.RawMessage
+		Item                                map[string]json.RawMessage
+		ReturnValuesOnConditionCheckFailure string
+	}
+	if err := json.Unmarshal(body, &in); err != nil {
+		// dynalite answers the malformed request as DynamoDB does.
+		return p.forward(r.Context(), r, body)
+	}
+	key := in.Key
+	if op == "PutItem" {
+		names, err := p.keyNames(r.Context(), in.TableName)
+		if err != nil {
+			return p.forward(r.Context(), r, body)
+		}
+		key = make(map[string]json.RawMessage, len(names))
+		for _, n := range names {
+			key[n] = in.Item[n]
+		}
+	}
+	lockID, err := lockName(in.TableName, key)
+	if err != nil {
+		return p.forward(r.Context(), r, body)
+	}
+	unlock := p.locks.lock(lockID)
+	defer unlock()
+	a := p.forward(r.Context(), r, body)
+	if in.ReturnValuesOnConditionCheckFailure != "ALL_OLD" || a.status != http.StatusBadRequest ||
+		!bytes.Contains(a.body, []byte("#ConditionalCheckFailedException")) {
+		return a
+	}
+	item, err := p.getItem(r.Context(), in.TableName, key)
+	if err != nil {
+		return awsError(http.StatusInternalServerError, "InternalServerError", "dynamolocal: read the item for ReturnValuesOnConditionCheckFailure: "+err.Error(), nil)
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(a.body, &fields) != nil {
+		return a
+	}
+	if item != nil {
+		fields["Item"] = item
+	}
+	return jsonAnswer(a.status, a.header, fields)
+}
+
+// lockName is the table and the key's attributes in a canonical form.
+func lockName(table string, key map[string]json.RawMessage) (string, error) {
+	compact := make(map[string]json.RawMessage, len(key))
+	for k, v := range key {
+		var b bytes.Buffer
+		if err := json.Compact(&b, v); err != nil {
+			return "", err
+		}
+		compact[k] = b.Bytes()
+	}
+	b, err := json.Marshal(compact) // map keys sorted
+	return table + "\x00" + string(b), err
+}
+
+// keyNames is the table's key attributes, learnt from CreateTable or read
+// with DescribeTable.
+func (p *proxy) keyNames(ctx context.Context, table string) ([]string, error) {
+	p.mu.Lock()
+	names, ok := p.keys[table]
+	p.mu.Unlock()
+	if ok {
+		return names, nil
+	}
+	b, err := p.call(ctx, "DescribeTable", map[string]any{"TableName": table})
+	if err != nil {
+		return nil, err
+	}
+	p.learnKeys(b) // DescribeTable's Table has the same KeySchema
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if names, ok = p.keys[table]; !ok {
+		return nil, fmt.Errorf("no key schema for table %s", table)
+	}
+	return names, nil
+}
+
+// learnKeys records the key schema of a CreateTable request or of a
+// DescribeTable answer.
+func (p *proxy) learnKeys(body []byte) {
+	type schema struct {
+		TableName string
+		KeySchema []struct{ AttributeName string }
+	}
+	var in struct {
+		schema
+		Table *schema
+	}
+	if json.Unmarshal(body, &in) != nil {
+		return
+	}
+	s := in.schema
+	if in.Table != nil {
+		s = *in.Table
+	}
+	if s.TableName == "" || len(s.KeySchema) == 0 {
+		return
+	}
+	names := make([]string, len(s.KeySchema))
+	for i, k := range s.KeySchema {
+		names[i] = k.AttributeName
+	}
+	p.mu.Lock()
+	p.keys[s.TableName] = names
+	p.mu.Unlock()
+}
+
+// getItem reads an item strongly consistently; nil when there is none.
+func (p *proxy) getItem(ctx context.Context, table string, key map[string]json.RawMessage) (json.RawMessage, error) {
+	b, err := p.call(ctx, "GetItem", map[string]any{"TableName": table, "Key": key, "ConsistentRead": true})
+	if err != nil {
+		return nil, err
+	}
+	var out struct{ Item json.RawMessage }
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, err
+	}
+	return out.Item, nil
+}
+
+func (p *proxy) updateTTL(ctx context.Context, body []byte) answer {
+	var in struct {
+		TableName               string
+		TimeToLiveSpecification *struct {
+			AttributeName string
+			Enabled       *bool
+		}
+	}
+	if json.Unmarshal(body, &in) != nil || in.TableName == "" || in.TimeToLiveSpecification == nil ||
+		in.TimeToLiveSpecification.AttributeName == "" || in.TimeToLiveSpecification.Enabled == nil {
+		return awsError(http.StatusBadRequest, "ValidationException", "TableName and TimeToLiveSpecification (AttributeName, Enabled) are required", nil)
+	}
+	if _, err := p.call(ctx, "DescribeTable", map[string]any{"TableName": in.TableName}); err != nil {
+		return awsError(http.StatusBadRequest, "ResourceNotFoundException", "Requested resource not found: Table: "+in.TableName+" not found", nil)
+	}
+	spec := in.TimeToLiveSpecification
+	p.mu.Lock()
+	if *spec.Enabled {
+		p.ttl[in.TableName] = spec.AttributeName
+	} else {
+		delete(p.ttl, in.TableName)
+	}
+	p.mu.Unlock()
+	return jsonAnswer(http.StatusOK, nil, map[string]any{"TimeToLiveSpecification": map[string]any{
+		"AttributeName": spec.AttributeName, "Enabled": *spec.Enabled,
+	}})
+}
+
+// describeTTL answers for a table whose TTL the proxy turned on; other
+// tables go to dynalite (which answers DISABLED, or not found).
+func (p *proxy) describeTTL(body []byte) (answer, bool) {
+	var in struct{ TableName string }
+	if json.Unmarshal(body, &in) != nil {
+		return answer{}, false
+	}
+	p.mu.Lock()
+	attr, ok := p.ttl[in.TableName]
+	p.mu.Unlock()
+	if !ok {
+		return answer{}, false
+	}
+	return jsonAnswer(http.StatusOK, nil, map[string]any{"TimeToLiveDescription": map[string]any{
+		"TimeToLiveStatus": "ENABLED", "AttributeName": attr,
+	}}), true
+}
+
+// call sends one operation of the proxy's own to dynalite and returns the
+// body of a 200 answer.
+func (p *proxy) call(ctx context.Context, op string, in any) ([]byte, error) {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.upstream+"/", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-amz-json-1.0")
+	req.Header.Set("X-Amz-Target", targetPrefix+op)
+	// dynalite wants a signature's shape; it checks none.
+	req.Header.Set("X-Amz-Date", time.Now().UTC().Format("20060102T150405Z"))
+	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=local/20200101/"+Region+"/dynamodb/aws4_request, SignedHeaders=host, Signature=0")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: status %d: %s", op, resp.StatusCode, b)
+	}
+	return b, nil
+}
+
+// forward passes the client's request to dynalite as it came.
+func (p *proxy) forward(ctx context.Context, r *http.Request, body []byte) answer {
+	req, err := http.NewRequestWithContext(ctx, r.Method, p.upstream+r.URL.RequestURI(), bytes.NewReader(body))
+	if err != nil {
+		return awsError(http.StatusInternalServerError, "InternalServerError", err.Error(), nil)
+	}
+	req.Header = r.Header.Clone()
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return awsError(http.StatusInternalServerError, "InternalServerError", "dynamolocal: dynalite: "+err.Error(), nil)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return awsError(http.StatusInternalServerError, "InternalServerError", "dynamolocal: dynalite: "+err.Error(), nil)
+	}
+	return answer{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func (p *proxy) write(w http.ResponseWriter, a answer) {
+	for k, vs := range a.header {
+		if k == "Content-Length" || k == "Connection" || k == "Transfer-Encoding" {
+			continue
+		}
+		w.Header()[k] = vs
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(a.body)))
+	w.WriteHeader(a.status)
+	w.Write(a.body)
+}
+
+// jsonAnswer is a DynamoDB JSON answer with the CRC32 the SDK checks.
+func jsonAnswer(status int, header http.Header, v any) answer {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return awsError(http.StatusInternalServerError, "InternalServerError", err.Error(), nil)
+	}
+	h := http.Header{}
+	for k, vs := range header {
+		h[k] = vs
+	}
+	h.Set("Content-Type", "application/x-amz-json-1.0")
+	h.Set("X-Amz-Crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE(b)), 10))
+	return answer{status: status, header: h, body: b}
+}
+
+// awsError is an error answer in DynamoDB's JSON protocol.
+func awsError(status int, code, message string, header http.Header) answer {
+	return jsonAnswer(status, header, map[string]string{
+		"__type":  "com.amazonaws.dynamodb.v20120810#" + code,
+		"message": message,
+	})
+}
+
+// keyLocks is one mutex per item, made on demand and dropped when unused.
+type keyLocks struct {
+	mu   sync.Mutex
+	held map[string]*keyLock
+}
+
+type keyLock struct {
+	mu    sync.Mutex
+	users int
+}
+
+func (l *keyLocks) lock(name string) (unlock func()) {
+	l.mu.Lock()
+	k := l.held[name]
+	if k == nil {
+		k = &keyLock{}
+		l.held[name] = k
+	}
+	k.users++
+	l.mu.Unlock()
+	k.mu.Lock()
+	return func() {
+		k.mu.Unlock()
+		l.mu.Lock()
+		if k.users--; k.users == 0 {
+			delete(l.held, name)
+		}
+		l.mu.Unlock()
+	}
+}

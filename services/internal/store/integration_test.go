@@ -1,0 +1,501 @@
+package store_test
+
+// Integration tests: the store against dynalite (services/devstack/dynamolocal),
+// one emulator for the test binary, a fresh table per test. They are skipped
+// only when node_modules has no dynalite; `make test` installs it.
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"herald/services/devstack/dynamolocal"
+	"herald/services/internal/store"
+)
+
+var emu struct {
+	once   sync.Once
+	server *dynamolocal.Server
+	err    error
+	tables atomic.Int64
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if emu.server != nil {
+		if err := emu.server.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = max(code, 1)
+		}
+	}
+	os.Exit(code)
+}
+
+// emulator is the test binary's dynalite, started on first use and stopped
+// by TestMain (and by the kernel, should the binary die: Pdeathsig).
+func emulator(tb testing.TB) *dynamolocal.Server {
+	tb.Helper()
+	emu.once.Do(func() {
+		root, err := filepath.Abs("../../..")
+		if err != nil {
+			emu.err = err
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		emu.server, emu.err = dynamolocal.Start(ctx, dynamolocal.Config{Root: root})
+	})
+	if errors.Is(emu.err, dynamolocal.ErrNotInstalled) {
+		tb.Skipf("skipped: %v", emu.err)
+	}
+	if emu.err != nil {
+		tb.Fatal(emu.err)
+	}
+	return emu.server
+}
+
+var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
+
+// newTable makes a table of the production shape for one test.
+func newTable(tb testing.TB) (*dynamolocal.Server, string) {
+	tb.Helper()
+	s := emulator(tb)
+	name := fmt.Sprintf("herald-%d-%s", emu.tables.Add(1), unsafeName.ReplaceAllString(tb.Name(), "-"))
+	if len(name) > 200 {
+		name = name[:200]
+	}
+	err := s.CreateTable(context.Background(), dynamolocal.Table{
+		Name: name, PartitionKey: store.KeyAttribute, TTLAttribute: store.TTLAttribute,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s, name
+}
+
+// clock is a settable time for leases and TTLs.
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(time.Now().Truncate(time.Millisecond).UnixNano())
+	return c
+}
+
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+const (
+	idemTTL   = 24 * time.Hour
+	statusTTL = 18 * 24 * time.Hour
+)
+
+func testIDs(tb testing.TB) *store.IDs {
+	tb.Helper()
+	ids, err := store.NewIDs([]byte(strings.Repeat("s", store.MinSecretBytes)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ids
+}
+
+func newStore(tb testing.TB, c *clock, client store.Client, table string) *store.Store {
+	tb.Helper()
+	s, err := store.New(client, store.Config{
+		Table: table, IdempotencyTTL: idemTTL, StatusTTL: statusTTL, IDs: testIDs(tb), Clock: c.Now,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+func body(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+
+// setup is a store on a fresh table, with a settable clock.
+func setup(t *testing.T) (context.Context, *dynamolocal.Server, *clock, *store.Store) {
+	t.Helper()
+	emu, table := newTable(t)
+	c := newClock()
+	return context.Background(), emu, c, newStore(t, c, emu.Client(), table)
+}
+
+func TestIdempotencyOnDynalite(t *testing.T) {
+	ctx, _, c, s := setup(t)
+	const lease = 30 * time.Second
+	answer := store.Answer{Status: 202, Body: []byte(`{"status":"queued"}`)}
+
+	// Given a first request with key k1, when it begins, it is started with
+	// the derived id.
+	first, err := s.Begin(ctx, "svc", "k1", body("a"), lease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := testIDs(t).Derive("svc", "k1", body("a"))
+	if first.Outcome != store.Started || first.ID != want || first.TookOver {
+		t.Fatalf("first = %+v, want started with id %s", first, want)
+	}
+	// While it is in flight: the same body is 409, another body 422.
+	if b, err := s.Begin(ctx, "svc", "k1", body("a"), lease); err != nil || b.Outcome != store.InFlight || !b.LeaseUntil.Equal(c.Now().Add(lease)) {
+		t.Fatalf("same key in flight = %+v, %v; want in-flight until %s", b, err, c.Now().Add(lease))
+	}
+	if b, err := s.Begin(ctx, "svc", "k1", body("b"), lease); err != nil || b.Outcome != store.Mismatch {
+		t.Fatalf("other body = %+v, %v; want mismatch", b, err)
+	}
+	// The same key of another API key is another record.
+	if b, err := s.Begin(ctx, "other", "k1", body("b"), lease); err != nil || b.Outcome != store.Started {
+		t.Fatalf("other API key = %+v, %v; want started", b, err)
+	}
+	// Completed, it replays.
+	if err := s.Complete(ctx, first.Lease, answer); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Complete(ctx, first.Lease, answer); err != nil {
+		t.Fatalf("a repeated Complete: %v", err)
+	}
+	b, err := s.Begin(ctx, "svc", "k1", body("a"), lease)
+	if err != nil || b.Outcome != store.Replay || b.ID != first.ID || b.Answer.Status != 202 || string(b.Answer.Body) != string(answer.Body) {
+		t.Fatalf("replay = %+v, %v; want the stored answer", b, err)
+	}
+	if b, _ := s.Begin(ctx, "svc", "k1", body("b"), lease); b.Outcome != store.Mismatch {
+		t.Fatalf("other body after completion = %v, want mismatch", b.Outcome)
+	}
+
+	// A request whose task died: after its lease, the retry takes over with
+	// the same id, and the dead one's late Complete is refused.
+	dead, _ := s.Begin(ctx, "svc", "k2", body("a"), lease)
+	c.Advance(lease)
+	retry, err := s.Begin(ctx, "svc", "k2", body("a"), lease)
+	if err != nil || retry.Outcome != store.Started || !retry.TookOver || retry.ID != dead.ID {
+		t.Fatalf("retry after the lease = %+v, %v; want a take-over with id %s", retry, err, dead.ID)
+	}
+	if err := s.Complete(ctx, dead.Lease, answer); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("late Complete: %v, want ErrLeaseLost", err)
+	}
+	if err := s.Abandon(ctx, dead.Lease); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("late Abandon: %v, want ErrLeaseLost", err)
+	}
+	// Released after an unclear outcome: the retry takes over at once.
+	if err := s.Release(ctx, retry.Lease); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s.Begin(ctx, "svc", "k2", body("a"), lease); err != nil || b.Outcome != store.Started || !b.TookOver || b.ID != dead.ID {
+		t.Fatalf("after Release = %+v, %v; want a take-over", b, err)
+	}
+	if err := s.Release(ctx, retry.Lease); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("Release of a lost lease: %v, want ErrLeaseLost", err)
+	}
+
+	// Abandoned (nothing queued): a retry starts afresh, with any body.
+	ab, _ := s.Begin(ctx, "svc", "k3", body("a"), lease)
+	for range 2 {
+		if err := s.Abandon(ctx, ab.Lease); err != nil {
+			t.Fatalf("Abandon: %v", err)
+		}
+	}
+	if b, err := s.Begin(ctx, "svc", "k3", body("b"), lease); err != nil || b.Outcome != store.Started || b.TookOver {
+		t.Fatalf("after Abandon = %+v, %v; want a fresh start", b, err)
+	}
+
+	// After IdempotencyTTL the key is free: another body is a new
+	// notification with another id.
+	c.Advance(idemTTL)
+	b, err = s.Begin(ctx, "svc", "k1", body("b"), lease)
+	if err != nil || b.Outcome != store.Started || b.TookOver || b.ID == first.ID {
+		t.Fatalf("after the TTL = %+v, %v; want a fresh start with a new id", b, err)
+	}
+}
+
+// A rotated id secret derives another id; a stale record is taken over with
+// the id it holds, so the message it may have queued and the retry's are one.
+func TestBeginKeepsTheIDAcrossASecretRotation(t *testing.T) {
+	ctx := context.Background()
+	emu, table := newTable(t)
+	c := newClock()
+	old := newStore(t, c, emu.Client(), table)
+	first, err := old.Begin(ctx, "svc", "k", body("a"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated, _ := store.NewIDs([]byte(strings.Repeat("n", store.MinSecretBytes)), []byte(strings.Repeat("s", store.MinSecretBytes)))
+	s, err := store.New(emu.Client(), store.Config{Table: table, IdempotencyTTL: idemTTL, StatusTTL: statusTTL, IDs: rotated, Clock: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(time.Second)
+	b, err := s.Begin(ctx, "svc", "k", body("a"), time.Second)
+	if err != nil || b.Outcome != store.Started || !b.TookOver || b.ID != first.ID {
+		t.Fatalf("take-over after rotation = %+v, %v; want id %s", b, err, first.ID)
+	}
+	if !rotated.Owns("svc", b.ID) {
+		t.Fatal("the rotated secrets do not verify the old id")
+	}
+}
+
+func TestStatusOnDynalite(t *testing.T) {
+	ctx, _, c, s := setup(t)
+	ids := testIDs(t)
+	const lease = time.Minute
+	id, _ := ids.New("svc")
+
+	get := func(want store.State) store.Status {
+		t.Helper()
+		st, err := s.Get(ctx, id, "svc")
+		if err != nil || st.State != want {
+			t.Fatalf("Get = %+v, %v; want %s", st, err, want)
+		}
+		return st
+	}
+	// Accepted, not yet seen by a sender: queued for its key, unknown to
+	// another key and for an id never issued.
+	get(store.StateQueued)
+	if _, err := s.Get(ctx, id, "other"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("another key's Get: %v, want ErrNotFound", err)
+	}
+	forged := id[:len(id)-6] + "000000"
+	if _, err := s.Get(ctx, forged, "svc"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a forged id: %v, want ErrNotFound", err)
+	}
+
+	// A sender claims it; a second sender finds it busy.
+	a, err := s.Claim(ctx, id, "svc", lease)
+	if err != nil || a.Outcome != store.Claimed || a.Attempt != 1 || a.TookOver {
+		t.Fatalf("claim = %+v, %v; want claimed, attempt 1", a, err)
+	}
+	get(store.StateSending)
+	if b, err := s.Claim(ctx, id, "svc", lease); err != nil || b.Outcome != store.Busy || !b.LeaseUntil.Equal(c.Now().Add(lease)) {
+		t.Fatalf("second claim = %+v, %v; want busy", b, err)
+	}
+	if _, err := s.Claim(ctx, id, "other", lease); !errors.Is(err, store.ErrOwnerMismatch) {
+		t.Fatalf("claim for another key: %v, want ErrOwnerMismatch", err)
+	}
+	// A transient failure ends the lease: the next delivery claims at once.
+	if err := s.MarkFailed(ctx, a.Lease, "transient", "SES throttled", c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if st := get(store.StateFailed); st.FailureClass != "transient" || st.FailureReason != "SES throttled" || st.Attempts != 1 {
+		t.Fatalf("failed status = %+v", st)
+	}
+	a2, err := s.Claim(ctx, id, "svc", lease)
+	if err != nil || a2.Outcome != store.Claimed || a2.Attempt != 2 || a2.TookOver {
+		t.Fatalf("claim after a failure = %+v, %v; want claimed, attempt 2, no take-over", a2, err)
+	}
+	// Its sender dies: the lease ends, the status reads queued, and the next
+	// claim is a take-over; the dead sender's late failure is refused.
+	c.Advance(lease)
+	get(store.StateQueued)
+	a3, err := s.Claim(ctx, id, "svc", lease)
+	if err != nil || a3.Outcome != store.Claimed || !a3.TookOver || a3.Attempt != 3 {
+		t.Fatalf("claim after the lease = %+v, %v; want a take-over, attempt 3", a3, err)
+	}
+	if err := s.MarkFailed(ctx, a2.Lease, "transient", "late", c.Now()); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("late MarkFailed: %v, want ErrLeaseLost", err)
+	}
+	// Sent: recorded once; a repeated MarkSent is the same, another send a
+	// duplicate; a redelivery is already sent.
+	at := c.Now()
+	for range 2 {
+		r, err := s.MarkSent(ctx, a3.Lease, "ses-1", at)
+		if err != nil || r.Duplicate {
+			t.Fatalf("MarkSent = %+v, %v", r, err)
+		}
+	}
+	if st := get(store.StateSent); st.ProviderMessageID != "ses-1" || !st.SentAt.Equal(at) {
+		t.Fatalf("sent status = %+v", st)
+	}
+	if r, err := s.MarkSent(ctx, a2.Lease, "ses-2", at); err != nil || !r.Duplicate || r.First.ProviderMessageID != "ses-1" {
+		t.Fatalf("second send = %+v, %v; want a duplicate of ses-1", r, err)
+	}
+	if b, err := s.Claim(ctx, id, "svc", lease); err != nil || b.Outcome != store.AlreadySent || b.Sent.ProviderMessageID != "ses-1" {
+		t.Fatalf("redelivery = %+v, %v; want already sent", b, err)
+	}
+	if err := s.MarkDeadLettered(ctx, a3.Lease, "permanent", "late", c.Now()); !errors.Is(err, store.ErrAlreadySent) {
+		t.Fatalf("dead-letter after sent: %v, want ErrAlreadySent", err)
+	}
+	if _, err := s.MarkSent(ctx, store.NotificationLease{ID: id, Scope: "other", Token: "t"}, "ses-3", at); !errors.Is(err, store.ErrOwnerMismatch) {
+		t.Fatalf("MarkSent for another key: %v, want ErrOwnerMismatch", err)
+	}
+
+	// Dead-lettered, then redriven: claimable again.
+	dl, _ := ids.New("svc")
+	d, _ := s.Claim(ctx, dl, "svc", lease)
+	if err := s.MarkDeadLettered(ctx, d.Lease, "permanent", "MessageRejected: Email address is not verified", c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.Get(ctx, dl, "svc"); st.State != store.StateDeadLettered || st.FailureClass != "permanent" {
+		t.Fatalf("dead-lettered status = %+v", st)
+	}
+	if r, err := s.Claim(ctx, dl, "svc", lease); err != nil || r.Outcome != store.Claimed || r.Attempt != 2 {
+		t.Fatalf("claim after a redrive = %+v, %v", r, err)
+	}
+
+	// A keyed (derived) id is queued until seen, like a minted one.
+	kid, _ := ids.Derive("svc", "key", body("x"))
+	if st, err := s.Get(ctx, kid, "svc"); err != nil || st.State != store.StateQueued {
+		t.Fatalf("derived id = %+v, %v; want queued", st, err)
+	}
+	// Past StatusTTL: the record has expired (still in the table, as
+	// DynamoDB keeps it for days), and a minted id never seen is unknown.
+	c.Advance(statusTTL + time.Hour)
+	if _, err := s.Get(ctx, id, "svc"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("expired record: %v, want ErrNotFound", err)
+	}
+	old, _ := ids.New("svc")
+	if _, err := s.Get(ctx, old, "svc"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an id older than StatusTTL never seen: %v, want ErrNotFound", err)
+	}
+}
+
+// Many senders claim one id at once, and many API tasks begin one key at
+// once: exactly one wins each.
+func TestConcurrentClaimsAndBegins(t *testing.T) {
+	ctx := context.Background()
+	emu, table := newTable(t)
+	s := newStore(t, newClock(), emu.Client(), table)
+	id, _ := testIDs(t).New("svc")
+	const n = 32
+	claims := make([]store.Claim, n)
+	begins := make([]store.Begun, n)
+	errs := make([]error, 2*n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			claims[i], errs[i] = s.Claim(ctx, id, "svc", time.Minute)
+		}()
+		go func() {
+			defer wg.Done()
+			begins[i], errs[n+i] = s.Begin(ctx, "svc", "same-key", body("a"), time.Minute)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for i := range n {
+		count["claim "+claims[i].Outcome.String()]++
+		count["begin "+begins[i].Outcome.String()]++
+	}
+	want := map[string]int{"claim claimed": 1, "claim busy": n - 1, "begin started": 1, "begin in-flight": n - 1}
+	if fmt.Sprint(count) != fmt.Sprint(want) {
+		t.Fatalf("outcomes %v, want %v", count, want)
+	}
+}
+
+// Requests per notification on each path, counted by the emulator's proxy
+// as DynamoDB would bill them. The figures are in DESIGN.md.
+func TestRequestsPerNotification(t *testing.T) {
+	ctx, emu, c, s := setup(t)
+	ids := testIDs(t)
+	const lease = time.Minute
+	answer := store.Answer{Status: 202, Body: []byte(`{}`)}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	sendOnce := func(id string) store.NotificationLease {
+		cl, err := s.Claim(ctx, id, "svc", lease)
+		must(err)
+		_, err = s.MarkSent(ctx, cl.Lease, "ses-"+id, c.Now())
+		must(err)
+		return cl.Lease
+	}
+	claimNew := func() store.NotificationLease {
+		id, _ := ids.New("svc")
+		cl, err := s.Claim(ctx, id, "svc", lease)
+		must(err)
+		return cl.Lease
+	}
+	paths := []struct {
+		name string
+		run  func()
+		want string
+	}{
+		{"without key: API", func() { ids.New("svc") }, ""},
+		{"without key: sender, sent", func() { id, _ := ids.New("svc"); sendOnce(id) }, "UpdateItem=2"},
+		{"with key: API, accepted", func() {
+			b, err := s.Begin(ctx, "svc", "k1", body("a"), lease)
+			must(err)
+			must(s.Complete(ctx, b.Lease, answer))
+		}, "PutItem=1 UpdateItem=1"},
+		{"with key: sender, sent", func() { id, _ := ids.Derive("svc", "k1", body("a")); sendOnce(id) }, "UpdateItem=2"},
+		{"with key: replay", func() { _, err := s.Begin(ctx, "svc", "k1", body("a"), lease); must(err) }, "PutItem=1"},
+		{"with key: 409 or 422", func() { _, err := s.Begin(ctx, "svc", "k1", body("b"), lease); must(err) }, "PutItem=1"},
+		{"with key: failed before queuing", func() {
+			b, err := s.Begin(ctx, "svc", "k2", body("a"), lease)
+			must(err)
+			must(s.Abandon(ctx, b.Lease))
+		}, "DeleteItem=1 PutItem=1"},
+		{"redelivered after sent", func() {
+			id, _ := ids.New("svc")
+			sendOnce(id)
+			before := emu.Stats()
+			_, err := s.Claim(ctx, id, "svc", lease)
+			must(err)
+			if d := emu.Stats().Sub(before).String(); d != "UpdateItem=1" {
+				t.Errorf("the redelivery alone: %s, want UpdateItem=1", d)
+			}
+		}, "UpdateItem=3"},
+		{"transient failure, then sent", func() {
+			l := claimNew()
+			must(s.MarkFailed(ctx, l, "transient", "throttled", c.Now()))
+			sendOnce(l.ID)
+		}, "UpdateItem=4"},
+		{"permanent failure", func() { must(s.MarkDeadLettered(ctx, claimNew(), "permanent", "rejected", c.Now())) }, "UpdateItem=2"},
+		{"GET of an own id", func() { id, _ := ids.New("svc"); _, err := s.Get(ctx, id, "svc"); must(err) }, "GetItem=1"},
+		{"GET of another key's id", func() { id, _ := ids.New("svc"); s.Get(ctx, id, "other") }, ""},
+	}
+	for _, p := range paths {
+		before := emu.Stats()
+		p.run()
+		got := emu.Stats().Sub(before).String()
+		t.Logf("%-32s %s", p.name, got)
+		if got != p.want {
+			t.Errorf("%s: requests %q, want %q", p.name, got, p.want)
+		}
+	}
+}
+
+// Throttling, server errors and timeouts come back as errors that
+// Unavailable recognises, and the store works again when they end.
+func TestOutagesOnDynalite(t *testing.T) {
+	emu, table := newTable(t)
+	// One attempt per call, so each fault shows at once.
+	client := emu.Client(func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 })
+	s := newStore(t, newClock(), client, table)
+	id, _ := testIDs(t).New("svc")
+	for _, mode := range []dynamolocal.FaultMode{dynamolocal.FaultThrottle, dynamolocal.FaultUnavailable, dynamolocal.FaultHang} {
+		t.Run(string(mode), func(t *testing.T) {
+			if err := emu.SetFault(mode, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			_, err := s.Claim(ctx, id, "svc", time.Minute)
+			cancel()
+			if err == nil || !store.Unavailable(err) {
+				t.Fatalf("claim during %s: %v, want an error Unavailable recognises", mode, err)
+			}
+			if err := emu.SetFault(mode, 0); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Get(context.Background(), id, "svc"); err != nil {
+				t.Fatalf("after the fault: %v", err)
+			}
+		})
+	}
+}
