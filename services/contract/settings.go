@@ -249,9 +249,10 @@ func Settings() []Setting {
 	}
 }
 
-// Lookup returns the setting of a variable name.
+// Lookup returns the setting of a variable name (listed in Settings, or
+// declared and pending: settings_next.go).
 func Lookup(name string) (Setting, bool) {
-	for _, s := range Settings() {
+	for _, s := range append(Settings(), pending()...) {
 		if s.Var().Name == name {
 			return s, true
 		}

@@ -78,3 +78,13 @@ var (
 		Default: 5 * time.Minute, Min: time.Second, Max: SQSMaxVisibility,
 	}
 )
+
+// pending lists the settings above: Lookup finds them (so the stacks may set
+// them before a service reads them), Settings and the README do not.
+func pending() []Setting {
+	return []Setting{
+		EndpointDynamoDB, StoreTable, IDSecretID, IdempotencyTTL, StatusTTL,
+		FeedbackQueueURL, FeedbackDLQURL, FeedbackTopicARN, FeedbackPollers, FeedbackWait,
+		FeedbackProcessTimeout, FeedbackVisibility, FeedbackRetryBase, FeedbackRetryMax,
+	}
+}
