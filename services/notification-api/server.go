@@ -438,12 +438,17 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 }
 
 // answerBatch picks the overall status: 202 when every notification was
-// queued, 207 when some were, and when none was 503 if any could be retried
-// later, else 500 if the queue refused any, else 400.
+// queued (or replayed), 207 when some were, and when none was 503 if any
+// could be retried later, else 500 if the queue refused any, else 409 if
+// any key is in flight, else 422 if every key was reused with another
+// body, else 400.
 func (s *server) answerBatch(w http.ResponseWriter, r *http.Request, items []batchItem) {
 	reply := batchReply{Results: items}
-	any503, any500, any409 := false, false, false
+	any503, any500, any409, all422 := false, false, false, true
 	for _, it := range items {
+		if it.Status != http.StatusAccepted && it.Status != http.StatusUnprocessableEntity {
+			all422 = false
+		}
 		switch it.Status {
 		case http.StatusAccepted:
 			reply.Accepted++
@@ -475,6 +480,8 @@ func (s *server) answerBatch(w http.ResponseWriter, r *http.Request, items []bat
 			kind, reply.Status = "queue-error", http.StatusInternalServerError
 		} else if any409 {
 			kind, reply.Status = "idempotency-key-in-flight", http.StatusConflict
+		} else if all422 {
+			kind, reply.Status = "idempotency-key-reused", http.StatusUnprocessableEntity
 		}
 		reply.Type, reply.Title = problemTypeBase+kind, problemTitles[kind]
 		reply.Detail = "no notification of the batch was queued; see results"
