@@ -11,12 +11,14 @@ import (
 	"github.com/hashicorp/terraform-cdk-go/cdktf"
 
 	"herald/stacks"
+
+	"herald/services/contract"
 )
 
 // meshVariantsVariable set to 1 also synthesizes every environment in the
 // mesh mode it is not configured with (stack "herald-<env>-<mode>"), so that
 // both modes are always checked. `make synth` sets it.
-const meshVariantsVariable = "HERALD_SYNTH_MESH_VARIANTS"
+const meshVariantsVariable = contract.SynthMeshVariants
 
 // stacks.CopyVariable ("<env>:<name>[:<mesh mode>]") synthesizes only a
 // throwaway copy of one environment instead (tests/deployed deploys those).

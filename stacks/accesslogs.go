@@ -95,7 +95,6 @@ func NewAccessLogBucket(scope constructs.Construct, id string, props *AccessLogB
 		props = &AccessLogBucketProps{}
 	}
 	p := *props
-	p.RetentionDays = orInt(p.RetentionDays, defaultAccessLogDays)
 	if err := p.validate(); err != nil {
 		panic(fmt.Errorf("herald: access log bucket %s: %w", id, err))
 	}

@@ -36,13 +36,13 @@ type CIConfig struct {
 	// assume the role.
 	Repository string
 	// Branch the workflow runs on; default "main". The schedule runs on the
-	// default branch. Not with Environment.
+	// default branch. Not with GitHubEnvironment.
 	Branch string
-	// Environment is a GitHub environment the job declares (the workflow
-	// reads it from HERALD_CI_ENVIRONMENT); the token's subject then names
-	// it instead of the branch, and the environment's protection rules
-	// (reviewers, branches) apply. Not with Branch.
-	Environment string
+	// GitHubEnvironment is a GitHub environment the job declares (the
+	// workflow reads it from HERALD_CI_ENVIRONMENT); the token's subject
+	// then names it instead of the branch, and the environment's
+	// protection rules (reviewers, branches) apply. Not with Branch.
+	GitHubEnvironment string
 	// OIDCProviderARN is the account's existing IAM OIDC provider for
 	// token.actions.githubusercontent.com (an account has at most one per
 	// issuer); empty creates it in this stack.
@@ -57,7 +57,7 @@ type CIConfig struct {
 func (c CIConfig) Enabled() bool { return c.Repository != "" }
 
 func (c CIConfig) withDefaults() CIConfig {
-	if c.Enabled() && c.Environment == "" && c.Branch == "" {
+	if c.Enabled() && c.GitHubEnvironment == "" && c.Branch == "" {
 		c.Branch = "main"
 	}
 	return c
@@ -65,8 +65,8 @@ func (c CIConfig) withDefaults() CIConfig {
 
 // Subject is the token subject ("sub") the role trusts, exactly.
 func (c CIConfig) Subject() string {
-	if c.Environment != "" {
-		return "repo:" + c.Repository + ":environment:" + c.Environment
+	if c.GitHubEnvironment != "" {
+		return "repo:" + c.Repository + ":environment:" + c.GitHubEnvironment
 	}
 	return "repo:" + c.Repository + ":ref:refs/heads/" + c.Branch
 }
@@ -89,10 +89,10 @@ func (e Environment) validateCI(p *problems) {
 	if !githubRepository.MatchString(c.Repository) {
 		p.add("CI.Repository", "%q is not a GitHub repository owner/name", c.Repository)
 	}
-	if c.Branch != "" && c.Environment != "" {
-		p.add("CI.Branch", "set Branch or Environment, not both: the role trusts one token subject")
+	if c.Branch != "" && c.GitHubEnvironment != "" {
+		p.add("CI.Branch", "set Branch or GitHubEnvironment, not both: the role trusts one token subject")
 	}
-	for _, f := range []struct{ field, value string }{{"CI.Branch", c.Branch}, {"CI.Environment", c.Environment}} {
+	for _, f := range []struct{ field, value string }{{"CI.Branch", c.Branch}, {"CI.GitHubEnvironment", c.GitHubEnvironment}} {
 		if f.value != "" && (!githubRefName.MatchString(f.value) || strings.Contains(f.value, "..") || strings.Contains(f.value, ":")) {
 			p.add(f.field, "%q is not a branch or environment name (no wildcards: the role trusts exactly one)", f.value)
 		}

@@ -29,13 +29,13 @@ func TestCIConfigValidate(t *testing.T) {
 	}{
 		{name: "off", ci: CIConfig{}},
 		{name: "branch", ci: CIConfig{Repository: "acme/herald"}},
-		{name: "environment, existing provider, bucket", ci: CIConfig{Repository: "acme/herald.go", Environment: "aws-e2e",
+		{name: "environment, existing provider, bucket", ci: CIConfig{Repository: "acme/herald.go", GitHubEnvironment: "aws-e2e",
 			OIDCProviderARN: "arn:aws:iam::111111111111:oidc-provider/token.actions.githubusercontent.com", StateBucket: "acme-terraform-state"}},
 		{name: "fields without a repository", ci: CIConfig{Branch: "main"}, wantErr: "CI.Repository: required"},
 		{name: "not owner/name", ci: CIConfig{Repository: "acme"}, wantErr: `CI.Repository: "acme" is not`},
-		{name: "both", ci: CIConfig{Repository: "acme/herald", Branch: "main", Environment: "e2e"}, wantErr: "not both"},
+		{name: "both", ci: CIConfig{Repository: "acme/herald", Branch: "main", GitHubEnvironment: "e2e"}, wantErr: "not both"},
 		{name: "wildcard branch", ci: CIConfig{Repository: "acme/herald", Branch: "release/*"}, wantErr: `CI.Branch: "release/*"`},
-		{name: "subject separator", ci: CIConfig{Repository: "acme/herald", Environment: "e2e:x"}, wantErr: "CI.Environment"},
+		{name: "subject separator", ci: CIConfig{Repository: "acme/herald", GitHubEnvironment: "e2e:x"}, wantErr: "CI.GitHubEnvironment"},
 		{name: "other provider", ci: CIConfig{Repository: "acme/herald", OIDCProviderARN: "arn:aws:iam::111111111111:oidc-provider/gitlab.com"}, wantErr: "CI.OIDCProviderARN"},
 		{name: "other account", ci: CIConfig{Repository: "acme/herald", OIDCProviderARN: "arn:aws:iam::222222222222:oidc-provider/token.actions.githubusercontent.com"}, wantErr: "another account"},
 		{name: "bad bucket", ci: CIConfig{Repository: "acme/herald", StateBucket: "Acme_State"}, wantErr: "CI.StateBucket"},
@@ -119,7 +119,7 @@ func TestCIRole(t *testing.T) {
 		wantSubject string
 	}{
 		{"branch, new provider", CIConfig{Repository: "acme/herald"}, "repo:acme/herald:ref:refs/heads/main"},
-		{"environment, existing provider, state bucket", CIConfig{Repository: "acme/herald", Environment: "aws-e2e", OIDCProviderARN: existing, StateBucket: "acme-state"}, "repo:acme/herald:environment:aws-e2e"},
+		{"environment, existing provider, state bucket", CIConfig{Repository: "acme/herald", GitHubEnvironment: "aws-e2e", OIDCProviderARN: existing, StateBucket: "acme-state"}, "repo:acme/herald:environment:aws-e2e"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			env := devWithCI(c.ci)

@@ -3,7 +3,6 @@ package stacks
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net/mail"
 	"net/netip"
 	"regexp"
@@ -11,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"herald/services/contract"
 )
 
 // MeshMode selects how the services are placed in the service namespace.
@@ -256,10 +257,11 @@ type ServiceConfig struct {
 	BacklogPerTask int
 	// LogLevel is HERALD_LOG_LEVEL: debug, info (default), warn, error.
 	LogLevel string
-	// Environment sets further tuning variables from services/README.md
-	// (see tunableVariables); variables the stack sets itself and secrets are
-	// refused.
-	Environment map[string]string
+	// Tuning sets further variables of the service: only those
+	// services/README.md marks tunable (contract.Tunables), each checked by
+	// the service's own parser. Variables the stack sets itself and secrets
+	// are refused.
+	Tuning map[string]string
 }
 
 // ObservabilityConfig shapes logs, the dashboard and the alarms.
@@ -281,17 +283,17 @@ type ObservabilityConfig struct {
 
 // Defaults not expressed as zero values.
 const (
-	defaultCIDR             = "10.0.0.0/16"
-	defaultSubnetNewBits    = 4
-	defaultMaxReceiveCount  = 5
-	defaultRetention        = 4 * 24 * time.Hour
-	defaultDLQRetention     = 14 * 24 * time.Hour
-	maxQueueRetention       = 14 * 24 * time.Hour
-	minQueueRetention       = time.Minute
-	defaultMaxMessageBytes  = 262144
-	defaultSendTimeout      = 10 * time.Second
+	defaultCIDR            = "10.0.0.0/16"
+	defaultSubnetNewBits   = 4
+	defaultMaxReceiveCount = 5
+	defaultRetention       = 4 * 24 * time.Hour
+	defaultDLQRetention    = 14 * 24 * time.Hour
+	maxQueueRetention      = 14 * 24 * time.Hour
+	minQueueRetention      = time.Minute
+	// maxQueueMessageBytes is the largest MaximumMessageSize the AWS
+	// provider (5.88) takes; the API takes up to 1 MiB.
+	maxQueueMessageBytes    = 262144
 	visibilityPerSend       = 6 // visibility timeout = 6 x send timeout
-	maxVisibilityTimeout    = 12 * time.Hour
 	defaultImageTag         = "initial"
 	defaultKeepImages       = 30
 	defaultCPU              = 256
@@ -338,12 +340,12 @@ func (e Environment) WithDefaults() Environment {
 	q.MaxReceiveCount = orInt(q.MaxReceiveCount, defaultMaxReceiveCount)
 	q.Retention = orDuration(q.Retention, defaultRetention)
 	q.DLQRetention = orDuration(q.DLQRetention, defaultDLQRetention)
-	q.MaxMessageBytes = orInt(q.MaxMessageBytes, defaultMaxMessageBytes)
-	q.RetryWindow = orDuration(q.RetryWindow, defaultRetryWindow)
+	q.MaxMessageBytes = orInt(q.MaxMessageBytes, contract.MaxMessageBytes.Default)
+	q.RetryWindow = orDuration(q.RetryWindow, contract.RetryWindow.Default)
 
 	em := &e.Email
 	em.Transport = orString(em.Transport, "ses")
-	em.SendTimeout = orDuration(em.SendTimeout, defaultSendTimeout)
+	em.SendTimeout = orDuration(em.SendTimeout, contract.SendTimeout.Default)
 	if len(em.AllowedFrom) == 0 && em.DefaultFrom != "" {
 		em.AllowedFrom = []string{em.DefaultFrom}
 	}
@@ -408,7 +410,7 @@ func (s ServiceConfig) withDefaults(sender bool) ServiceConfig {
 	if sender {
 		s.BacklogPerTask = orInt(s.BacklogPerTask, defaultBacklogPerTask)
 	}
-	s.LogLevel = orString(s.LogLevel, "info")
+	s.LogLevel = orString(s.LogLevel, contract.LogLevel.Default)
 	return s
 }
 
@@ -493,6 +495,10 @@ func (e Environment) validate() error {
 	validateService(p, "Sender", e.Sender, true)
 	e.validateObservability(p)
 	e.validateCI(p)
+	if len(p.errs) == 0 {
+		// Field by field all is well; now as the services read it all.
+		e.checkVariables(p)
+	}
 	return errors.Join(p.errs...)
 }
 
@@ -668,8 +674,10 @@ func (e Environment) validateQueue(p *problems) {
 	if q.DLQRetention <= q.Retention {
 		p.add("Queue.DLQRetention", "%s must be longer than Queue.Retention %s, or messages expire in the DLQ before anyone looks", q.DLQRetention, q.Retention)
 	}
-	if q.MaxMessageBytes < 1024 || q.MaxMessageBytes > 262144 {
-		p.add("Queue.MaxMessageBytes", "%d is outside 1024..262144", q.MaxMessageBytes)
+	if err := contract.MaxMessageBytes.Check(q.MaxMessageBytes); err != nil {
+		p.addErr("Queue.MaxMessageBytes", err)
+	} else if q.MaxMessageBytes > maxQueueMessageBytes {
+		p.add("Queue.MaxMessageBytes", "%d is over %d, the largest queue message the AWS provider takes", q.MaxMessageBytes, maxQueueMessageBytes)
 	}
 }
 
@@ -681,24 +689,27 @@ func checkRetention(p *problems, field string, d time.Duration) {
 
 func (e Environment) validateEmail(p *problems) {
 	em := e.Email
-	if !isAddress(em.DefaultFrom) {
+	switch {
+	case !isAddress(em.DefaultFrom):
+		// Bare: it is an SES condition value too.
 		p.add("Email.DefaultFrom", "%q is not an email address", em.DefaultFrom)
+	case contract.DefaultFrom.Validate(em.DefaultFrom) != nil:
+		p.addErr("Email.DefaultFrom", contract.DefaultFrom.Validate(em.DefaultFrom))
 	}
-	for _, a := range em.AllowedFrom {
-		if d, ok := strings.CutPrefix(a, "@"); ok {
-			if !domainPattern.MatchString(d) {
-				p.add("Email.AllowedFrom", "%q is not @domain", a)
-			}
-		} else if !isAddress(a) {
-			p.add("Email.AllowedFrom", "%q is neither an address nor @domain", a)
-		}
+	if _, err := contract.AllowedFrom.Parse(strings.Join(em.AllowedFrom, ",")); err != nil {
+		p.addErr("Email.AllowedFrom", err)
 	}
-	if em.SendTimeout < time.Second || em.VisibilityTimeout() > maxVisibilityTimeout || em.SendTimeout%time.Second != 0 {
-		p.add("Email.SendTimeout", "%s is outside 1s..%s in whole seconds (the queue's visibility timeout is %d times it, at most %s)",
-			em.SendTimeout, maxVisibilityTimeout/visibilityPerSend, visibilityPerSend, maxVisibilityTimeout)
+	// The sender reads the send timeout by the contract's bounds, and the
+	// visibility timeout derived from it; SQS counts the latter in seconds.
+	if err := contract.SendTimeout.Check(em.SendTimeout); err != nil {
+		p.addErr("Email.SendTimeout", err)
+	} else if em.SendTimeout%time.Second != 0 {
+		p.add("Email.SendTimeout", "%s is not whole seconds", em.SendTimeout)
+	} else if err := contract.VisibilityTimeout.Check(em.VisibilityTimeout()); err != nil {
+		p.add("Email.SendTimeout", "gives the visibility timeout %d times it: %v", visibilityPerSend, err)
 	}
-	if em.SendRate < 0 || math.IsNaN(em.SendRate) || math.IsInf(em.SendRate, 0) {
-		p.add("Email.SendRate", "%g must be 0 (the SES account's rate) or more", em.SendRate)
+	if err := contract.SendRate.Check(em.SendRate); err != nil {
+		p.add("Email.SendRate", "%v: 0 (the SES account's rate) or more", err)
 	}
 	switch em.Transport {
 	case "ses":
@@ -730,8 +741,8 @@ func (e Environment) validateEmail(p *problems) {
 		p.add("Email.Identity", "%q is neither a domain nor an address", em.Identity)
 		return
 	}
-	if em.Transport == "ses" {
-		for _, a := range append([]string{em.DefaultFrom}, em.AllowedFrom...) {
+	if list, err := em.allowedFrom(); em.Transport == "ses" && err == nil {
+		for _, a := range list.Entries() {
 			if !identityCovers(em.Identity, a) {
 				p.add("Email.AllowedFrom", "%q is not covered by the SES identity %q the sender may use", a, em.Identity)
 			}
@@ -829,24 +840,49 @@ func validateService(p *problems, name string, s ServiceConfig, sender bool) {
 	if !sender && s.BacklogPerTask != 0 {
 		p.add(name+".BacklogPerTask", "only the sender scales on queue backlog")
 	}
-	if !slices.Contains([]string{"debug", "info", "warn", "error"}, s.LogLevel) {
-		p.add(name+".LogLevel", "%q is not debug, info, warn or error", s.LogLevel)
+	if err := contract.LogLevel.Check(s.LogLevel); err != nil {
+		p.add(name+".LogLevel", "%v: want debug, info, warn or error", err)
 	}
-	allowed := tunableVariables(sender)
-	for _, k := range sortedKeys(s.Environment) {
-		if !slices.Contains(allowed, k) {
-			p.add(name+".Environment["+k+"]", "not a tuning variable of this service (the stack sets the others, secrets come from Secrets Manager): want one of %s", strings.Join(allowed, ", "))
+	if sender {
+		// HERALD_SENDER_TASKS: the tasks that share the send rate at first.
+		if err := contract.SenderTasks.Check(s.MinTasks); err != nil {
+			p.addErr(name+".MinTasks", err)
+		}
+	}
+	service := contract.API
+	if sender {
+		service = contract.Sender
+	}
+	allowed := contract.Tunables(service)
+	for _, k := range sortedKeys(s.Tuning) {
+		field := name + ".Tuning[" + k + "]"
+		setting, known := contract.Lookup(k)
+		switch {
+		case !slices.Contains(allowed, k) || !known:
+			p.add(field, "not a tuning variable of %s (the stack sets the others, secrets come from Secrets Manager): want one of %s", service, strings.Join(allowed, ", "))
+		case setting.Validate(s.Tuning[k]) != nil:
+			p.addErr(field, setting.Validate(s.Tuning[k]))
 		}
 	}
 }
 
-// tunableVariables are the services/README.md variables a platform engineer
-// may set through ServiceConfig.Environment; the stack sets every other one.
-func tunableVariables(sender bool) []string {
-	if sender {
-		return []string{"HERALD_METRICS_INTERVAL", "HERALD_POLLERS", "HERALD_RETRY_BASE", "HERALD_RETRY_MAX", "HERALD_SMTP_TLS", "HERALD_STALL_AFTER", "HERALD_WORKERS"}
+// checkVariables reads both services' variables as the services will at
+// start (with placeholders for the stack's resources): what no single field
+// shows, such as a tuned HERALD_STALL_AFTER below the long-poll wait.
+func (e Environment) checkVariables(p *problems) {
+	vars, err := serviceVariables(e, placeholderSources(e))
+	if err != nil {
+		p.addErr("Email.AllowedFrom", err)
+		return
 	}
-	return []string{"HERALD_API_KEYS_REFRESH", "HERALD_BATCH_LINGER", "HERALD_METRICS_INTERVAL", "HERALD_RATE_BURST", "HERALD_RATE_LIMIT", "HERALD_READY_CACHE"}
+	for _, svc := range []struct {
+		field   string
+		service contract.Service
+	}{{"API.Tuning", contract.API}, {"Sender.Tuning", contract.Sender}} {
+		if err := vars[svc.service].check(svc.service); err != nil {
+			p.add(svc.field, "%s would refuse its variables: %v", svc.service, err)
+		}
+	}
 }
 
 // logRetentionDays are the values CloudWatch Logs accepts.

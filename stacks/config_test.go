@@ -166,8 +166,11 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"visibility too short for the heartbeat", func(e *Environment) { e.Email.SendTimeout = time.Second }, "Email.SendTimeout", "the heartbeat at half of it has no time to retry"},
 		{"dlq retention not longer", func(e *Environment) { e.Queue.Retention, e.Queue.DLQRetention = 4*24*time.Hour, 2*24*time.Hour }, "Queue.DLQRetention", "longer than Queue.Retention"},
 		{"retention above SQS max", func(e *Environment) { e.Queue.Retention = 15 * 24 * time.Hour }, "Queue.Retention", "outside 1m..336h"},
-		{"message size above SQS max", func(e *Environment) { e.Queue.MaxMessageBytes = 300000 }, "Queue.MaxMessageBytes", "outside 1024..262144"},
-		{"send timeout gives too long visibility", func(e *Environment) { e.Email.SendTimeout = 3 * time.Hour }, "Email.SendTimeout", "visibility timeout"},
+		{"message size above the provider's", func(e *Environment) { e.Queue.MaxMessageBytes = 300000 }, "Queue.MaxMessageBytes", "the largest queue message the AWS provider takes"},
+		{"message size below the API's", func(e *Environment) { e.Queue.MaxMessageBytes = 512 }, "Queue.MaxMessageBytes", "HERALD_MAX_MESSAGE_BYTES: 512 is outside 1024 to 1048576"},
+		// Regression: 10 minutes passed synth (the visibility timeout allowed
+		// up to 2 h) and the sender, which takes at most 5, crash-looped.
+		{"send timeout the sender refuses", func(e *Environment) { e.Email.SendTimeout = 10 * time.Minute }, "Email.SendTimeout", "HERALD_SEND_TIMEOUT: 10m is outside 100ms to 5m"},
 		{"send timeout fraction", func(e *Environment) { e.Email.SendTimeout = 1500 * time.Millisecond }, "Email.SendTimeout", "whole seconds"},
 		{"default from missing", func(e *Environment) { e.Email.DefaultFrom = "" }, "Email.DefaultFrom", "not an email address"},
 		{"from outside identity", func(e *Environment) { e.Email.AllowedFrom = []string{"@other.org"} }, "Email.AllowedFrom", "not covered by the SES identity"},
@@ -178,9 +181,16 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"bad image", func(e *Environment) { e.API.Image = "registry.example.com/api" }, "API.Image", "no tag or digest"},
 		{"bad digest", func(e *Environment) { e.Sender.Image = "registry.example.com/sender@sha256:abc" }, "Sender.Image", "bad digest"},
 		{"api backlog", func(e *Environment) { e.API.BacklogPerTask = 10 }, "API.BacklogPerTask", "only the sender"},
-		{"log level", func(e *Environment) { e.API.LogLevel = "verbose" }, "API.LogLevel", "not debug, info, warn or error"},
-		{"contract variable", func(e *Environment) { e.Sender.Environment = map[string]string{"HERALD_QUEUE_URL": "x"} }, "Sender.Environment[HERALD_QUEUE_URL]", "not a tuning variable"},
-		{"secret as variable", func(e *Environment) { e.Sender.Environment = map[string]string{"HERALD_SMTP_PASSWORD": "x"} }, "Sender.Environment[HERALD_SMTP_PASSWORD]", "secrets come from Secrets Manager"},
+		{"log level", func(e *Environment) { e.API.LogLevel = "verbose" }, "API.LogLevel", "want debug, info, warn or error"},
+		{"contract variable", func(e *Environment) { e.Sender.Tuning = map[string]string{"HERALD_QUEUE_URL": "x"} }, "Sender.Tuning[HERALD_QUEUE_URL]", "not a tuning variable"},
+		{"secret as variable", func(e *Environment) { e.Sender.Tuning = map[string]string{"HERALD_SMTP_PASSWORD": "x"} }, "Sender.Tuning[HERALD_SMTP_PASSWORD]", "secrets come from Secrets Manager"},
+		{"unknown variable", func(e *Environment) { e.API.Tuning = map[string]string{"HERALD_WORKERS": "8"} }, "API.Tuning[HERALD_WORKERS]", "not a tuning variable of notification-api"},
+		{"tuning the service refuses", func(e *Environment) { e.Sender.Tuning = map[string]string{"HERALD_WORKERS": "0"} }, "Sender.Tuning[HERALD_WORKERS]", "HERALD_WORKERS: 0 is outside 1 to 4096"},
+		// Each value alone is fine; together the sender refuses them.
+		{"tuning against the stack's values", func(e *Environment) { e.Sender.Tuning = map[string]string{"HERALD_STALL_AFTER": "15s"} }, "Sender.Tuning",
+			"email-sender would refuse its variables: configuration: HERALD_STALL_AFTER: 15s must be longer than HERALD_WAIT_TIME (20s)"},
+		{"retry base over the tuned max", func(e *Environment) { e.Sender.Tuning = map[string]string{"HERALD_RETRY_MAX": "2s"} }, "Sender.Tuning", "HERALD_RETRY_BASE: 5s is above HERALD_RETRY_MAX"},
+		{"allowed sender the API refuses", func(e *Environment) { e.Email.AllowedFrom = []string{"@localhost"} }, "Email.AllowedFrom", "HERALD_ALLOWED_FROM"},
 		{"log retention", func(e *Environment) { e.Observability.LogRetentionDays = 31 }, "Observability.LogRetentionDays", "not a CloudWatch retention"},
 		{"alarm email", func(e *Environment) { e.Observability.AlarmEmail = "oncall" }, "Observability.AlarmEmail", "not an email address"},
 		{"5xx percent", func(e *Environment) { e.Observability.API5xxPercent = 150 }, "Observability.API5xxPercent", "outside (0, 100]"},
@@ -227,6 +237,12 @@ func TestValidEnvironmentsPass(t *testing.T) {
 			e.Ingress.AccessLogs = AccessLogConfig{Enabled: true, ForceDestroy: true}
 		},
 		"sandbox recipients": func(e *Environment) { e.Email.SandboxRecipients = []string{"tester@example.org", "example.net"} },
+		"every tunable": func(e *Environment) {
+			e.API.Tuning = map[string]string{"HERALD_MAX_CONNECTIONS": "4096", "HERALD_RATE_LIMIT": "0", "HERALD_BATCH_LINGER": "0"}
+			e.Sender.Tuning = map[string]string{"HERALD_WORKERS": "64", "HERALD_STALL_AFTER": "2m", "HERALD_DELETE_BATCH": "1", "HERALD_METRICS_INTERVAL": "0"}
+		},
+		"send timeout at the sender's most": func(e *Environment) { e.Email.SendTimeout = 5 * time.Minute },
+		"allowed domain in capitals":        func(e *Environment) { e.Email.AllowedFrom = []string{"@Example.COM"} },
 		"image by digest": func(e *Environment) {
 			e.API.Image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/herald/api@sha256:" + strings.Repeat("ab", 32)
 		},

@@ -11,6 +11,8 @@ import (
 
 	"github.com/aws/jsii-runtime-go"
 	"github.com/hashicorp/terraform-cdk-go/cdktf"
+
+	"herald/services/contract"
 )
 
 const (
@@ -44,8 +46,8 @@ func TestNetwork(t *testing.T) {
 			doc := synthConstruct(t, func(stack cdktf.TerraformStack) {
 				n = NewNetwork(stack, "network", &NetworkProps{
 					Name: "herald-test", Account: testAccount, Region: testRegion,
-					NetworkConfig: c.config, ExtraEndpoints: c.extra,
-					LogKeyARN: jsii.String("arn:aws:kms:eu-west-1:123456789012:key/test"),
+					NetworkConfig: c.config.withDefaults(), ExtraEndpoints: c.extra,
+					LogKeyARN: jsii.String("arn:aws:kms:eu-west-1:123456789012:key/test"), LogRetentionDays: 30,
 				})
 			})
 			counts := map[string]int{
@@ -104,7 +106,7 @@ func TestQueue(t *testing.T) {
 		t.Run(c.sendTimeout.String(), func(t *testing.T) {
 			var q *Queue
 			doc := synthConstruct(t, func(stack cdktf.TerraformStack) {
-				q = NewQueue(stack, "queue", &QueueProps{Name: "herald-test-notifications", Account: testAccount, Region: testRegion, SendTimeout: c.sendTimeout})
+				q = NewQueue(stack, "queue", queueProps(c.sendTimeout))
 			})
 			var main map[string]any
 			for _, candidate := range doc.resources("aws_sqs_queue") {
@@ -154,24 +156,32 @@ func TestQueue(t *testing.T) {
 	}
 }
 
+// queueProps is a valid queue, as the stack makes it by default.
+func queueProps(sendTimeout time.Duration) *QueueProps {
+	return &QueueProps{
+		Name: "herald-test-notifications", Account: testAccount, Region: testRegion, SendTimeout: sendTimeout,
+		MaxReceiveCount: 5, Retention: 4 * 24 * time.Hour, DLQRetention: 14 * 24 * time.Hour, MaxMessageBytes: 262144,
+	}
+}
+
 // serviceProps is a valid service for the service tests.
 func serviceProps() *FargateServiceProps {
 	return &FargateServiceProps{
-		Name: "email-sender", Prefix: "herald-test", Account: testAccount, Region: testRegion, Environment: "test",
+		Name: "email-sender", Prefix: "herald-test", Account: testAccount, Region: testRegion,
 		ClusterARN: jsii.String("arn:aws:ecs:eu-west-1:123456789012:cluster/herald-test"), ClusterName: "herald-test",
 		Image:              "123456789012.dkr.ecr.eu-west-1.amazonaws.com/herald-test/email-sender@sha256:" + strings.Repeat("ab", 32),
 		ImageRepositoryARN: "arn:aws:ecr:eu-west-1:123456789012:repository/herald-test/email-sender",
 		HealthCheckCommand: []string{"CMD", "/email-sender", "healthcheck"},
 		CPU:                512, Memory: 1024, Port: 8081, PortName: "health",
-		Variables:              map[string]string{"HERALD_ENV": "test"},
-		Secrets:                map[string]string{"HERALD_SEND_RATE": "arn:aws:ssm:eu-west-1:123456789012:parameter/herald-test/send-rate"},
-		ExecutionParameterARNs: []string{"arn:aws:ssm:eu-west-1:123456789012:parameter/herald-test/send-rate"},
-		TaskStatements:         []Statement{{Sid: "Consume", Actions: []string{"sqs:ReceiveMessage"}, Resources: []string{"arn:aws:sqs:eu-west-1:123456789012:q"}}},
-		VPCID:                  jsii.String("vpc-01234567"), SubnetIDs: []*string{jsii.String("subnet-01234567"), jsii.String("subnet-89abcdef")},
+		Variables:       map[string]string{"HERALD_ENV": "test"},
+		Secrets:         map[string]string{"HERALD_SEND_RATE": "arn:aws:ssm:eu-west-1:123456789012:parameter/herald-test/send-rate"},
+		ExecutionGrants: []Statement{{Sid: "ReadOwnParameters", Actions: []string{"ssm:GetParameters"}, Resources: []string{"arn:aws:ssm:eu-west-1:123456789012:parameter/herald-test/send-rate"}}},
+		TaskGrants:      []Statement{{Sid: "Consume", Actions: []string{"sqs:ReceiveMessage"}, Resources: []string{"arn:aws:sqs:eu-west-1:123456789012:q"}}},
+		VPCID:           jsii.String("vpc-01234567"), SubnetIDs: []*string{jsii.String("subnet-01234567"), jsii.String("subnet-89abcdef")},
 		EgressRules: []EgressRule{{ID: "ses", Description: "SES", Port: 443, CIDRs: []string{"0.0.0.0/0"}}},
 		MinTasks:    2, MaxTasks: 6, CPUTarget: 70,
 		Backlog:   &BacklogScaling{QueueName: "herald-test-notifications", PerTask: 50},
-		LogKeyARN: jsii.String("arn:aws:kms:eu-west-1:123456789012:key/test"),
+		LogKeyARN: jsii.String("arn:aws:kms:eu-west-1:123456789012:key/test"), LogRetentionDays: 30,
 	}
 }
 
@@ -254,7 +264,7 @@ func TestFargateService(t *testing.T) {
 					}
 				}
 				envoy, app := c["envoy"], c["email-sender"]
-				if envoy.User != "1337" || envoy.env()["APPMESH_RESOURCE_ARN"] == "" || envoy.HealthCheck == nil {
+				if envoy.User != "1337" || envoy.variables()["APPMESH_RESOURCE_ARN"] == "" || envoy.HealthCheck == nil {
 					t.Errorf("envoy %+v", envoy)
 				}
 				if len(app.DependsOn) != 1 || app.DependsOn[0].ContainerName != "envoy" || app.DependsOn[0].Condition != "HEALTHY" {
@@ -341,7 +351,7 @@ func TestSenderScalesOnBacklog(t *testing.T) {
 
 func TestIngress(t *testing.T) {
 	logs := func(stack cdktf.TerraformStack) *AccessLogBucket {
-		return NewAccessLogBucket(stack, "logs", &AccessLogBucketProps{Name: "herald-test-lb-logs-123456789012", Account: testAccount, Region: testRegion})
+		return NewAccessLogBucket(stack, "logs", &AccessLogBucketProps{Name: "herald-test-lb-logs-123456789012", Account: testAccount, Region: testRegion, RetentionDays: 90})
 	}
 	cases := []struct {
 		name      string
@@ -503,7 +513,7 @@ func TestAppMesh(t *testing.T) {
 	doc := synthConstruct(t, func(stack cdktf.TerraformStack) {
 		NewAppMesh(stack, "mesh", &AppMeshProps{
 			Name: "herald-test", Account: testAccount, Region: testRegion,
-			NamespaceID: jsii.String("ns-123"), NamespaceName: "herald-test.internal",
+			NamespaceID: jsii.String("ns-123"), NamespaceName: "herald-test.internal", EgressFilter: "DROP_ALL",
 			Services: []MeshService{
 				{Name: "notification-api", Port: 8080, HealthPath: "/api", Routed: true},
 				{Name: "email-sender", Port: 8081, HealthPath: "/api/notification/send-email"},
@@ -552,12 +562,12 @@ func TestObservability(t *testing.T) {
 		t.Run("email="+email, func(t *testing.T) {
 			doc := synthConstruct(t, func(stack cdktf.TerraformStack) {
 				NewObservability(stack, "obs", &ObservabilityProps{
-					Prefix: "herald-test", Environment: "test", Account: testAccount, Region: testRegion,
+					Prefix: "herald-test", EnvironmentName: "test", Account: testAccount, Region: testRegion,
 					ClusterName: "herald-test",
 					Services:    []MonitoredService{{Name: "notification-api", MinTasks: 2}, {Name: "email-sender", MinTasks: 1}},
 					Queue:       "q", DeadLetter: "q-dlq",
 					LoadBalancerARNSuffix: jsii.String("app/x/1"), TargetGroupARNSuffix: jsii.String("targetgroup/y/2"),
-					AlarmEmail: email,
+					AlarmEmail: email, OldestMessageAge: 10 * time.Minute, API5xxPercent: 5, SenderFailurePercent: 5,
 				})
 			})
 			alarms := map[string]map[string]any{}
@@ -615,17 +625,19 @@ func TestSES(t *testing.T) {
 	}
 }
 
-// The sender may send only from what the API accepts: the default sender
-// and the allowed addresses ignoring case, any address of an allowed
-// domain; in the sandbox also to the listed recipients' identities.
-func TestSendAsAllowedFrom(t *testing.T) {
+// SES.GrantSend: the sender may send only from what the API accepts: the
+// allow-list's addresses ignoring case, any address of an allowed domain
+// (lower case, as SES compares it); in the sandbox also to the listed
+// recipients' identities. The queue and the secrets grant what their users
+// need, the key through their service only.
+func TestGrants(t *testing.T) {
 	identity := func(id string) string { return "arn:aws:ses:eu-west-1:123456789012:identity/" + id }
-	em := EmailConfig{
-		DefaultFrom:       "No-Reply@Example.com",
-		AllowedFrom:       []string{"@Mail.Example.com", "alerts@example.com", "no-reply@example.com"},
-		SandboxRecipients: []string{"tester@example.org"},
+	ses := &SES{IdentityARN: identity("example.com"), account: testAccount, region: testRegion}
+	from, err := contract.ParseAllowList("No-Reply@Example.com,@Mail.Example.com,alerts@example.com,no-reply@example.com")
+	if err != nil {
+		t.Fatal(err)
 	}
-	got := sendAsAllowedFrom(em, []string{identity("example.com")}, identity)
+	got := ses.GrantSend(from, []string{"tester@example.org"})
 	want := []Statement{
 		{Sid: "SendAsAllowedAddresses", Actions: []string{"ses:SendEmail"}, Resources: []string{identity("example.com"), identity("tester@example.org")},
 			Conditions: []Condition{{Test: "StringEqualsIgnoreCase", Variable: "ses:FromAddress", Values: []string{"alerts@example.com", "no-reply@example.com"}}}},
@@ -639,10 +651,46 @@ func TestSendAsAllowedFrom(t *testing.T) {
 		t.Error(err)
 	}
 	// Without an @domain entry there is no domain statement.
-	em.AllowedFrom, em.SandboxRecipients = nil, nil
-	if got := sendAsAllowedFrom(em, []string{identity("example.com")}, identity); len(got) != 1 || len(got[0].Resources) != 1 {
+	addresses, _ := contract.ParseAllowList("alerts@example.com")
+	if got := ses.GrantSend(addresses, nil); len(got) != 1 || len(got[0].Resources) != 1 {
 		t.Errorf("addresses only: %s", mustJSON(got))
 	}
+
+	synthConstruct(t, func(stack cdktf.TerraformStack) {
+		q := NewQueue(stack, "queue", queueProps(10*time.Second))
+		s := NewSecrets(stack, "secrets", &SecretsProps{Prefix: "herald-test", Account: testAccount, Region: testRegion, RecoveryWindowDays: 7,
+			Secrets: []SecretSpec{{Name: "k"}}, Parameters: []ParameterSpec{{Name: "p", Value: "v"}}})
+		for name, g := range map[string][]Statement{
+			"send": q.GrantSend(), "consume": q.GrantConsume(), "read": s.GrantRead("K", "k"), "parameters": {s.GrantReadParameters("P", "p")},
+		} {
+			if err := checkStatements(g, identityPolicy); err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+			actions := map[string]bool{}
+			for _, st := range g {
+				for _, a := range st.Actions {
+					actions[a] = true
+				}
+				if strings.HasPrefix(st.Actions[0], "kms:") && (len(st.Conditions) != 1 || st.Conditions[0].Variable != "kms:ViaService") {
+					t.Errorf("%s: the key without kms:ViaService: %+v", name, st)
+				}
+			}
+			wantActions := map[string][]string{
+				"send":       {"sqs:SendMessage", "sqs:GetQueueAttributes", "kms:GenerateDataKey"},
+				"consume":    {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage", "kms:Decrypt"},
+				"read":       {"secretsmanager:GetSecretValue", "kms:Decrypt"},
+				"parameters": {"ssm:GetParameters"},
+			}[name]
+			for _, a := range wantActions {
+				if !actions[a] {
+					t.Errorf("%s grants no %s", name, a)
+				}
+			}
+			if name == "send" && actions["sqs:ReceiveMessage"] {
+				t.Error("a producer may receive")
+			}
+		}
+	})
 }
 
 func TestRepositories(t *testing.T) {
@@ -669,7 +717,7 @@ func TestRepositories(t *testing.T) {
 func TestSecretsHoldNoValues(t *testing.T) {
 	doc := synthConstruct(t, func(stack cdktf.TerraformStack) {
 		NewSecrets(stack, "secrets", &SecretsProps{
-			Prefix: "herald-test", Account: testAccount, Region: testRegion,
+			Prefix: "herald-test", Account: testAccount, Region: testRegion, RecoveryWindowDays: 7,
 			Secrets:    []SecretSpec{{Name: "api-key-hashes", InitialValue: "{}"}, {Name: "smtp-credentials"}},
 			Parameters: []ParameterSpec{{Name: "default-from", Value: "no-reply@example.com"}},
 		})
@@ -770,12 +818,38 @@ func TestConstructsRefuseBadProps(t *testing.T) {
 		}, `ID "ses" must be unique`},
 		{"service wildcard task action", func(s cdktf.TerraformStack) {
 			p := serviceProps()
-			p.TaskStatements = []Statement{{Actions: []string{"sqs:*"}, Resources: []string{"arn:q"}}}
+			p.TaskGrants = []Statement{{Actions: []string{"sqs:*"}, Resources: []string{"arn:q"}}}
 			NewFargateService(s, "svc", p)
 		}, "wildcard"},
 		{"queue retention", func(s cdktf.TerraformStack) {
-			NewQueue(s, "q", &QueueProps{Name: "q", Account: testAccount, Region: testRegion, Retention: 14 * 24 * time.Hour, DLQRetention: 7 * 24 * time.Hour})
+			p := queueProps(10 * time.Second)
+			p.Retention, p.DLQRetention = 14*24*time.Hour, 7*24*time.Hour
+			NewQueue(s, "q", p)
 		}, "Queue.DLQRetention"},
+		// Constructs have no defaults of their own: a zero is refused.
+		{"queue without settings", func(s cdktf.TerraformStack) {
+			NewQueue(s, "q", &QueueProps{Name: "q", Account: testAccount, Region: testRegion})
+		}, "Queue.MaxReceiveCount: 0 is outside 1..1000"},
+		{"key without a deletion window", func(s cdktf.TerraformStack) {
+			NewKey(s, "k", &KeyProps{Alias: "x", Account: testAccount, Region: testRegion})
+		}, "DeletionWindowDays 0 is outside 7..30"},
+		{"service without log retention", func(s cdktf.TerraformStack) {
+			p := serviceProps()
+			p.LogRetentionDays = 0
+			NewFargateService(s, "svc", p)
+		}, "RetentionDays 0 is not a CloudWatch retention"},
+		{"service without tasks", func(s cdktf.TerraformStack) {
+			p := serviceProps()
+			p.MinTasks, p.MaxTasks = 0, 0
+			NewFargateService(s, "svc", p)
+		}, "MinTasks 0"},
+		{"observability without thresholds", func(s cdktf.TerraformStack) {
+			NewObservability(s, "o", &ObservabilityProps{Prefix: "p", EnvironmentName: "e", Account: testAccount, Region: testRegion, ClusterName: "c", Queue: "q", DeadLetter: "d",
+				LoadBalancerARNSuffix: jsii.String("a"), TargetGroupARNSuffix: jsii.String("t")})
+		}, "OldestMessageAge 0s is under a minute"},
+		{"secrets without a recovery window", func(s cdktf.TerraformStack) {
+			NewSecrets(s, "s", &SecretsProps{Prefix: "p", Account: testAccount, Region: testRegion})
+		}, "RecoveryWindowDays 0 is outside 7..30"},
 		{"ingress name", func(s cdktf.TerraformStack) {
 			NewIngress(s, "i", &IngressProps{Name: strings.Repeat("x", 33), VPCID: jsii.String("v"), SubnetIDs: []*string{jsii.String("a"), jsii.String("b")}, TargetPort: 8080, HealthPath: "/api", CertificateARN: testCertificate})
 		}, "1..32 characters"},
@@ -783,19 +857,19 @@ func TestConstructsRefuseBadProps(t *testing.T) {
 			NewAccessLogBucket(s, "l", &AccessLogBucketProps{Name: "Logs_Bucket", Account: testAccount, Region: testRegion})
 		}, "not an S3 bucket name"},
 		{"secret placeholder", func(s cdktf.TerraformStack) {
-			NewSecrets(s, "s", &SecretsProps{Prefix: "p", Account: testAccount, Region: testRegion, Secrets: []SecretSpec{{Name: "k", InitialValue: "{"}}})
+			NewSecrets(s, "s", &SecretsProps{Prefix: "p", Account: testAccount, Region: testRegion, RecoveryWindowDays: 7, Secrets: []SecretSpec{{Name: "k", InitialValue: "{"}}})
 		}, "InitialValue is not JSON"},
 		{"log group without key", func(s cdktf.TerraformStack) {
 			NewLogGroup(s, "l", &LogGroupProps{Name: "/x"})
 		}, "every Herald log group is encrypted"},
 		{"network cidr", func(s cdktf.TerraformStack) {
-			NewNetwork(s, "n", &NetworkProps{Name: "n", Account: testAccount, Region: testRegion, NetworkConfig: NetworkConfig{CIDR: "10.0.0.0/27", AZCount: 2}, LogKeyARN: jsii.String("k")})
+			NewNetwork(s, "n", &NetworkProps{Name: "n", Account: testAccount, Region: testRegion, NetworkConfig: NetworkConfig{CIDR: "10.0.0.0/27", AZCount: 2, NATGateways: 1, SubnetNewBits: 4}, LogKeyARN: jsii.String("k"), LogRetentionDays: 30})
 		}, "Network.CIDR"},
 		{"mesh egress", func(s cdktf.TerraformStack) {
 			NewAppMesh(s, "m", &AppMeshProps{Name: "m", Account: testAccount, Region: testRegion, NamespaceID: jsii.String("n"), NamespaceName: "n.internal", EgressFilter: "OPEN", Services: []MeshService{{Name: "a", Port: 1, HealthPath: "/"}}})
 		}, "EgressFilter"},
 		{"key alias", func(s cdktf.TerraformStack) {
-			NewKey(s, "k", &KeyProps{Alias: "alias/x", Account: testAccount, Region: testRegion})
+			NewKey(s, "k", &KeyProps{Alias: "alias/x", Account: testAccount, Region: testRegion, DeletionWindowDays: 30})
 		}, "without the alias/ prefix"},
 	}
 	for _, c := range cases {
@@ -813,7 +887,7 @@ func TestConstructsRefuseBadProps(t *testing.T) {
 func TestKey(t *testing.T) {
 	doc := synthConstruct(t, func(stack cdktf.TerraformStack) {
 		NewKey(stack, "key", &KeyProps{
-			Alias: "herald-test-logs", Account: testAccount, Region: testRegion,
+			Alias: "herald-test-logs", Account: testAccount, Region: testRegion, DeletionWindowDays: 30,
 			ServiceGrants: []Statement{{
 				Sid: "Logs", Actions: []string{"kms:Encrypt"},
 				Principals: []Principal{{Type: "Service", Identifiers: []string{"logs.eu-west-1.amazonaws.com"}}},

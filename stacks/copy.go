@@ -3,13 +3,15 @@ package stacks
 import (
 	"fmt"
 	"strings"
+
+	"herald/services/contract"
 )
 
 // CopyVariable names the synth-time override that synthesizes only a
 // throwaway copy of one environment (main.go reads it):
 // "<environment>:<name>[:<mesh mode>]". The end-to-end suite in
 // tests/deployed deploys such copies under a unique name per run.
-const CopyVariable = "HERALD_SYNTH_COPY"
+const CopyVariable = contract.SynthCopy
 
 // Copy is a throwaway copy of e named name, that can be deployed beside e in
 // the same account and destroyed without leftovers: the stack is
@@ -85,7 +87,7 @@ const EnvironmentTag = "Environment"
 // environment's region, locked with an S3 lock file (Terraform >= 1.10).
 // Remote state outlives the machine that deployed the copy, so a later run
 // can still destroy it (tests/deployed sets it from HERALD_E2E_STATE_BUCKET).
-const CopyStateBucketVariable = "HERALD_SYNTH_COPY_STATE_BUCKET"
+const CopyStateBucketVariable = contract.SynthCopyStateBucket
 
 // CopyState is the remote state of a copy in bucket.
 func CopyState(bucket string) StateConfig {

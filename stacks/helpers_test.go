@@ -137,7 +137,7 @@ type container struct {
 	User                   string `json:"user"`
 	ReadonlyRootFilesystem bool   `json:"readonlyRootFilesystem"`
 	StopTimeout            int    `json:"stopTimeout"`
-	Environment            []struct {
+	Variables              []struct {
 		Name  string `json:"name"`
 		Value string `json:"value"`
 	} `json:"environment"`
@@ -162,9 +162,9 @@ type container struct {
 	} `json:"logConfiguration"`
 }
 
-func (c container) env() map[string]string {
+func (c container) variables() map[string]string {
 	out := map[string]string{}
-	for _, e := range c.Environment {
+	for _, e := range c.Variables {
 		out[e.Name] = e.Value
 	}
 	return out

@@ -2,36 +2,33 @@ package stacks
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/provider"
 	"github.com/hashicorp/terraform-cdk-go/cdktf"
+
+	"herald/services/contract"
 )
 
-// The services' contract (services/README.md).
+// The services, their ports, health paths and settings are
+// services/contract's; the stack names its secrets and parameters.
 const (
-	apiPort    = 8080
-	senderPort = 8081
-	// The health check paths of the original design: the load balancer
-	// and App Mesh check the API on apiHealthPath, App Mesh the sender on
-	// senderHealthPath (the services answer /healthz as well).
-	apiHealthPath    = "/api"
-	senderHealthPath = "/api/notification/send-email"
-	apiKeysSecret    = "api-key-hashes"
-	// emptyKeySet is the API key secret's first value: no key at all, so
-	// the API starts (and answers 401) before the operator stores keys.
-	emptyKeySet     = "{}"
+	apiService      = string(contract.API)
+	senderService   = string(contract.Sender)
+	apiKeysSecret   = "api-key-hashes"
 	smtpSecret      = "smtp-credentials"
 	defaultFromName = "default-from"
 	// apiKeysSecretIDName is the parameter holding the key-hash secret's
 	// name (HERALD_API_KEYS_SECRET_ID).
 	apiKeysSecretIDName = "api-keys-secret-id"
 	sendRateName        = "send-rate"
+	// secretRecoveryWindowDays is how long a deleted secret can be
+	// restored: a week, the shortest, so a stack destroyed and deployed
+	// again soon after does not find its secrets' names taken for long.
+	secretRecoveryWindowDays = 7
 )
 
 // HeraldStackProps describe one stack: an environment, possibly with its mesh
@@ -83,10 +80,11 @@ func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackPro
 	h.newProviderAndBackend(id, env)
 
 	h.LogKey = NewKey(stack, "log-key", &KeyProps{
-		Alias:       id + "-logs",
-		Description: "Encrypts the log groups of " + id,
-		Account:     env.Account,
-		Region:      env.Region,
+		Alias:              id + "-logs",
+		Description:        "Encrypts the log groups of " + id,
+		Account:            env.Account,
+		Region:             env.Region,
+		DeletionWindowDays: keyDeletionWindowDays,
 		ServiceGrants: []Statement{{
 			Sid:        "CloudWatchLogsEncryptsOwnGroups",
 			Actions:    []string{"kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo"},
@@ -141,11 +139,12 @@ func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackPro
 		SendTimeout:     env.Email.SendTimeout,
 	})
 	h.Secrets = NewSecrets(stack, "secrets", &SecretsProps{
-		Prefix:  id,
-		Account: env.Account,
-		Region:  env.Region,
+		Prefix:             id,
+		Account:            env.Account,
+		Region:             env.Region,
+		RecoveryWindowDays: secretRecoveryWindowDays,
 		Secrets: []SecretSpec{
-			{Name: apiKeysSecret, Description: `API key hashes of Herald's clients: JSON {"<key id>": "<sha256 hex>"}`, InitialValue: emptyKeySet},
+			{Name: apiKeysSecret, Description: "API key hashes of Herald's clients: " + contract.KeySetShape, InitialValue: contract.EmptyKeySet},
 			{Name: smtpSecret, Description: `SMTP relay credentials: JSON {"username": "...", "password": "..."}`},
 		},
 		Parameters: []ParameterSpec{
@@ -177,8 +176,8 @@ func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackPro
 			NamespaceName: h.Discovery.Name,
 			EgressFilter:  env.Mesh.EgressFilter,
 			Services: []MeshService{
-				{Name: apiService, Port: apiPort, HealthPath: apiHealthPath, Routed: true},
-				{Name: senderService, Port: senderPort, HealthPath: senderHealthPath},
+				{Name: apiService, Port: contract.APIPort, HealthPath: contract.HealthPath(contract.API), Routed: true},
+				{Name: senderService, Port: contract.SenderPort, HealthPath: contract.HealthPath(contract.Sender)},
 			},
 		})
 	}
@@ -195,8 +194,8 @@ func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackPro
 		Name:               id,
 		VPCID:              h.Network.VPCID,
 		SubnetIDs:          h.Network.PublicSubnetIDs,
-		TargetPort:         apiPort,
-		HealthPath:         apiHealthPath,
+		TargetPort:         contract.APIPort,
+		HealthPath:         contract.HealthPath(contract.API),
 		CertificateARN:     env.Ingress.CertificateARN,
 		Domain:             env.Ingress.Domain,
 		HostedZoneID:       env.Ingress.HostedZoneID,
@@ -205,18 +204,19 @@ func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackPro
 		DeletionProtection: env.Ingress.DeletionProtection,
 		AccessLogs:         h.AccessLogs,
 	})
-	h.API = NewFargateService(stack, "api", h.apiProps(id, env))
-	h.Sender = NewFargateService(stack, "sender", h.senderProps(id, env))
+	vars := h.variables(env)
+	h.API = NewFargateService(stack, "api", h.apiProps(id, env, vars[contract.API]))
+	h.Sender = NewFargateService(stack, "sender", h.senderProps(id, env, vars[contract.Sender]))
 	h.Ingress.AllowTargets(apiService, h.API.SecurityGroup.Id())
 	h.Network.AllowEndpointAccess(apiService, h.API.SecurityGroup.Id(), "Tasks of "+apiService+" reach AWS APIs")
 	h.Network.AllowEndpointAccess(senderService, h.Sender.SecurityGroup.Id(), "Tasks of "+senderService+" reach AWS APIs")
 
 	h.Observability = NewObservability(stack, "observability", &ObservabilityProps{
-		Prefix:      id,
-		Environment: env.Name,
-		Account:     env.Account,
-		Region:      env.Region,
-		ClusterName: h.Cluster.Name,
+		Prefix:          id,
+		EnvironmentName: env.Name,
+		Account:         env.Account,
+		Region:          env.Region,
+		ClusterName:     h.Cluster.Name,
 		Services: []MonitoredService{
 			{Name: apiService, MinTasks: env.API.MinTasks},
 			{Name: senderService, MinTasks: env.Sender.MinTasks},
@@ -293,24 +293,32 @@ func (h *HeraldStack) image(service string, configured string, repository *Repos
 	return ref.String(), arn
 }
 
-func durationSeconds(d time.Duration) string {
-	return strconv.Itoa(int(d.Seconds())) + "s"
-}
-
-// commonVariables are set for both services.
-func (h *HeraldStack) commonVariables(env Environment, svc ServiceConfig, addr string) map[string]string {
-	v := map[string]string{
-		"HERALD_ENV":              env.Name,
-		"AWS_REGION":              env.Region,
-		"HERALD_QUEUE_URL":        h.Queue.URL,
-		"HERALD_HTTP_ADDR":        addr,
-		"HERALD_LOG_LEVEL":        svc.LogLevel,
-		"HERALD_SHUTDOWN_TIMEOUT": durationSeconds(shutdownTimeout),
+// variables are both services' variables, checked as the services will
+// read them (Validate has checked them already, with placeholders for the
+// resources).
+func (h *HeraldStack) variables(env Environment) map[contract.Service]taskVariables {
+	src := variableSources{
+		queueURL:              h.Queue.URL,
+		dlqURL:                h.Queue.DeadLetterURL,
+		defaultFromParameter:  h.Secrets.ParameterARNs[defaultFromName],
+		keysSecretIDParameter: h.Secrets.ParameterARNs[apiKeysSecretIDName],
+		sendRateParameter:     h.Secrets.ParameterARNs[sendRateName],
+		keysSecretName:        h.Secrets.SecretNames[apiKeysSecret],
+		smtpSecretARN:         *h.Secrets.Secrets[smtpSecret].Arn(),
 	}
-	for k, val := range svc.Environment {
-		v[k] = val
+	if h.SES != nil && env.Email.Transport == "ses" {
+		src.configurationSet = h.SES.ConfigurationSetName
 	}
-	return v
+	vars, err := serviceVariables(env, src)
+	if err != nil {
+		panic(fmt.Errorf("herald: variables: %w", err))
+	}
+	for _, svc := range contract.Services {
+		if err := vars[svc].check(svc); err != nil {
+			panic(fmt.Errorf("herald: %s would refuse its variables: %w", svc, err))
+		}
+	}
+	return vars
 }
 
 func (h *HeraldStack) egress(service string, public []EgressRule) []EgressRule {
@@ -334,83 +342,53 @@ func viaService(service, region string) []Condition {
 
 // serviceBase is what both services' props share: names, image, size,
 // network, scaling, logs and the mesh.
-func (h *HeraldStack) serviceBase(id string, env Environment, name string, svc ServiceConfig, port int, portName string, public []EgressRule) *FargateServiceProps {
+func (h *HeraldStack) serviceBase(id string, env Environment, name string, svc ServiceConfig, vars taskVariables, portName string, public []EgressRule) *FargateServiceProps {
 	image, repoARN := h.image(name, svc.Image, h.Repositories.ByImage[name], env.Repositories.DefaultTag)
+	port := contract.Port(contract.Service(name))
 	return &FargateServiceProps{
-		Name: name, Prefix: id, Account: env.Account, Region: env.Region, Environment: env.Name,
+		Name: name, Prefix: id, Account: env.Account, Region: env.Region,
 		ClusterARN: h.Cluster.Cluster.Arn(), ClusterName: h.Cluster.Name,
 		Image: image, ImageRepositoryARN: repoARN,
 		HealthCheckCommand: []string{"CMD", "/" + name, "healthcheck"},
 		CPU:                svc.CPU, Memory: svc.Memory,
 		Port: port, PortName: portName,
-		Variables: h.commonVariables(env, svc, ":"+strconv.Itoa(port)),
-		VPCID:     h.Network.VPCID, SubnetIDs: h.Network.PrivateSubnetIDs,
+		Variables: vars.plain, Secrets: vars.secrets,
+		VPCID: h.Network.VPCID, SubnetIDs: h.Network.PrivateSubnetIDs,
 		EgressRules: h.egress(name, public),
 		MinTasks:    svc.MinTasks, MaxTasks: svc.MaxTasks, CPUTarget: svc.CPUTarget,
 		LogKeyARN: h.LogKey.Key.Arn(), LogRetentionDays: env.Observability.LogRetentionDays,
 	}
 }
 
-func (h *HeraldStack) apiProps(id string, env Environment) *FargateServiceProps {
-	props := h.serviceBase(id, env, apiService, env.API, apiPort, "http", nil)
-	props.Variables["HERALD_ALLOWED_FROM"] = strings.Join(env.Email.AllowedFrom, ",")
-	props.Variables["HERALD_MAX_MESSAGE_BYTES"] = strconv.Itoa(h.Queue.MaxMessageBytes)
-	// The key-hash secret's name comes from a parameter as well: trivy
-	// (AWS-0036) flags every plain variable whose name contains SECRET or
-	// KEY, so the variable stays out of the container definitions and the
-	// check stays on for the rest.
-	props.Secrets = map[string]string{
-		"HERALD_DEFAULT_FROM":       h.Secrets.ParameterARNs[defaultFromName],
-		"HERALD_API_KEYS_SECRET_ID": h.Secrets.ParameterARNs[apiKeysSecretIDName],
-	}
-	props.ExecutionParameterARNs = []string{*h.Secrets.Parameters[defaultFromName].Arn(), *h.Secrets.Parameters[apiKeysSecretIDName].Arn()}
-	apiKeys := *h.Secrets.Secrets[apiKeysSecret].Arn()
-	props.TaskStatements = []Statement{
-		// GetQueueAttributes answers /readyz
-		{Sid: "EnqueueNotifications", Actions: []string{"sqs:GetQueueAttributes", "sqs:SendMessage"}, Resources: []string{*h.Queue.Queue.Arn()}},
-		{Sid: "EncryptQueuedMessages", Actions: []string{"kms:Decrypt", "kms:GenerateDataKey"}, Resources: []string{*h.Queue.Key.Key.Arn()}, Conditions: viaService("sqs", env.Region)},
-		{Sid: "ReadApiKeyHashes", Actions: []string{"secretsmanager:GetSecretValue"}, Resources: []string{apiKeys}},
-		{Sid: "DecryptApiKeyHashes", Actions: []string{"kms:Decrypt"}, Resources: []string{*h.Secrets.Key.Key.Arn()}, Conditions: viaService("secretsmanager", env.Region)},
-	}
+func (h *HeraldStack) apiProps(id string, env Environment, vars taskVariables) *FargateServiceProps {
+	props := h.serviceBase(id, env, apiService, env.API, vars, "http", nil)
+	props.ExecutionGrants = []Statement{h.Secrets.GrantReadParameters("OwnParameters", defaultFromName, apiKeysSecretIDName)}
+	// Queue.GrantSend's GetQueueAttributes answers /readyz.
+	props.TaskGrants = append(h.Queue.GrantSend(), h.Secrets.GrantRead("ApiKeyHashes", apiKeysSecret)...)
 	props.LoadBalancer = &LoadBalancerTarget{TargetGroupARN: h.Ingress.TargetGroup.Arn(), SecurityGroupID: h.Ingress.SecurityGroup.Id()}
 	props.DependsOn = h.Ingress.Listeners
 	h.meshSettings(props, env, nil)
 	return props
 }
 
-func (h *HeraldStack) senderProps(id string, env Environment) *FargateServiceProps {
+func (h *HeraldStack) senderProps(id string, env Environment, vars taskVariables) *FargateServiceProps {
 	var public []EgressRule
 	var extraIgnored []int
-	statements := []Statement{
-		{Sid: "ConsumeNotifications", Actions: []string{"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"}, Resources: []string{*h.Queue.Queue.Arn()}},
-		{Sid: "DeadLetterPermanentFailures", Actions: []string{"sqs:SendMessage"}, Resources: []string{*h.Queue.DeadLetter.Arn()}},
-		// A transient failure goes back to the queue as a copy that carries its retry budget.
-		{Sid: "RequeueForRetry", Actions: []string{"sqs:SendMessage"}, Resources: []string{*h.Queue.Queue.Arn()}},
-		{Sid: "DecryptAndEncryptQueuedMessages", Actions: []string{"kms:Decrypt", "kms:GenerateDataKey"}, Resources: []string{*h.Queue.Key.Key.Arn()}, Conditions: viaService("sqs", env.Region)},
-	}
-	secrets := map[string]string{"HERALD_SEND_RATE": h.Secrets.ParameterARNs[sendRateName]}
-	vars := map[string]string{
-		"HERALD_DLQ_URL":            h.Queue.DeadLetterURL,
-		"HERALD_TRANSPORT":          env.Email.Transport,
-		"HERALD_WAIT_TIME":          durationSeconds(h.Queue.WaitTime),
-		"HERALD_VISIBILITY_TIMEOUT": durationSeconds(h.Queue.VisibilityTimeout),
-		"HERALD_SEND_TIMEOUT":       durationSeconds(env.Email.SendTimeout),
-		"HERALD_RETRY_WINDOW":       durationSeconds(env.Queue.RetryWindow),
-		// Each task starts at the quota divided by this; autoscaling makes
-		// it a seed the tasks adapt from, not a truth.
-		"HERALD_SENDER_TASKS": strconv.Itoa(env.Sender.MinTasks),
-	}
-	var executionSecrets, executionKeys []string
+	grants := h.Queue.GrantConsume()
+	execution := []Statement{h.Secrets.GrantReadParameters("OwnParameters", sendRateName)}
 	switch env.Email.Transport {
 	case "ses":
-		sendAs := []string{h.SES.IdentityARN}
-		if h.SES.ConfigurationSetName != "" {
-			vars["HERALD_SES_CONFIGURATION_SET"] = h.SES.ConfigurationSetName
-			sendAs = append(sendAs, h.SES.ConfigurationSetARN)
+		// Only from what the API accepts: its allow-list and default sender.
+		from, err := env.Email.allowedFrom()
+		if err == nil {
+			from, err = from.With(env.Email.DefaultFrom)
 		}
-		statements = append(statements, sendAsAllowedFrom(env.Email, sendAs, h.SES.IdentityARNOf)...)
+		if err != nil {
+			panic(fmt.Errorf("herald: Email.AllowedFrom: %w", err))
+		}
+		grants = append(grants, h.SES.GrantSend(from, env.Email.SandboxRecipients)...)
 		if env.Email.SendRate == 0 {
-			statements = append(statements, Statement{Sid: "ReadSendingQuota", Actions: []string{"ses:GetAccount"}, Resources: []string{"*"}})
+			grants = append(grants, h.SES.GrantReadQuota())
 		}
 		public = append(public, EgressRule{
 			ID: "ses", Description: senderService + " calls the SES API, which has no VPC endpoint", Port: 443, CIDRs: []string{"0.0.0.0/0"},
@@ -418,66 +396,18 @@ func (h *HeraldStack) senderProps(id string, env Environment) *FargateServicePro
 	case "smtp":
 		host, portText, _ := strings.Cut(env.Email.SMTPAddr, ":")
 		port, _ := strconv.Atoi(portText)
-		vars["HERALD_SMTP_ADDR"] = env.Email.SMTPAddr
-		smtp := *h.Secrets.Secrets[smtpSecret].Arn()
-		secrets["HERALD_SMTP_USERNAME"] = smtp + ":username::"
-		secrets["HERALD_SMTP_PASSWORD"] = smtp + ":password::"
-		executionSecrets = []string{smtp}
-		executionKeys = []string{*h.Secrets.Key.Key.Arn()}
+		execution = append(execution, h.Secrets.GrantRead("OwnSecrets", smtpSecret)...)
 		public = append(public, EgressRule{
 			ID: "smtp", Description: senderService + " reaches the SMTP relay " + host, Port: port, CIDRs: []string{"0.0.0.0/0"},
 		})
 		extraIgnored = append(extraIgnored, port)
 	}
-	props := h.serviceBase(id, env, senderService, env.Sender, senderPort, "health", public)
-	for k, v := range vars {
-		props.Variables[k] = v
-	}
-	props.Secrets = secrets
-	props.ExecutionParameterARNs = []string{*h.Secrets.Parameters[sendRateName].Arn()}
-	props.ExecutionSecretARNs = executionSecrets
-	props.ExecutionKeyARNs = executionKeys
-	props.TaskStatements = statements
+	props := h.serviceBase(id, env, senderService, env.Sender, vars, "health", public)
+	props.ExecutionGrants = execution
+	props.TaskGrants = grants
 	props.Backlog = &BacklogScaling{QueueName: h.Queue.Name, PerTask: env.Sender.BacklogPerTask}
 	h.meshSettings(props, env, extraIgnored)
 	return props
-}
-
-// sendAsAllowedFrom lets the sender send as the identity (sendAs: its
-// identity and configuration set), and only from the addresses the API
-// accepts (HERALD_DEFAULT_FROM and HERALD_ALLOWED_FROM): exact addresses
-// compared ignoring case, as the API compares them, and "@domain" entries
-// as any address of that domain. SES compares the domain pattern
-// case-sensitively (StringLike has no IgnoreCase form). In the SES sandbox
-// a send may be authorized against the recipient's identity too, so the
-// identities of Email.SandboxRecipients (identityARN) join the resources.
-func sendAsAllowedFrom(em EmailConfig, sendAs []string, identityARN func(string) string) []Statement {
-	sendAs = slices.Clone(sendAs)
-	for _, r := range em.SandboxRecipients {
-		sendAs = append(sendAs, identityARN(r))
-	}
-	addresses := []string{strings.ToLower(em.DefaultFrom)}
-	var domains []string
-	for _, a := range em.AllowedFrom {
-		if d, ok := strings.CutPrefix(a, "@"); ok {
-			domains = append(domains, "*@"+strings.ToLower(d))
-		} else {
-			addresses = append(addresses, strings.ToLower(a))
-		}
-	}
-	slices.Sort(addresses)
-	slices.Sort(domains)
-	out := []Statement{{
-		Sid: "SendAsAllowedAddresses", Actions: []string{"ses:SendEmail"}, Resources: sendAs,
-		Conditions: []Condition{{Test: "StringEqualsIgnoreCase", Variable: "ses:FromAddress", Values: slices.Compact(addresses)}},
-	}}
-	if len(domains) > 0 {
-		out = append(out, Statement{
-			Sid: "SendAsAllowedDomains", Actions: []string{"ses:SendEmail"}, Resources: sendAs,
-			Conditions: []Condition{{Test: "StringLike", Variable: "ses:FromAddress", Values: slices.Compact(domains)}},
-		})
-	}
-	return out
 }
 
 // meshSettings puts a service into the mesh. In Service Connect only the
@@ -533,7 +463,7 @@ func (h *HeraldStack) newOutputs(env Environment) {
 		out("ses_configuration_set", "SES configuration set the sender uses", jsii.String(h.SES.ConfigurationSetName))
 	}
 	if h.CI != nil {
-		out("ci_role_arn", "Role of the deployed-stack workflow (HERALD_AWS_ROLE_ARN)", h.CI.Role.Arn())
+		out("ci_role_arn", "Role of the deployed-stack workflow (the repository variable "+contract.CIRoleARN+")", h.CI.Role.Arn())
 	}
 	if h.Mesh != nil {
 		out("mesh_name", "App Mesh mesh of the services (cannot be deployed since AWS ended App Mesh on 2026-09-30)", h.Mesh.Mesh.Name())

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"herald/services/contract"
 )
 
 // ImageRef is a parsed container image reference.
@@ -76,8 +78,8 @@ func (r ImageRef) ECRRepositoryARN() (string, bool) {
 // Image override variables, read by main.go at synth time (`make push` sets
 // them after it pushed an image). The per-environment form wins.
 const (
-	APIImageVariable    = "HERALD_API_IMAGE"
-	SenderImageVariable = "HERALD_SENDER_IMAGE"
+	APIImageVariable    = contract.APIImage
+	SenderImageVariable = contract.SenderImage
 )
 
 // ApplyImageOverrides sets API.Image and Sender.Image from
@@ -94,7 +96,7 @@ func ApplyImageOverrides(envs []Environment, getenv func(string) string) []Envir
 			{APIImageVariable, &e.API.Image},
 			{SenderImageVariable, &e.Sender.Image},
 		} {
-			perEnv := strings.Replace(o.variable, "HERALD_", "HERALD_"+strings.ToUpper(e.Name)+"_", 1)
+			perEnv := contract.EnvironmentImage(o.variable, e.Name)
 			if v := strings.TrimSpace(getenv(perEnv)); v != "" {
 				*o.image = v
 			} else if v := strings.TrimSpace(getenv(o.variable)); v != "" {

@@ -26,6 +26,10 @@ var keyAdministration = []string{
 	"kms:TagResource", "kms:UntagResource", "kms:UpdateAlias", "kms:UpdateKeyDescription",
 }
 
+// keyDeletionWindowDays is how long a deleted Herald key can still be
+// restored: the longest KMS allows, as whatever it encrypted is lost with it.
+const keyDeletionWindowDays = 30
+
 // KeyProps describe a customer managed KMS key for one purpose.
 type KeyProps struct {
 	// Alias without the "alias/" prefix, e.g. "herald-dev-queue".
@@ -38,7 +42,8 @@ type KeyProps struct {
 	// Their resource is always the key. Callers that use the key through
 	// SQS or Secrets Manager get IAM permissions instead.
 	ServiceGrants []Statement
-	// DeletionWindowDays before a deleted key is gone; default 30.
+	// DeletionWindowDays before a deleted key is gone, 7 to 30; Herald's
+	// keys use keyDeletionWindowDays.
 	DeletionWindowDays int
 }
 
@@ -47,10 +52,6 @@ type Key struct {
 	constructs.Construct
 	Key   kmskey.KmsKey
 	Alias kmsalias.KmsAlias
-}
-
-func (p *KeyProps) defaults() {
-	p.DeletionWindowDays = orInt(p.DeletionWindowDays, 30)
 }
 
 func (p *KeyProps) validate() error {
@@ -81,7 +82,6 @@ func NewKey(scope constructs.Construct, id string, props *KeyProps) *Key {
 		props = &KeyProps{}
 	}
 	p := *props
-	p.defaults()
 	if err := p.validate(); err != nil {
 		panic(fmt.Errorf("herald: key %s: %w", id, err))
 	}

@@ -51,7 +51,6 @@ func NewLogGroup(scope constructs.Construct, id string, props *LogGroupProps) *L
 		props = &LogGroupProps{}
 	}
 	p := *props
-	p.RetentionDays = orInt(p.RetentionDays, defaultLogRetentionDays)
 	if err := p.validate(); err != nil {
 		panic(fmt.Errorf("herald: log group %s: %w", id, err))
 	}

@@ -93,7 +93,6 @@ func NewAppMesh(scope constructs.Construct, id string, props *AppMeshProps) *App
 		props = &AppMeshProps{}
 	}
 	p := *props
-	p.EgressFilter = orString(p.EgressFilter, "DROP_ALL")
 	if err := p.validate(); err != nil {
 		panic(fmt.Errorf("herald: app mesh %s: %w", id, err))
 	}

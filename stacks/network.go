@@ -41,7 +41,7 @@ type NetworkProps struct {
 	ExtraEndpoints []string
 	// LogKeyARN encrypts the flow log group.
 	LogKeyARN *string
-	// LogRetentionDays of the flow log group; default 30.
+	// LogRetentionDays of the flow log group (with flow logs).
 	LogRetentionDays int
 }
 
@@ -63,11 +63,6 @@ type Network struct {
 	FlowLogs *LogGroup
 }
 
-func (p *NetworkProps) defaults() {
-	p.NetworkConfig = p.NetworkConfig.withDefaults()
-	p.LogRetentionDays = orInt(p.LogRetentionDays, defaultLogRetentionDays)
-}
-
 func (p *NetworkProps) validate() error {
 	var errs []error
 	if p.Name == "" {
@@ -80,6 +75,12 @@ func (p *NetworkProps) validate() error {
 	if !p.SkipFlowLogs && p.LogKeyARN == nil {
 		errs = append(errs, errors.New("LogKeyARN is required with flow logs"))
 	}
+	if !p.SkipFlowLogs && p.Existing != nil {
+		errs = append(errs, errors.New("an existing VPC's flow logs are its owner's: set SkipFlowLogs"))
+	}
+	if !p.SkipFlowLogs && !slices.Contains(logRetentionDays, p.LogRetentionDays) {
+		errs = append(errs, fmt.Errorf("LogRetentionDays %d is not a CloudWatch retention", p.LogRetentionDays))
+	}
 	return errors.Join(errs...)
 }
 
@@ -89,7 +90,6 @@ func NewNetwork(scope constructs.Construct, id string, props *NetworkProps) *Net
 		props = &NetworkProps{}
 	}
 	p := *props
-	p.defaults()
 	if err := p.validate(); err != nil {
 		panic(fmt.Errorf("herald: network %s: %w", id, err))
 	}

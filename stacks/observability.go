@@ -12,13 +12,8 @@ import (
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/snstopic"
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/snstopicpolicy"
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/snstopicsubscription"
-)
 
-// Metric names and dimensions of the services (services/README.md).
-const (
-	metricsNamespace = "Herald"
-	apiService       = "notification-api"
-	senderService    = "email-sender"
+	"herald/services/contract"
 )
 
 // MonitoredService is an ECS service whose running tasks are watched.
@@ -29,12 +24,14 @@ type MonitoredService struct {
 
 // ObservabilityProps describe the dashboard, the alarms and their topic.
 type ObservabilityProps struct {
-	Prefix      string
-	Environment string // the Environment dimension of the services' metrics
-	Account     string
-	Region      string
-	ClusterName string
-	Services    []MonitoredService
+	Prefix string
+	// EnvironmentName is the environment's name: the services' metric
+	// dimension Environment (HERALD_ENV).
+	EnvironmentName string
+	Account         string
+	Region          string
+	ClusterName     string
+	Services        []MonitoredService
 	// Queue and DeadLetter are queue names.
 	Queue      string
 	DeadLetter string
@@ -61,20 +58,10 @@ type Observability struct {
 	Alarms map[string]cloudwatchmetricalarm.CloudwatchMetricAlarm
 }
 
-func (p *ObservabilityProps) defaults() {
-	p.OldestMessageAge = orDuration(p.OldestMessageAge, defaultOldestMessageAge)
-	if p.API5xxPercent == 0 {
-		p.API5xxPercent = defaultErrorPercent
-	}
-	if p.SenderFailurePercent == 0 {
-		p.SenderFailurePercent = defaultErrorPercent
-	}
-}
-
 func (p *ObservabilityProps) validate() error {
 	var errs []error
-	if p.Prefix == "" || p.Environment == "" || p.ClusterName == "" || p.Queue == "" || p.DeadLetter == "" {
-		errs = append(errs, errors.New("Prefix, Environment, ClusterName, Queue and DeadLetter are required"))
+	if p.Prefix == "" || p.EnvironmentName == "" || p.ClusterName == "" || p.Queue == "" || p.DeadLetter == "" {
+		errs = append(errs, errors.New("Prefix, EnvironmentName, ClusterName, Queue and DeadLetter are required"))
 	}
 	if p.LoadBalancerARNSuffix == nil || p.TargetGroupARNSuffix == nil {
 		errs = append(errs, errors.New("LoadBalancerARNSuffix and TargetGroupARNSuffix are required"))
@@ -104,7 +91,6 @@ func NewObservability(scope constructs.Construct, id string, props *Observabilit
 		props = &ObservabilityProps{}
 	}
 	p := *props
-	p.defaults()
 	if err := p.validate(); err != nil {
 		panic(fmt.Errorf("herald: observability %s: %w", id, err))
 	}
@@ -115,10 +101,11 @@ func NewObservability(scope constructs.Construct, id string, props *Observabilit
 	// CloudWatch publishes alarms to the encrypted topic, so it needs the
 	// key; only for this account's alarms.
 	o.Key = NewKey(c, "key", &KeyProps{
-		Alias:       p.Prefix + "-alarms",
-		Description: "Encrypts the alarm notifications of " + p.Prefix,
-		Account:     p.Account,
-		Region:      p.Region,
+		Alias:              p.Prefix + "-alarms",
+		Description:        "Encrypts the alarm notifications of " + p.Prefix,
+		Account:            p.Account,
+		Region:             p.Region,
+		DeletionWindowDays: keyDeletionWindowDays,
 		ServiceGrants: []Statement{{
 			Sid:        "CloudWatchAlarmsPublish",
 			Actions:    []string{"kms:Decrypt", "kms:GenerateDataKey"},
@@ -128,7 +115,7 @@ func NewObservability(scope constructs.Construct, id string, props *Observabilit
 	})
 	o.Topic = snstopic.NewSnsTopic(c, jsii.String("topic"), &snstopic.SnsTopicConfig{
 		Name:           jsii.String(p.Prefix + "-alarms"),
-		DisplayName:    jsii.String("Herald " + p.Environment + " alarms"),
+		DisplayName:    jsii.String("Herald " + p.EnvironmentName + " alarms"),
 		KmsMasterKeyId: o.Key.Key.Arn(),
 	})
 	policy := newPolicyDocument(c, "topic-policy-document", []Statement{{
@@ -189,8 +176,11 @@ func expressionQuery(id, expression, label string) *cloudwatchmetricalarm.Cloudw
 }
 
 func (o *Observability) newAlarms(c constructs.Construct, p *ObservabilityProps) {
-	heraldDims := func(service string) map[string]*string {
-		return map[string]*string{"Environment": jsii.String(p.Environment), "Service": jsii.String(service)}
+	// heraldQuery sums one of the services' own metrics, all of it (the
+	// rollup without a breakdown).
+	heraldQuery := func(id string, m contract.Metric) *cloudwatchmetricalarm.CloudwatchMetricAlarmMetricQuery {
+		dims := map[string]*string{contract.DimEnvironment: jsii.String(p.EnvironmentName), contract.DimService: jsii.String(string(m.Service))}
+		return metricQuery(id, contract.Namespace, m.Name, "Sum", dims)
 	}
 	specs := []alarmSpec{
 		{
@@ -201,7 +191,7 @@ func (o *Observability) newAlarms(c constructs.Construct, p *ObservabilityProps)
 			threshold: 0, comparison: "GreaterThanThreshold", periods: 1, points: 1, missing: "notBreaching",
 			queries: []*cloudwatchmetricalarm.CloudwatchMetricAlarmMetricQuery{
 				metricQuery("visible", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", map[string]*string{"QueueName": jsii.String(p.DeadLetter)}),
-				metricQuery("moved", metricsNamespace, "DeadLettered", "Sum", heraldDims(senderService)),
+				heraldQuery("moved", contract.DeadLettered),
 				expressionQuery("dead", "MAX([FILL(visible, 0), FILL(moved, 0)])", "dead letters"),
 			},
 		},
@@ -225,8 +215,8 @@ func (o *Observability) newAlarms(c constructs.Construct, p *ObservabilityProps)
 			name: "sender-failure-rate", description: fmt.Sprintf("More than %g%% of sends failed", p.SenderFailurePercent),
 			threshold: p.SenderFailurePercent, comparison: "GreaterThanThreshold", periods: 5, points: 3, missing: "notBreaching",
 			queries: []*cloudwatchmetricalarm.CloudwatchMetricAlarmMetricQuery{
-				metricQuery("failed", metricsNamespace, "Failed", "Sum", heraldDims(senderService)),
-				metricQuery("sent", metricsNamespace, "Sent", "Sum", heraldDims(senderService)),
+				heraldQuery("failed", contract.Failed),
+				heraldQuery("sent", contract.Sent),
 				expressionQuery("rate", "100 * FILL(failed, 0) / (FILL(sent, 0) + FILL(failed, 0))", "sender failure %"),
 			},
 		},
@@ -295,8 +285,8 @@ func dashboard(p *ObservabilityProps) map[string]any {
 	stat := func(s string) map[string]any { return map[string]any{"stat": s} }
 	statLabel := func(s, label string) map[string]any { return map[string]any{"stat": s, "label": label} }
 	lb := *p.LoadBalancerARNSuffix
-	heraldLine := func(service, metric string, options map[string]any) []any {
-		return metricLine(metricsNamespace, metric, options, "Environment", p.Environment, "Service", service)
+	heraldLine := func(m contract.Metric, options map[string]any) []any {
+		return metricLine(contract.Namespace, m.Name, options, contract.DimEnvironment, p.EnvironmentName, contract.DimService, string(m.Service))
 	}
 	percentiles := func(line func(map[string]any) []any) [][]any {
 		return [][]any{line(statLabel("p50", "p50")), line(statLabel("p90", "p90")), line(statLabel("p99", "p99"))}
@@ -321,15 +311,15 @@ func dashboard(p *ObservabilityProps) map[string]any {
 	})
 	add("API requests", [][]any{
 		metricLine("AWS/ApplicationELB", "RequestCount", statLabel("Sum", "load balancer requests"), "LoadBalancer", lb),
-		heraldLine(apiService, "Accepted", statLabel("Sum", "accepted")),
-		heraldLine(apiService, "Rejected", statLabel("Sum", "rejected")),
+		heraldLine(contract.Accepted, statLabel("Sum", "accepted")),
+		heraldLine(contract.Rejected, statLabel("Sum", "rejected")),
 	})
 	add("API latency (ms)", append(
 		percentiles(func(o map[string]any) []any {
 			return metricLine("AWS/ApplicationELB", "TargetResponseTime", map[string]any{"stat": o["stat"], "label": "response " + o["label"].(string)}, "LoadBalancer", lb)
 		}),
 		percentiles(func(o map[string]any) []any {
-			return heraldLine(apiService, "EnqueueLatency", map[string]any{"stat": o["stat"], "label": "enqueue " + o["label"].(string), "yAxis": "right"})
+			return heraldLine(contract.EnqueueLatency, map[string]any{"stat": o["stat"], "label": "enqueue " + o["label"].(string), "yAxis": "right"})
 		})...,
 	))
 	add("API 5xx", [][]any{
@@ -337,22 +327,22 @@ func dashboard(p *ObservabilityProps) map[string]any {
 		metricLine("AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", statLabel("Sum", "from the load balancer"), "LoadBalancer", lb),
 	})
 	add("Sender outcomes", [][]any{
-		heraldLine(senderService, "Sent", statLabel("Sum", "sent")),
-		heraldLine(senderService, "Failed", statLabel("Sum", "failed")),
-		heraldLine(senderService, "Retried", statLabel("Sum", "retried")),
-		heraldLine(senderService, "DeadLettered", statLabel("Sum", "dead-lettered")),
+		heraldLine(contract.Sent, statLabel("Sum", "sent")),
+		heraldLine(contract.Failed, statLabel("Sum", "failed")),
+		heraldLine(contract.Retried, statLabel("Sum", "retried")),
+		heraldLine(contract.DeadLettered, statLabel("Sum", "dead-lettered")),
 	})
 	// Throttled sends are retried in the task; paused time is how long the
 	// sender stopped sending while SES failed (ms per period, summed over tasks).
 	add("Sender throttling and pauses", [][]any{
-		heraldLine(senderService, "Throttled", statLabel("Sum", "throttled sends")),
-		heraldLine(senderService, "PausedTime", map[string]any{"stat": "Sum", "label": "paused (ms)", "yAxis": "right"}),
+		heraldLine(contract.Throttled, statLabel("Sum", "throttled sends")),
+		heraldLine(contract.PausedTime, map[string]any{"stat": "Sum", "label": "paused (ms)", "yAxis": "right"}),
 	})
 	add("Processing time, queued to accepted by SES (ms)", percentiles(func(o map[string]any) []any {
-		return heraldLine(senderService, "ProcessingTime", o)
+		return heraldLine(contract.ProcessingTime, o)
 	}))
 	add("Send latency (ms)", percentiles(func(o map[string]any) []any {
-		return heraldLine(senderService, "SendLatency", o)
+		return heraldLine(contract.SendLatency, o)
 	}))
 	var cpu, memory, tasks [][]any
 	for _, s := range p.Services {

@@ -5,7 +5,7 @@ package stacks
 // writes).
 
 import (
-	"os"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -16,6 +16,8 @@ import (
 
 	"github.com/aws/jsii-runtime-go"
 	"github.com/hashicorp/terraform-cdk-go/cdktf"
+
+	"herald/services/contract"
 )
 
 type builtStack struct {
@@ -428,7 +430,7 @@ func TestNoPublicExposure(t *testing.T) {
 			if strings.Contains(group, "sender_security-group") {
 				t.Errorf("rule %s lets traffic into the sender", name)
 			}
-			if strings.Contains(group, "api_security-group") && (!strings.Contains(r["source_security_group_id"].(string), "ingress_security-group") || num(r["from_port"]) != apiPort) {
+			if strings.Contains(group, "api_security-group") && (!strings.Contains(r["source_security_group_id"].(string), "ingress_security-group") || num(r["from_port"]) != contract.APIPort) {
 				t.Errorf("rule %s lets %v into the API", name, r["source_security_group_id"])
 			}
 		}
@@ -505,34 +507,19 @@ func TestHealthChecksAndDeployments(t *testing.T) {
 	})
 }
 
-var documentedVariable = regexp.MustCompile("`((?:HERALD|AWS)_[A-Z0-9_]+)`")
-
-// TestServiceContract holds the task definitions to services/README.md: the
-// variables are the documented ones, secrets come through ECS secrets, and
-// the values agree with the queue.
+// TestServiceContract holds the task definitions to services/contract: each
+// service gets exactly the variables the contract says the stacks set (and
+// the tuning configured), the secret ones through ECS secrets, every value
+// one the service's own parser accepts, the whole set one the service
+// starts with; and the values agree with the queue.
 func TestServiceContract(t *testing.T) {
-	readme, err := os.ReadFile("../services/README.md")
-	if err != nil {
-		t.Fatalf("the services contract: %v", err)
-	}
-	documented := map[string]bool{}
-	for _, m := range documentedVariable.FindAllStringSubmatch(string(readme), -1) {
-		documented[m[1]] = true
-	}
-	for _, sender := range []bool{false, true} {
-		for _, v := range tunableVariables(sender) {
-			if !documented[v] {
-				t.Errorf("tunable %s is not in services/README.md", v)
-			}
-		}
-	}
 	want := map[string]struct{ env, secrets []string }{
 		apiService: {
 			env:     []string{"AWS_REGION", "HERALD_ALLOWED_FROM", "HERALD_ENV", "HERALD_HTTP_ADDR", "HERALD_LOG_LEVEL", "HERALD_MAX_MESSAGE_BYTES", "HERALD_QUEUE_URL", "HERALD_SHUTDOWN_TIMEOUT"},
 			secrets: []string{"HERALD_API_KEYS_SECRET_ID", "HERALD_DEFAULT_FROM"},
 		},
 		senderService: {
-			env:     []string{"AWS_REGION", "HERALD_DLQ_URL", "HERALD_ENV", "HERALD_HTTP_ADDR", "HERALD_LOG_LEVEL", "HERALD_QUEUE_URL", "HERALD_RETRY_WINDOW", "HERALD_SENDER_TASKS", "HERALD_SEND_TIMEOUT", "HERALD_SES_CONFIGURATION_SET", "HERALD_SHUTDOWN_TIMEOUT", "HERALD_TRANSPORT", "HERALD_VISIBILITY_TIMEOUT", "HERALD_WAIT_TIME"},
+			env:     []string{"AWS_REGION", "HERALD_ALLOWED_FROM", "HERALD_DLQ_URL", "HERALD_ENV", "HERALD_HTTP_ADDR", "HERALD_LOG_LEVEL", "HERALD_QUEUE_URL", "HERALD_RETRY_WINDOW", "HERALD_SENDER_TASKS", "HERALD_SEND_TIMEOUT", "HERALD_SES_CONFIGURATION_SET", "HERALD_SHUTDOWN_TIMEOUT", "HERALD_TRANSPORT", "HERALD_VISIBILITY_TIMEOUT", "HERALD_WAIT_TIME"},
 			secrets: []string{"HERALD_SEND_RATE"},
 		},
 	}
@@ -553,9 +540,10 @@ func TestServiceContract(t *testing.T) {
 				if cname == envoyContainer {
 					continue
 				}
-				env, secrets := c.env(), c.secrets()
+				service := contract.Service(cname)
+				env, secrets := c.variables(), c.secrets()
 				wantEnv := slices.Clone(want[cname].env)
-				tuned := map[string]ServiceConfig{apiService: s.env.API, senderService: s.env.Sender}[cname].Environment
+				tuned := map[string]ServiceConfig{apiService: s.env.API, senderService: s.env.Sender}[cname].Tuning
 				for k, v := range tuned {
 					wantEnv = append(wantEnv, k)
 					if env[k] != v {
@@ -569,21 +557,41 @@ func TestServiceContract(t *testing.T) {
 				if got := keys(secrets); !slices.Equal(got, want[cname].secrets) {
 					t.Errorf("%s secrets %v, want %v", cname, got, want[cname].secrets)
 				}
-				for k := range env {
-					if !documented[k] {
-						t.Errorf("%s sets %s, which services/README.md does not document", cname, k)
+				// What the service starts with: the plain values and the
+				// parameters' values the secrets resolve to.
+				resolved := maps.Clone(env)
+				for k, v := range env {
+					setting, ok := contract.Lookup(k)
+					switch {
+					case !ok || !setting.Var().Reads(service):
+						t.Errorf("%s sets %s, which %s does not read (services/contract)", cname, k, cname)
+					case setting.Var().Source != contract.Set && !(setting.Var().Source == contract.Tunable && tuned[k] != ""):
+						t.Errorf("%s sets %s, which the contract says is %v", cname, k, setting.Var().Source)
+					case setting.Validate(v) != nil:
+						t.Errorf("%s: %v", cname, setting.Validate(v))
 					}
 					if secretLike.MatchString(k) {
 						t.Errorf("%s: %s is a plain variable", cname, k)
 					}
 				}
 				for k, from := range secrets {
-					if !documented[k] {
-						t.Errorf("%s gets %s, which services/README.md does not document", cname, k)
+					setting, ok := contract.Lookup(k)
+					if !ok || !setting.Var().Reads(service) || setting.Var().Source != contract.SetSecret {
+						t.Errorf("%s gets %s as a secret, which the contract does not", cname, k)
 					}
 					if !regexp.MustCompile(`^arn:aws:(ssm:[a-z0-9-]+:[0-9]{12}:parameter/|secretsmanager:)`).MatchString(from) {
 						t.Errorf("%s: %s comes from %q, not a parameter or secret ARN", cname, k, from)
 					}
+					resolved[k] = parameters[from[strings.Index(from, ":parameter")+len(":parameter"):]]
+				}
+				var err error
+				if service == contract.API {
+					_, err = contract.ReadAPI(func(k string) string { return resolved[k] })
+				} else {
+					_, err = contract.ReadSender(func(k string) string { return resolved[k] })
+				}
+				if err != nil {
+					t.Errorf("%s would not start: %v", cname, err)
 				}
 				if env["HERALD_ENV"] != s.env.Name || env["AWS_REGION"] != s.env.Region || env["HERALD_SHUTDOWN_TIMEOUT"] != "25s" {
 					t.Errorf("%s: %v", name, env)
@@ -591,14 +599,17 @@ func TestServiceContract(t *testing.T) {
 				if !strings.HasSuffix(env["HERALD_QUEUE_URL"], "/"+s.env.Account+"/"+queue["name"].(string)) {
 					t.Errorf("%s reads queue %s", cname, env["HERALD_QUEUE_URL"])
 				}
+				// Both services hold the same allow-list, the default sender allowed.
+				if list, err := contract.ParseAllowList(env["HERALD_ALLOWED_FROM"]); err != nil || !list.Allows(s.env.Email.DefaultFrom) {
+					t.Errorf("%s: HERALD_ALLOWED_FROM %q does not allow the default sender %s", cname, env["HERALD_ALLOWED_FROM"], s.env.Email.DefaultFrom)
+				}
 				switch cname {
 				case apiService:
 					if env["HERALD_HTTP_ADDR"] != ":8080" || env["HERALD_MAX_MESSAGE_BYTES"] != strconv.Itoa(int(num(queue["max_message_size"]))) {
 						t.Errorf("API %v", env)
 					}
-					param := secrets["HERALD_API_KEYS_SECRET_ID"][strings.Index(secrets["HERALD_API_KEYS_SECRET_ID"], ":parameter")+len(":parameter"):]
-					if parameters[param] != s.id+"/api-key-hashes" {
-						t.Errorf("HERALD_API_KEYS_SECRET_ID resolves to %q", parameters[param])
+					if resolved["HERALD_API_KEYS_SECRET_ID"] != s.id+"/api-key-hashes" {
+						t.Errorf("HERALD_API_KEYS_SECRET_ID resolves to %q", resolved["HERALD_API_KEYS_SECRET_ID"])
 					}
 				case senderService:
 					if env["HERALD_HTTP_ADDR"] != ":8081" || env["HERALD_WAIT_TIME"] != "20s" {

@@ -11,6 +11,8 @@ import (
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/sqsqueuepolicy"
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/sqsqueueredriveallowpolicy"
 	"github.com/hashicorp/terraform-cdk-go/cdktf"
+
+	"herald/services/contract"
 )
 
 // sqsActions are all SQS actions, named one by one so that the TLS-only
@@ -30,16 +32,15 @@ type QueueProps struct {
 	Name    string
 	Account string
 	Region  string
-	// MaxReceiveCount before SQS moves a message to the DLQ; default 5.
+	// MaxReceiveCount before SQS moves a message to the DLQ.
 	MaxReceiveCount int
-	// Retention of the queue (default 4 days) and of the DLQ (default 14
-	// days), which must be longer.
+	// Retention of the queue and of the DLQ, which must be longer.
 	Retention    time.Duration
 	DLQRetention time.Duration
-	// MaxMessageBytes is MaximumMessageSize; default 262144.
+	// MaxMessageBytes is MaximumMessageSize.
 	MaxMessageBytes int
 	// SendTimeout is the sender's timeout for one send; the visibility
-	// timeout is derived from it. Default 10s.
+	// timeout is derived from it.
 	SendTimeout time.Duration
 }
 
@@ -63,17 +64,42 @@ type Queue struct {
 	WaitTime time.Duration
 	// MaxMessageBytes is the queue's MaximumMessageSize.
 	MaxMessageBytes int
+	region          string
+}
+
+// Grants, as AWS CDK's queue.grantSendMessages and grantConsumeMessages:
+// the queue knows what its producers and its consumer need, its key
+// included (used through SQS only).
+
+// GrantSend is what a producer needs: send to the queue, read its
+// attributes (a readiness check), encrypt with its key.
+func (q *Queue) GrantSend() []Statement {
+	return []Statement{
+		{Sid: "EnqueueNotifications", Actions: []string{"sqs:GetQueueAttributes", "sqs:SendMessage"}, Resources: []string{*q.Queue.Arn()}},
+		q.grantKey("EncryptQueuedMessages"),
+	}
+}
+
+// GrantConsume is what the consumer needs: receive, keep messages
+// invisible, delete them, read the attributes; dead-letter permanent
+// failures; send a transiently failing message back as a copy that carries
+// its retry budget; and the key both ways.
+func (q *Queue) GrantConsume() []Statement {
+	return []Statement{
+		{Sid: "ConsumeNotifications", Actions: []string{"sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"}, Resources: []string{*q.Queue.Arn()}},
+		{Sid: "DeadLetterPermanentFailures", Actions: []string{"sqs:SendMessage"}, Resources: []string{*q.DeadLetter.Arn()}},
+		{Sid: "RequeueForRetry", Actions: []string{"sqs:SendMessage"}, Resources: []string{*q.Queue.Arn()}},
+		q.grantKey("DecryptAndEncryptQueuedMessages"),
+	}
+}
+
+// grantKey lets SQS use the queues' key on the role's behalf: data keys to
+// encrypt what it sends, decryption of what it receives.
+func (q *Queue) grantKey(sid string) Statement {
+	return Statement{Sid: sid, Actions: []string{"kms:Decrypt", "kms:GenerateDataKey"}, Resources: []string{*q.Key.Key.Arn()}, Conditions: viaService("sqs", q.region)}
 }
 
 const queueWaitTime = 20 * time.Second
-
-func (p *QueueProps) defaults() {
-	p.MaxReceiveCount = orInt(p.MaxReceiveCount, defaultMaxReceiveCount)
-	p.Retention = orDuration(p.Retention, defaultRetention)
-	p.DLQRetention = orDuration(p.DLQRetention, defaultDLQRetention)
-	p.MaxMessageBytes = orInt(p.MaxMessageBytes, defaultMaxMessageBytes)
-	p.SendTimeout = orDuration(p.SendTimeout, defaultSendTimeout)
-}
 
 func (p *QueueProps) validate() error {
 	var errs []error
@@ -87,8 +113,8 @@ func (p *QueueProps) validate() error {
 	}
 	pr := &problems{env: p.Name}
 	env.validateQueue(pr)
-	if v := env.Email.VisibilityTimeout(); p.SendTimeout < time.Second || v > maxVisibilityTimeout {
-		pr.add("SendTimeout", "%s gives a visibility timeout of %s, outside 6s..%s", p.SendTimeout, v, maxVisibilityTimeout)
+	if err := contract.VisibilityTimeout.Check(env.Email.VisibilityTimeout()); err != nil || p.SendTimeout < time.Second {
+		pr.add("SendTimeout", "%s gives a visibility timeout of %s, outside %s", p.SendTimeout, env.Email.VisibilityTimeout(), contract.VisibilityTimeout.Values())
 	}
 	return errors.Join(append(errs, pr.errs...)...)
 }
@@ -99,7 +125,6 @@ func NewQueue(scope constructs.Construct, id string, props *QueueProps) *Queue {
 		props = &QueueProps{}
 	}
 	p := *props
-	p.defaults()
 	if err := p.validate(); err != nil {
 		panic(fmt.Errorf("herald: queue %s: %w", id, err))
 	}
@@ -109,16 +134,18 @@ func NewQueue(scope constructs.Construct, id string, props *QueueProps) *Queue {
 		Name:              p.Name,
 		DeadLetterName:    p.Name + "-dlq",
 		VisibilityTimeout: visibilityPerSend * p.SendTimeout,
+		region:            p.Region,
 		WaitTime:          queueWaitTime,
 		MaxMessageBytes:   p.MaxMessageBytes,
 	}
 	// Producers and consumers use the key through SQS with their own IAM
 	// permissions; the key policy needs no service statement.
 	q.Key = NewKey(c, "key", &KeyProps{
-		Alias:       p.Name,
-		Description: "Encrypts the messages of " + p.Name + " and its dead-letter queue",
-		Account:     p.Account,
-		Region:      p.Region,
+		Alias:              p.Name,
+		Description:        "Encrypts the messages of " + p.Name + " and its dead-letter queue",
+		Account:            p.Account,
+		Region:             p.Region,
+		DeletionWindowDays: keyDeletionWindowDays,
 	})
 	// Both queues share every setting but name and retention.
 	queueConfig := func(name string, retention time.Duration) *sqsqueue.SqsQueueConfig {

@@ -88,17 +88,17 @@ func NewRepositories(scope constructs.Construct, id string, props *RepositoriesP
 		props = &RepositoriesProps{}
 	}
 	p := *props
-	p.KeepImages = orInt(p.KeepImages, defaultKeepImages)
 	if err := p.validate(); err != nil {
 		panic(fmt.Errorf("herald: repositories %s: %w", id, err))
 	}
 	c := constructs.NewConstruct(scope, &id)
 	r := &Repositories{Construct: c, ByImage: map[string]*Repository{}}
 	r.Key = NewKey(c, "key", &KeyProps{
-		Alias:       p.Prefix + "-images",
-		Description: "Encrypts the container images of " + p.Prefix,
-		Account:     p.Account,
-		Region:      p.Region,
+		Alias:              p.Prefix + "-images",
+		Description:        "Encrypts the container images of " + p.Prefix,
+		Account:            p.Account,
+		Region:             p.Region,
+		DeletionWindowDays: keyDeletionWindowDays,
 	})
 	for _, image := range p.Images {
 		name := p.Prefix + "/" + image

@@ -1,6 +1,10 @@
 package stacks
 
-import "time"
+import (
+	"time"
+
+	"herald/services/contract"
+)
 
 // The sender retries a transiently failing message by re-queueing a copy
 // that carries its retry budget, for up to the retry window after its first
@@ -9,10 +13,10 @@ import "time"
 // they do, at synth.
 
 const (
-	// defaultRetryWindow is HERALD_RETRY_WINDOW: long enough to ride out a
-	// regional SES incident. (The sender's own default is the same.)
-	defaultRetryWindow = 12 * time.Hour
-	minRetryWindow     = time.Minute
+	// minRetryWindow: HERALD_RETRY_WINDOW's default (contract) is long
+	// enough to ride out a regional SES incident; under a minute, a
+	// message has no real second chance.
+	minRetryWindow = time.Minute
 	// retryRetentionMargin is how much longer than the retry window the
 	// queue keeps a message: a day for the oldest-message alarm to be seen
 	// and a stopped sender fleet to be brought back before SQS deletes
@@ -33,7 +37,9 @@ const (
 // validateRetry checks the queue against the retry design.
 func (e Environment) validateRetry(p *problems) {
 	q := e.Queue
-	if q.RetryWindow < minRetryWindow || q.RetryWindow%time.Second != 0 {
+	if err := contract.RetryWindow.Check(q.RetryWindow); err != nil {
+		p.addErr("Queue.RetryWindow", err)
+	} else if q.RetryWindow < minRetryWindow || q.RetryWindow%time.Second != 0 {
 		p.add("Queue.RetryWindow", "%s is under %s or not whole seconds", q.RetryWindow, minRetryWindow)
 	}
 	if q.Retention < q.RetryWindow+retryRetentionMargin {

@@ -50,7 +50,7 @@ type SecretsProps struct {
 	// Parameters hold settings that are not secret but are changed without
 	// a new task definition revision.
 	Parameters []ParameterSpec
-	// RecoveryWindowDays before a deleted secret is gone; default 7.
+	// RecoveryWindowDays before a deleted secret is gone, 7 to 30.
 	RecoveryWindowDays int
 }
 
@@ -65,6 +65,31 @@ type Secrets struct {
 	// SecretNames and ParameterARNs are known at synth time.
 	SecretNames   map[string]string
 	ParameterARNs map[string]string
+	region        string
+}
+
+// GrantRead lets a role read secrets by Name, decrypting them with the
+// secrets' key through Secrets Manager only. The statements' Sids are
+// "Read<what>" and "Decrypt<what>".
+func (s *Secrets) GrantRead(what string, names ...string) []Statement {
+	arns := make([]string, len(names))
+	for i, n := range names {
+		arns[i] = *s.Secrets[n].Arn()
+	}
+	return []Statement{
+		{Sid: "Read" + what, Actions: []string{"secretsmanager:GetSecretValue"}, Resources: arns},
+		{Sid: "Decrypt" + what, Actions: []string{"kms:Decrypt"}, Resources: []string{*s.Key.Key.Arn()}, Conditions: viaService("secretsmanager", s.region)},
+	}
+}
+
+// GrantReadParameters lets a role read parameters by Name (ECS resolving a
+// task's secrets from them); Sid "Read<what>".
+func (s *Secrets) GrantReadParameters(what string, names ...string) Statement {
+	arns := make([]string, len(names))
+	for i, n := range names {
+		arns[i] = *s.Parameters[n].Arn()
+	}
+	return Statement{Sid: "Read" + what, Actions: []string{"ssm:GetParameters"}, Resources: arns}
 }
 
 var secretNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
@@ -106,7 +131,6 @@ func NewSecrets(scope constructs.Construct, id string, props *SecretsProps) *Sec
 		props = &SecretsProps{}
 	}
 	p := *props
-	p.RecoveryWindowDays = orInt(p.RecoveryWindowDays, 7)
 	if err := p.validate(); err != nil {
 		panic(fmt.Errorf("herald: secrets %s: %w", id, err))
 	}
@@ -118,6 +142,7 @@ func NewSecrets(scope constructs.Construct, id string, props *SecretsProps) *Sec
 		Parameters:    map[string]ssmparameter.SsmParameter{},
 		SecretNames:   map[string]string{},
 		ParameterARNs: map[string]string{},
+		region:        p.Region,
 	}
 	// Readers use the key through Secrets Manager with their own IAM
 	// permissions.
@@ -126,6 +151,9 @@ func NewSecrets(scope constructs.Construct, id string, props *SecretsProps) *Sec
 		Description: "Encrypts the secrets of " + p.Prefix,
 		Account:     p.Account,
 		Region:      p.Region,
+		// The secrets' own recovery window is the shorter one: a key
+		// deleted first would leave them unreadable.
+		DeletionWindowDays: keyDeletionWindowDays,
 	})
 	for _, spec := range p.Secrets {
 		s.SecretNames[spec.Name] = p.Prefix + "/" + spec.Name

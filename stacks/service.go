@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,8 +27,7 @@ const (
 	nonRootUser = "65532:65532"
 	// stopTimeout is how long ECS waits after SIGTERM before SIGKILL; the
 	// services drain within HERALD_SHUTDOWN_TIMEOUT (shutdownTimeout).
-	stopTimeout     = 30 * time.Second
-	shutdownTimeout = 25 * time.Second
+	stopTimeout = 30 * time.Second
 	// healthCheckGrace lets a new API task warm up before the load
 	// balancer's failed checks count.
 	healthCheckGrace = 60 * time.Second
@@ -100,12 +100,9 @@ type FargateServiceProps struct {
 	// Service, e.g. "notification-api".
 	Name string
 	// Prefix of resource names, e.g. "herald-dev".
-	Prefix  string
-	Account string
-	Region  string
-	// Environment is the HERALD_ENV value (a metric dimension).
-	Environment string
-
+	Prefix      string
+	Account     string
+	Region      string
 	ClusterARN  *string
 	ClusterName string
 
@@ -128,13 +125,13 @@ type FargateServiceProps struct {
 	// SSM parameter ARN). A variable is in one of them, never both.
 	Variables map[string]string
 	Secrets   map[string]string
-	// ExecutionSecretARNs, ExecutionParameterARNs and ExecutionKeyARNs are
-	// what the execution role may read to resolve Secrets.
-	ExecutionSecretARNs    []string
-	ExecutionParameterARNs []string
-	ExecutionKeyARNs       []string
-	// TaskStatements are the application's own permissions.
-	TaskStatements []Statement
+	// ExecutionGrants let the execution role read what resolves Secrets:
+	// the grants of those secrets and parameters (Secrets.GrantRead,
+	// Secrets.GrantReadParameters).
+	ExecutionGrants []Statement
+	// TaskGrants are the application's own permissions: the grants of what
+	// it uses (Queue.GrantSend, Secrets.GrantRead, ...).
+	TaskGrants []Statement
 
 	VPCID       *string
 	SubnetIDs   []*string
@@ -173,16 +170,6 @@ type FargateService struct {
 	Name string
 }
 
-func (p *FargateServiceProps) defaults() {
-	p.CPU = orInt(p.CPU, defaultCPU)
-	p.Memory = orInt(p.Memory, defaultMemory)
-	p.MinTasks = orInt(p.MinTasks, 1)
-	p.MaxTasks = orInt(p.MaxTasks, max(2, p.MinTasks))
-	p.CPUTarget = orInt(p.CPUTarget, defaultCPUTarget)
-	p.PortName = orString(p.PortName, "http")
-	p.LogRetentionDays = orInt(p.LogRetentionDays, defaultLogRetentionDays)
-}
-
 var secretLikeVariable = []string{"PASSWORD", "USERNAME", "KEY_HASHES", "TOKEN"}
 
 var egressIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
@@ -205,8 +192,8 @@ func (p *FargateServiceProps) validate() error {
 	if err := CheckFargateSize(p.CPU, p.Memory); err != nil {
 		add("%v", err)
 	}
-	if p.Port < 1 || p.Port > 65535 {
-		add("Port %d is outside 1..65535", p.Port)
+	if p.Port < 1 || p.Port > 65535 || p.PortName == "" {
+		add("Port %d is outside 1..65535, or PortName %q is empty", p.Port, p.PortName)
 	}
 	for k := range p.Variables {
 		if _, dup := p.Secrets[k]; dup {
@@ -279,7 +266,7 @@ type containerDefinition struct {
 	User                   string            `json:"user"`
 	ReadonlyRootFilesystem bool              `json:"readonlyRootFilesystem"`
 	PortMappings           []portMapping     `json:"portMappings,omitempty"`
-	Environment            []keyValue        `json:"environment,omitempty"`
+	Variables              []keyValue        `json:"environment,omitempty"`
 	Secrets                []secretRef       `json:"secrets,omitempty"`
 	HealthCheck            *healthCheck      `json:"healthCheck,omitempty"`
 	StopTimeout            int               `json:"stopTimeout,omitempty"`
@@ -343,7 +330,7 @@ func (p *FargateServiceProps) containers(logGroup string) []containerDefinition 
 		LogConfiguration:       p.awslogs(p.Name, logGroup),
 	}
 	for _, k := range sortedKeys(p.Variables) {
-		app.Environment = append(app.Environment, keyValue{Name: k, Value: p.Variables[k]})
+		app.Variables = append(app.Variables, keyValue{Name: k, Value: p.Variables[k]})
 	}
 	for _, k := range sortedKeys(p.Secrets) {
 		app.Secrets = append(app.Secrets, secretRef{Name: k, ValueFrom: p.Secrets[k]})
@@ -361,7 +348,7 @@ func (p *FargateServiceProps) containers(logGroup string) []containerDefinition 
 		User:      envoyUser,
 		// AWS's Envoy image writes its bootstrap configuration at start.
 		ReadonlyRootFilesystem: false,
-		Environment: []keyValue{
+		Variables: []keyValue{
 			{Name: "APPMESH_RESOURCE_ARN", Value: p.AppMesh.VirtualNodeName},
 			{Name: "ENVOY_LOG_LEVEL", Value: "info"},
 		},
@@ -422,19 +409,7 @@ func (p *FargateServiceProps) executionStatements(logGroupARN string) []Statemen
 		Sid: "WriteOwnLogs", Actions: []string{"logs:CreateLogStream", "logs:PutLogEvents"}, Resources: []string{logGroupARN + ":*"},
 		WildcardReason: "ECS names the log streams in the service's own group at run time",
 	})
-	if len(p.ExecutionSecretARNs) > 0 {
-		out = append(out, Statement{Sid: "ReadOwnSecrets", Actions: []string{"secretsmanager:GetSecretValue"}, Resources: p.ExecutionSecretARNs})
-	}
-	if len(p.ExecutionParameterARNs) > 0 {
-		out = append(out, Statement{Sid: "ReadOwnParameters", Actions: []string{"ssm:GetParameters"}, Resources: p.ExecutionParameterARNs})
-	}
-	if len(p.ExecutionKeyARNs) > 0 {
-		out = append(out, Statement{
-			Sid: "DecryptOwnSecrets", Actions: []string{"kms:Decrypt"}, Resources: p.ExecutionKeyARNs,
-			Conditions: []Condition{{Test: "StringEquals", Variable: "kms:ViaService", Values: []string{"secretsmanager." + p.Region + ".amazonaws.com"}}},
-		})
-	}
-	return out
+	return append(out, p.ExecutionGrants...)
 }
 
 // NewFargateService creates the service. Both Herald services are built by
@@ -444,7 +419,6 @@ func NewFargateService(scope constructs.Construct, id string, props *FargateServ
 		props = &FargateServiceProps{}
 	}
 	p := *props
-	p.defaults()
 	if err := p.validate(); err != nil {
 		panic(fmt.Errorf("herald: service %s: %w", id, err))
 	}
@@ -466,7 +440,7 @@ func NewFargateService(scope constructs.Construct, id string, props *FargateServ
 		SourceArnLike: ecsTasks,
 		Statements:    p.executionStatements(*s.LogGroup.Group.Arn()),
 	})
-	taskStatements := p.TaskStatements
+	taskStatements := slices.Clone(p.TaskGrants)
 	if p.AppMesh != nil {
 		taskStatements = append(taskStatements, Statement{
 			Sid:       "EnvoyReadsOwnVirtualNode",

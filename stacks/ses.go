@@ -3,12 +3,15 @@ package stacks
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/sesv2configurationset"
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/sesv2emailidentity"
+
+	"herald/services/contract"
 )
 
 // SESProps describe the SES sending identity and configuration set.
@@ -35,6 +38,54 @@ type SES struct {
 	ConfigurationSetARN  string
 	ConfigurationSetName string
 	account, region      string
+}
+
+// GrantSend lets a role send as the identity (through the configuration
+// set), and only from the senders on from: its addresses compared ignoring
+// case, as the API compares them, and its "@domain" entries as any address
+// of that domain, which SES compares case-sensitively (StringLike has no
+// IgnoreCase form): AllowList keeps them in lower case, and the API queues
+// every sender's domain in lower case. In the SES sandbox a send may be
+// authorized against the recipient's identity too, so the identities of
+// sandboxRecipients join the resources.
+func (s *SES) GrantSend(from contract.AllowList, sandboxRecipients []string) []Statement {
+	sendAs := []string{s.IdentityARN}
+	if s.ConfigurationSetName != "" {
+		sendAs = append(sendAs, s.ConfigurationSetARN)
+	}
+	for _, r := range sandboxRecipients {
+		sendAs = append(sendAs, s.IdentityARNOf(r))
+	}
+	var addresses, domains []string
+	for _, e := range from.Entries() {
+		if d, ok := strings.CutPrefix(e, "@"); ok {
+			domains = append(domains, "*@"+d)
+		} else {
+			addresses = append(addresses, e)
+		}
+	}
+	slices.Sort(addresses)
+	slices.Sort(domains)
+	var out []Statement
+	if len(addresses) > 0 {
+		out = append(out, Statement{
+			Sid: "SendAsAllowedAddresses", Actions: []string{"ses:SendEmail"}, Resources: sendAs,
+			Conditions: []Condition{{Test: "StringEqualsIgnoreCase", Variable: "ses:FromAddress", Values: addresses}},
+		})
+	}
+	if len(domains) > 0 {
+		out = append(out, Statement{
+			Sid: "SendAsAllowedDomains", Actions: []string{"ses:SendEmail"}, Resources: sendAs,
+			Conditions: []Condition{{Test: "StringLike", Variable: "ses:FromAddress", Values: domains}},
+		})
+	}
+	return out
+}
+
+// GrantReadQuota lets a role read the account's sending quota, to pace
+// itself; GetAccount has no resource type.
+func (s *SES) GrantReadQuota() Statement {
+	return Statement{Sid: "ReadSendingQuota", Actions: []string{"ses:GetAccount"}, Resources: []string{"*"}}
 }
 
 // IdentityARNOf is the ARN of another identity (an address or a domain) of

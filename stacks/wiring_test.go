@@ -524,9 +524,9 @@ func checkReferences(w wired) []string {
 				add("service %s: registered for App Mesh without an Envoy container", name)
 				continue
 			}
-			node, nodeName := w.virtualNode(envoy.env()["APPMESH_RESOURCE_ARN"])
+			node, nodeName := w.virtualNode(envoy.variables()["APPMESH_RESOURCE_ARN"])
 			if node == nil {
-				add("service %s: Envoy's APPMESH_RESOURCE_ARN %q names no virtual node of the stack's mesh", name, envoy.env()["APPMESH_RESOURCE_ARN"])
+				add("service %s: Envoy's APPMESH_RESOURCE_ARN %q names no virtual node of the stack's mesh", name, envoy.variables()["APPMESH_RESOURCE_ARN"])
 				continue
 			}
 			spec := block(node["spec"])
@@ -542,7 +542,7 @@ func checkReferences(w wired) []string {
 			}
 			_, role, _ := reference(str(td["task_role_arn"]))
 			if !slices.ContainsFunc(w.roleStatements(role), func(s stmt) bool {
-				return s.grants("appmesh:StreamAggregatedResources") && (slices.Contains(s.resources, envoy.env()["APPMESH_RESOURCE_ARN"]) || slices.Contains(s.resources, "${aws_appmesh_virtual_node."+nodeName+".arn}"))
+				return s.grants("appmesh:StreamAggregatedResources") && (slices.Contains(s.resources, envoy.variables()["APPMESH_RESOURCE_ARN"]) || slices.Contains(s.resources, "${aws_appmesh_virtual_node."+nodeName+".arn}"))
 			}) {
 				add("service %s: the task role may not stream virtual node %s", name, nodeName)
 			}

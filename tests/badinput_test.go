@@ -28,7 +28,7 @@ import (
 // accepted notifications.
 func TestBadInputQueuesNothing(t *testing.T) {
 	const maxConns = 16
-	s := startStack(t, devstack.Config{APIEnv: map[string]string{
+	s := startStack(t, devstack.Config{APIVariables: map[string]string{
 		// A small burst, so 429 comes quickly once the cases below ran.
 		"HERALD_RATE_LIMIT":      "1",
 		"HERALD_RATE_BURST":      "60",

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
 	"herald/services/devstack"
 )
 
@@ -19,7 +22,7 @@ import (
 // DeadLettered and Failed{Class=permanent}. The deliverable notifications
 // posted with them arrive exactly once, and nothing else is in the DLQ.
 func TestPermanentFailureDeadLettered(t *testing.T) {
-	s := startStack(t, devstack.Config{APIEnv: fastPosting, MetricsInterval: 500 * time.Millisecond})
+	s := startStack(t, devstack.Config{APIVariables: fastPosting, MetricsInterval: 500 * time.Millisecond})
 	a := newAPI(s)
 	ctx := context.Background()
 	l := newLedger("dead-letter")
@@ -109,5 +112,50 @@ func TestPermanentFailureDeadLettered(t *testing.T) {
 		if m[name] != want {
 			t.Errorf("sender metric %s = %g, want %g (all: %v)", name, m[name], want, m)
 		}
+	}
+}
+
+// A notification put on the queue around the API (anyone with send rights
+// to the queue) from a sender the allow-list does not hold is never sent:
+// the sender checks HERALD_ALLOWED_FROM too and dead-letters it as
+// permanent, the reason naming the rule. One from an allowed sender, put on
+// the queue the same way, is delivered; SES sees nothing of the other.
+func TestSenderOutsideTheAllowListDeadLettered(t *testing.T) {
+	s := startStack(t, devstack.Config{})
+	ctx := context.Background()
+	l := newLedger("around the API")
+	start := time.Now()
+	put := func(i int, from string) string {
+		t.Helper()
+		// The queue message format (services/README.md): version 1.
+		id := fmt.Sprintf("around-the-api-%s-%d", runID(), i)
+		body, err := json.Marshal(map[string]any{"v": 1, "id": id, "createdAt": time.Now().UTC(), "from": from,
+			"to": []string{"victim@example.org"}, "subject": l.subject(i), "text": "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.post()
+		if _, err := s.SQSClient().SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(s.QueueURL()), MessageBody: aws.String(string(body))}); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	forged := []string{"ceo@bank.test", "Security <security@EXAMPLE.org>"}
+	for i, from := range forged {
+		l.acceptDoomed(l.subject(i), put(i, from))
+	}
+	// Allowed (the devstack allows @example.com), its domain in another case.
+	l.accept(l.subject(len(forged)), put(len(forged), "Shop <shop@Example.COM>"))
+
+	l.waitAllDelivered(t, s, 30*time.Second)
+	c := l.report(t, s, "queued around the API", start, 0, fmt.Sprintf("%d from senders not on the allow-list put on the queue directly, all dead-lettered unsent", len(forged)))
+	for _, d := range c.deadList {
+		class, reason := d.Attributes[attrFailureClass], d.Attributes[attrFailureReason]
+		if class != "permanent" || !strings.Contains(reason, "not allowed") || !strings.Contains(reason, "HERALD_ALLOWED_FROM") || strings.Contains(reason, "ceo@") {
+			t.Errorf("dead letter %s: class %q, reason %q: want permanent, the rule named, the address masked", d.MessageID, class, reason)
+		}
+	}
+	if st := s.Gate().Stats(); st.Accepted != 1 || st.Rejected != 0 {
+		t.Errorf("gate stats %+v: SES must see the allowed one only", st)
 	}
 }

@@ -60,7 +60,7 @@ func deliveryMix(l *ledger, i int) notification {
 // with one invalid notification is answered 207 item by item, and the
 // invalid one is never sent.
 func TestDeliveryExactlyOnce(t *testing.T) {
-	s := startStack(t, devstack.Config{APIEnv: fastPosting, MetricsInterval: 500 * time.Millisecond})
+	s := startStack(t, devstack.Config{APIVariables: fastPosting, MetricsInterval: 500 * time.Millisecond})
 	a := newAPI(s)
 	ctx := context.Background()
 	l := newLedger("delivery")

@@ -34,8 +34,8 @@ func TestSenderKilled(t *testing.T) {
 		// Messages the killed sender held come back after this.
 		VisibilityTimeout: 5 * time.Second,
 		// Slow enough that hundreds are still queued or in flight at the kill.
-		MaxSendRate: 100,
-		APIEnv:      fastPosting,
+		MaxSendRate:  100,
+		APIVariables: fastPosting,
 	})
 	a := newAPI(s)
 	ctx := context.Background()
@@ -80,7 +80,7 @@ func TestSenderKilled(t *testing.T) {
 // After a restart all are delivered, none twice.
 func TestSenderSIGTERMDrains(t *testing.T) {
 	const total = 300
-	s := startStack(t, devstack.Config{VisibilityTimeout: 10 * time.Second, MaxSendRate: 50, APIEnv: fastPosting})
+	s := startStack(t, devstack.Config{VisibilityTimeout: 10 * time.Second, MaxSendRate: 50, APIVariables: fastPosting})
 	a := newAPI(s)
 	ctx := context.Background()
 	l := newLedger("sender-sigterm")
@@ -136,7 +136,7 @@ func TestSenderSIGTERMDrains(t *testing.T) {
 // restarted (the gate answers 502 meanwhile); then the gate's fault switch
 // makes SES answer 503 and 429.
 func TestSESOutage(t *testing.T) {
-	s := startStack(t, devstack.Config{MaxSendRate: 50, APIEnv: fastPosting})
+	s := startStack(t, devstack.Config{MaxSendRate: 50, APIVariables: fastPosting})
 	a := newAPI(s)
 	ctx := context.Background()
 

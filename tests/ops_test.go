@@ -22,7 +22,7 @@ func opsRun(t *testing.T, s *devstack.Stack, timeout time.Duration, args ...stri
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, devstack.BinHeraldOps), args...)
-	cmd.Env = s.OpsEnv()
+	cmd.Env = s.OpsVariables()
 	out, err := cmd.CombinedOutput()
 	t.Logf("herald-ops %s:\n%s", strings.Join(args, " "), out)
 	return string(out), err
@@ -47,7 +47,7 @@ func (l *ledger) redriven() int {
 // each is delivered exactly once, the DLQ empty, the good mail sent with
 // them untouched.
 func TestRedriveDeliversOnce(t *testing.T) {
-	s := startStack(t, devstack.Config{APIEnv: fastPosting})
+	s := startStack(t, devstack.Config{APIVariables: fastPosting})
 	a := newAPI(s)
 	ctx := context.Background()
 	l := newLedger("redrive")

@@ -105,7 +105,7 @@ func TestSESFaultsDuringSteadyFlow(t *testing.T) {
 	for _, mode := range []sesgate.FaultMode{sesgate.FaultUnavailable, sesgate.FaultThrottle, sesgate.FaultRefuse} {
 		t.Run(string(mode), func(t *testing.T) {
 			t.Parallel()
-			s := startStack(t, devstack.Config{APIEnv: fastPosting, MetricsInterval: time.Second})
+			s := startStack(t, devstack.Config{APIVariables: fastPosting, MetricsInterval: time.Second})
 			a := newAPI(s)
 			l := newLedger("ses-" + string(mode))
 			start := time.Now()
@@ -220,7 +220,7 @@ func TestSendersShareTheAccountQuota(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := startStack(t, devstack.Config{Senders: tc.senders, MaxSendRate: quota, APIEnv: fastPosting})
+			s := startStack(t, devstack.Config{Senders: tc.senders, MaxSendRate: quota, APIVariables: fastPosting})
 			a := newAPI(s)
 			l := newLedger(fmt.Sprintf("quota-%d", tc.senders))
 			start := time.Now()
@@ -269,7 +269,7 @@ func TestRetryWindowRunsOut(t *testing.T) {
 	const window = 8 * time.Second
 	const marker = "never deliverable"
 	s, a, l := pipelineWithFault(t, "retry-window",
-		devstack.Config{APIEnv: fastPosting, SenderEnv: map[string]string{"HERALD_RETRY_WINDOW": window.String()}},
+		devstack.Config{APIVariables: fastPosting, SenderVariables: map[string]string{"HERALD_RETRY_WINDOW": window.String()}},
 		sesgate.Fault{Mode: sesgate.FaultUnavailable, Subject: marker})
 	start := time.Now()
 	var ns []notification
@@ -350,7 +350,7 @@ func TestCrashingMessageIsRedriven(t *testing.T) {
 	const maxReceives = 3
 	const marker = "crashes the sender"
 	s, a, l := pipelineWithFault(t, "crash",
-		devstack.Config{APIEnv: fastPosting, VisibilityTimeout: 3 * time.Second, MaxReceiveCount: maxReceives},
+		devstack.Config{APIVariables: fastPosting, VisibilityTimeout: 3 * time.Second, MaxReceiveCount: maxReceives},
 		sesgate.Fault{Mode: sesgate.FaultHang, Subject: marker})
 	ctx := context.Background()
 	start := time.Now()

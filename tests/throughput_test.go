@@ -38,8 +38,8 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 	s := startStack(b, devstack.Config{
 		// The account's rate must not be what is measured.
-		MaxSendRate: 100000,
-		APIEnv:      map[string]string{"HERALD_RATE_LIMIT": "100000", "HERALD_RATE_BURST": "100000"},
+		MaxSendRate:  100000,
+		APIVariables: map[string]string{"HERALD_RATE_LIMIT": "100000", "HERALD_RATE_BURST": "100000"},
 	})
 	a := newAPI(s)
 	ctx := context.Background()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 
+	"herald/services/contract"
 	"herald/services/devstack/sesgate"
 )
 
@@ -197,12 +198,12 @@ func (s *Stack) SecretsURL() string {
 // KeysSecretID is the API-key secret (HERALD_API_KEYS_SECRET_ID).
 func (s *Stack) KeysSecretID() string { return s.cfg.KeysSecret }
 
-// OpsEnv is the environment herald-ops needs to work on this stack: the
+// OpsVariables are the variables herald-ops needs to work on this stack: the
 // emulators' endpoints, dummy credentials, the queues, the key secret and
 // the API, as NAME=value.
-func (s *Stack) OpsEnv() []string {
+func (s *Stack) OpsVariables() []string {
 	vars := map[string]string{
-		"AWS_REGION":                  s.cfg.Region,
+		contract.Region.Name:          s.cfg.Region,
 		"AWS_ACCESS_KEY_ID":           "local",
 		"AWS_SECRET_ACCESS_KEY":       "local",
 		"AWS_CONFIG_FILE":             os.DevNull,
@@ -210,14 +211,14 @@ func (s *Stack) OpsEnv() []string {
 		"AWS_EC2_METADATA_DISABLED":   "true",
 		// Empty: a profile or session token of the caller's shell must not
 		// mix with the dummy credentials.
-		"AWS_PROFILE":                     "",
-		"AWS_SESSION_TOKEN":               "",
-		"AWS_ENDPOINT_URL_SQS":            s.SQSEndpoint(),
-		"AWS_ENDPOINT_URL_SECRETSMANAGER": s.SecretsURL(),
-		"HERALD_QUEUE_URL":                s.QueueURL(),
-		"HERALD_DLQ_URL":                  s.DLQURL(),
-		"HERALD_API_KEYS_SECRET_ID":       s.KeysSecretID(),
-		"HERALD_API_URL":                  s.APIURL(),
+		"AWS_PROFILE":                        "",
+		"AWS_SESSION_TOKEN":                  "",
+		contract.EndpointSQS.Name:            s.SQSEndpoint(),
+		contract.EndpointSecretsManager.Name: s.SecretsURL(),
+		contract.QueueURL.Name:               s.QueueURL(),
+		contract.DLQURL.Name:                 s.DLQURL(),
+		contract.APIKeysSecretID.Name:        s.KeysSecretID(),
+		contract.OpsAPIURL:                   s.APIURL(),
 	}
 	out := make([]string, 0, len(vars))
 	for k, v := range vars {

@@ -33,6 +33,7 @@ import (
 	"sync"
 	"time"
 
+	"herald/services/contract"
 	"herald/services/devstack/secretslocal"
 	"herald/services/devstack/sesgate"
 	"herald/services/devstack/sqslocal"
@@ -102,8 +103,8 @@ type Config struct {
 
 	// DefaultFrom is the API's default sender; "" means noreply@example.com.
 	DefaultFrom string
-	// AllowedFrom is the API's sender allow-list; nil means @example.com and
-	// @example.net.
+	// AllowedFrom is the services' sender allow-list (HERALD_ALLOWED_FROM,
+	// with DefaultFrom added); nil means @example.com and @example.net.
 	AllowedFrom []string
 	// Verified are the identities the SES gate accepts; nil means
 	// example.com. So, by default, a From at example.net passes the API and
@@ -119,8 +120,9 @@ type Config struct {
 	// KeysRefresh is the API's HERALD_API_KEYS_REFRESH; 0 means 10s, the
 	// shortest the API takes.
 	KeysRefresh time.Duration
-	// APIEnv and SenderEnv add to or override the services' environment.
-	APIEnv, SenderEnv map[string]string
+	// APIVariables and SenderVariables add to or override the services'
+	// variables (by the names of services/contract).
+	APIVariables, SenderVariables map[string]string
 
 	// StartTimeout bounds each component's wait for readiness; 0 means 30s.
 	StartTimeout time.Duration
@@ -147,6 +149,7 @@ type Stack struct {
 	secrets     *secretslocal.Server
 	apiKey      string
 	apiKeyHash  string
+	allowedFrom string // HERALD_ALLOWED_FROM of both services
 	sqsEndpoint string
 	queueURL    string
 	dlqURL      string
@@ -172,6 +175,11 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 			SQS: cfg.SQSAddr, SES: cfg.SESAddr, API: cfg.APIAddr, Sender: cfg.SenderAddr,
 		},
 	}
+	allowed, err := contract.AllowedFrom.Format(append([]string{cfg.DefaultFrom}, cfg.AllowedFrom...))
+	if err != nil {
+		return nil, fmt.Errorf("devstack: DefaultFrom and AllowedFrom: %w", err)
+	}
+	s.allowedFrom = allowed
 	key, hash, err := MintKey()
 	if err != nil {
 		return nil, err
@@ -419,8 +427,8 @@ func (s *Stack) sqsSpec() (procSpec, func(context.Context) error, error) {
 			"-max-receive-count", strconv.Itoa(s.cfg.MaxReceiveCount),
 			"-visibility-timeout", s.cfg.VisibilityTimeout.String(),
 		},
-		env: baseEnv(),
-		dir: s.cfg.Root,
+		variables: baseVariables(),
+		dir:       s.cfg.Root,
 		onStdout: func(line string) {
 			var r sqslocal.Ready
 			if json.Unmarshal([]byte(line), &r) == nil && r.Ready {
@@ -463,10 +471,10 @@ func (s *Stack) sesSpec() (procSpec, func(context.Context) error, error) {
 	}
 	portCh := make(chan string, 1)
 	spec := procSpec{
-		path: s.cfg.Node,
-		args: []string{sesCLI(s.cfg.Root), "--host", "127.0.0.1", "--port", port},
-		env:  baseEnv(),
-		dir:  s.cfg.Root,
+		path:      s.cfg.Node,
+		args:      []string{sesCLI(s.cfg.Root), "--host", "127.0.0.1", "--port", port},
+		variables: baseVariables(),
+		dir:       s.cfg.Root,
 		onStdout: func(line string) {
 			if m := sesRunning.FindStringSubmatch(line); m != nil {
 				select {
@@ -504,38 +512,38 @@ func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error,
 		}
 		s.addrs[c] = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
+	// The services' defaults hold unless the local pipeline needs another
+	// value; every name is the contract's.
 	env := map[string]string{
-		"AWS_REGION":              s.cfg.Region,
-		"AWS_ENDPOINT_URL_SQS":    s.sqsEndpoint,
-		"AWS_ENDPOINT_URL_SESV2":  s.gate.URL,
-		"HERALD_ENV":              "local",
-		"HERALD_QUEUE_URL":        s.queueURL,
-		"HERALD_HTTP_ADDR":        s.addrs[c],
-		"HERALD_LOG_LEVEL":        "info",
-		"HERALD_METRICS_INTERVAL": s.cfg.MetricsInterval.String(),
+		contract.Region.Name:          s.cfg.Region,
+		contract.EndpointSQS.Name:     s.sqsEndpoint,
+		contract.QueueURL.Name:        s.queueURL,
+		contract.HTTPAddr.Name:        s.addrs[c],
+		contract.MetricsInterval.Name: contract.MetricsInterval.Format(s.cfg.MetricsInterval),
 		// Well inside StopTimeout, so a SIGTERM drain is seen to finish.
-		"HERALD_SHUTDOWN_TIMEOUT": "5s",
+		contract.ShutdownTimeout.Name: contract.ShutdownTimeout.Format(5 * time.Second),
+		// The same list for both, the default sender in it, as the stacks set it.
+		contract.AllowedFrom.Name: s.allowedFrom,
 	}
-	bin, path := BinNotificationAPI, "/readyz"
-	extra := s.cfg.APIEnv
+	bin, path := BinNotificationAPI, contract.ReadyPath
+	extra := s.cfg.APIVariables
 	if c == API {
-		env["HERALD_DEFAULT_FROM"] = s.cfg.DefaultFrom
-		env["HERALD_ALLOWED_FROM"] = strings.Join(s.cfg.AllowedFrom, ",")
-		env["HERALD_API_KEY_HASHES"] = DevKeyID + ":" + s.apiKeyHash
-		env["AWS_ENDPOINT_URL_SECRETSMANAGER"] = s.secrets.URL
-		env["HERALD_API_KEYS_SECRET_ID"] = s.cfg.KeysSecret
-		env["HERALD_API_KEYS_REFRESH"] = s.cfg.KeysRefresh.String()
+		env[contract.DefaultFrom.Name] = s.cfg.DefaultFrom
+		env[contract.APIKeyHashes.Name] = DevKeyID + ":" + s.apiKeyHash
+		env[contract.EndpointSecretsManager.Name] = s.secrets.URL
+		env[contract.APIKeysSecretID.Name] = s.cfg.KeysSecret
+		env[contract.APIKeysRefresh.Name] = contract.APIKeysRefresh.Format(s.cfg.KeysRefresh)
 	} else {
-		bin, path = BinEmailSender, "/healthz"
-		extra = s.cfg.SenderEnv
-		env["HERALD_DLQ_URL"] = s.dlqURL
-		env["HERALD_TRANSPORT"] = "ses"
-		env["HERALD_VISIBILITY_TIMEOUT"] = s.cfg.VisibilityTimeout.String()
+		bin, path = BinEmailSender, contract.LivePath
+		extra = s.cfg.SenderVariables
+		env[contract.EndpointSESv2.Name] = s.gate.URL
+		env[contract.DLQURL.Name] = s.dlqURL
+		env[contract.VisibilityTimeout.Name] = contract.VisibilityTimeout.Format(s.cfg.VisibilityTimeout)
 		// Local retries come back quickly (SQS visibility has whole seconds);
-		// production keeps 5s / 15m.
-		env["HERALD_RETRY_BASE"] = "1s"
-		env["HERALD_RETRY_MAX"] = "10s"
-		env["HERALD_SENDER_TASKS"] = strconv.Itoa(s.cfg.Senders)
+		// production keeps the defaults.
+		env[contract.RetryBase.Name] = contract.RetryBase.Format(time.Second)
+		env[contract.RetryMax.Name] = contract.RetryMax.Format(10 * time.Second)
+		env[contract.SenderTasks.Name] = contract.SenderTasks.Format(s.cfg.Senders)
 	}
 	for k, v := range extra {
 		env[k] = v
@@ -545,19 +553,19 @@ func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error,
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	vars := baseEnv()
+	vars := baseVariables()
 	for _, k := range keys {
 		vars = append(vars, k+"="+env[k])
 	}
 	health := "http://" + s.addrs[c] + path
-	spec := procSpec{path: filepath.Join(s.cfg.BinDir, bin), env: vars, dir: s.cfg.Root}
+	spec := procSpec{path: filepath.Join(s.cfg.BinDir, bin), variables: vars, dir: s.cfg.Root}
 	return spec, func(ctx context.Context) error { return s.get(ctx, health) }, nil
 }
 
-// baseEnv is what every child inherits: enough to run, and AWS settings
+// baseVariables are what every child inherits: enough to run, and AWS settings
 // that keep the SDK away from real AWS (static dummy credentials, no shared
 // config files, no instance metadata).
-func baseEnv() []string {
+func baseVariables() []string {
 	env := []string{
 		"AWS_ACCESS_KEY_ID=local",
 		"AWS_SECRET_ACCESS_KEY=local",

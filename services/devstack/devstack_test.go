@@ -121,7 +121,7 @@ func TestProcStopEscalatesAndKillsTheGroup(t *testing.T) {
 	dir := t.TempDir()
 	start := func(mode string, onLine func(string)) *proc {
 		p := &proc{name: mode, logPath: filepath.Join(dir, mode+".log")}
-		if err := p.start(procSpec{path: self, args: []string{"-test.run=^$"}, env: append(os.Environ(), "DEVSTACK_TEST_HELPER="+mode), onStdout: onLine}); err != nil {
+		if err := p.start(procSpec{path: self, args: []string{"-test.run=^$"}, variables: append(os.Environ(), "DEVSTACK_TEST_HELPER="+mode), onStdout: onLine}); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(p.kill)

@@ -28,10 +28,10 @@ type proc struct {
 }
 
 type procSpec struct {
-	path string
-	args []string
-	env  []string
-	dir  string
+	path      string
+	args      []string
+	variables []string
+	dir       string
 	// onStdout sees each stdout line (for ready lines); may be nil.
 	onStdout func(line string)
 }
@@ -52,7 +52,7 @@ func (p *proc) start(spec procSpec) error {
 	fmt.Fprintf(logFile, "--- %s: starting %s %s\n", time.Now().Format(time.RFC3339Nano), spec.path, strings.Join(spec.args, " "))
 
 	cmd := exec.Command(spec.path, spec.args...)
-	cmd.Env = spec.env
+	cmd.Env = spec.variables
 	cmd.Dir = spec.dir
 	cmd.Stdin = nil
 	stdout := &lineWriter{sink: out, onLine: spec.onStdout}

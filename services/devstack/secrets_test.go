@@ -14,7 +14,7 @@ import (
 // The stack runs the Secrets Manager emulator with the API-key secret,
 // empty, and hands herald-ops everything it needs to work on the stack;
 // Close stops the emulator.
-func TestKeySecretAndOpsEnv(t *testing.T) {
+func TestKeySecretAndOpsVariables(t *testing.T) {
 	s := emulators(t, Config{KeysSecret: "test/keys"})
 	ctx := context.Background()
 	c := secretsmanager.New(secretsmanager.Options{
@@ -25,19 +25,19 @@ func TestKeySecretAndOpsEnv(t *testing.T) {
 	if err != nil || aws.ToString(out.SecretString) != "{}" || s.KeysSecretID() != "test/keys" {
 		t.Fatalf("key secret %s: %v %+v", s.KeysSecretID(), err, out)
 	}
-	env := s.OpsEnv()
+	env := s.OpsVariables()
 	for _, want := range []string{
 		"AWS_ENDPOINT_URL_SECRETSMANAGER=" + s.SecretsURL(), "AWS_ENDPOINT_URL_SQS=" + s.SQSEndpoint(),
 		"HERALD_DLQ_URL=" + s.DLQURL(), "HERALD_QUEUE_URL=" + s.QueueURL(), "HERALD_API_KEYS_SECRET_ID=test/keys",
 		"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=local",
 	} {
 		if !slices.Contains(env, want) {
-			t.Errorf("OpsEnv lacks %s: %v", want, env)
+			t.Errorf("OpsVariables lacks %s: %v", want, env)
 		}
 	}
 	for _, v := range env {
 		if name, value, _ := strings.Cut(v, "="); value == "" && name != "HERALD_API_URL" && name != "AWS_PROFILE" && name != "AWS_SESSION_TOKEN" {
-			t.Errorf("OpsEnv has an empty %s", v)
+			t.Errorf("OpsVariables has an empty %s", v)
 		}
 	}
 	if err := s.Close(); err != nil {

@@ -1,20 +1,11 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"time"
 
-	"herald/services/internal/herald"
-)
-
-// The sender's health check path is the original design's; /healthz stays
-// an alias (the local pipeline and older checks ask it). The stacks check
-// the same path (stacks/herald.go senderHealthPath).
-const (
-	healthPath  = "/api/notification/send-email"
-	healthAlias = "/healthz"
+	"herald/services/contract"
 )
 
 // health answers the liveness checks: 200 while the poll loop makes
@@ -42,11 +33,12 @@ func (h health) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}{status, last.UTC().Format(time.RFC3339Nano), h.stallAfter.String()})
 }
 
-// newHealthServer serves the health check path and its alias.
+// newHealthServer serves the health check path (the original design's,
+// which the stacks check) and /healthz (the local pipeline asks it).
 func newHealthServer(h health) *http.Server {
 	mux := http.NewServeMux()
-	mux.Handle("GET "+healthPath, h)
-	mux.Handle("GET "+healthAlias, h)
+	mux.Handle("GET "+contract.SenderHealthPath, h)
+	mux.Handle("GET "+contract.LivePath, h)
 	return &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -55,10 +47,4 @@ func newHealthServer(h health) *http.Server {
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 	}
-}
-
-// healthcheck is the `healthcheck` subcommand (the container health check):
-// it asks the running sender's health check path.
-func healthcheck(ctx context.Context, getenv func(string) string) error {
-	return herald.HealthcheckAt(ctx, getenv, defaultAddr, healthPath)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -93,11 +94,11 @@ func TestHealthcheckAsksTheHealthPath(t *testing.T) {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	getenv := func(k string) string { return map[string]string{"HERALD_HTTP_ADDR": ":" + port}[k] }
 
-	if err := healthcheck(context.Background(), getenv); err != nil {
+	if err := run(context.Background(), []string{"healthcheck"}, getenv, io.Discard); err != nil {
 		t.Fatalf("healthy sender: %v", err)
 	}
 	stalled.Store(true)
-	if err := healthcheck(context.Background(), getenv); err == nil {
+	if err := run(context.Background(), []string{"healthcheck"}, getenv, io.Discard); err == nil {
 		t.Fatal("stalled sender: the health check passed")
 	}
 	mu.Lock()

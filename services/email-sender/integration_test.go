@@ -175,6 +175,7 @@ func senderEnv(s *sqslocal.Server) map[string]string {
 		"HERALD_METRICS_INTERVAL":   "1s",
 		"HERALD_SHUTDOWN_TIMEOUT":   "10s",
 		"HERALD_VISIBILITY_TIMEOUT": "30s",
+		"HERALD_ALLOWED_FROM":       "@herald.example",
 	}
 }
 
@@ -184,7 +185,7 @@ func startSender(t *testing.T, env map[string]string) (stop func() error, stdout
 	stdout = &heraldtest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"email-sender"}, getenvFrom(env), stdout) }()
+	go func() { done <- run(ctx, nil, getenvFrom(env), stdout) }()
 	var once sync.Once
 	var result error
 	stop = func() error {

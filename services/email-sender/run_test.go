@@ -25,10 +25,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
+
+	"herald/services/contract"
 )
 
 func TestRunRejectsUnknownSubcommand(t *testing.T) {
-	err := run(context.Background(), []string{"email-sender", "serve"}, getenvFrom(baseEnv()), &bytes.Buffer{})
+	err := run(context.Background(), []string{"serve"}, getenvFrom(baseEnv()), &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "serve") {
 		t.Errorf("err %v, want an unknown subcommand error", err)
 	}
@@ -38,7 +40,7 @@ func TestRunFailsFastOnConfig(t *testing.T) {
 	env := baseEnv()
 	delete(env, "HERALD_DLQ_URL")
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"email-sender"}, getenvFrom(env), &out)
+	err := run(context.Background(), nil, getenvFrom(env), &out)
 	if err == nil || !strings.Contains(err.Error(), "HERALD_DLQ_URL") {
 		t.Errorf("err %v, want one naming HERALD_DLQ_URL", err)
 	}
@@ -47,7 +49,7 @@ func TestRunFailsFastOnConfig(t *testing.T) {
 func TestHealthcheckSubcommand(t *testing.T) {
 	status := http.StatusOK
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != healthPath {
+		if r.URL.Path != contract.SenderHealthPath {
 			http.NotFound(w, r)
 			return
 		}
@@ -56,7 +58,7 @@ func TestHealthcheckSubcommand(t *testing.T) {
 	defer srv.Close()
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	env := map[string]string{"HERALD_HTTP_ADDR": ":" + port}
-	args := []string{"email-sender", "healthcheck"}
+	args := []string{"healthcheck"}
 	if err := run(context.Background(), args, getenvFrom(env), &bytes.Buffer{}); err != nil {
 		t.Errorf("healthy service: %v", err)
 	}

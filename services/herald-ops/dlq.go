@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"herald/services/internal/herald"
+	"herald/services/mailaddr"
 )
 
 // sqsAPI is what herald-ops asks of SQS.
@@ -59,11 +60,11 @@ type dlqListing struct {
 	Messages []deadLetter `json:"messages"`
 }
 
-func dlqListFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+func dlqListFlags(fs *flag.FlagSet) func(context.Context, *invocation, []string) error {
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	most := fs.Int("max", 100, "most messages to show (1 to 1000)")
 	peek := fs.Duration("peek", 20*time.Second, "how long the peeked messages stay hidden at most (they are released at once after the listing)")
-	return func(ctx context.Context, e *env, _ []string) error {
+	return func(ctx context.Context, e *invocation, _ []string) error {
 		if *most < 1 || *most > 1000 {
 			return fmt.Errorf("-max %d: must be 1 to 1000", *most)
 		}
@@ -178,11 +179,11 @@ func describe(m types.Message) deadLetter {
 	if json.Unmarshal([]byte(aws.ToString(m.Body)), &env) == nil {
 		d.Notification, d.CreatedAt, d.KeyID = env.ID, env.CreatedAt, env.KeyID
 		if env.From != "" {
-			d.From = herald.MaskAddress(env.From)
+			d.From = mailaddr.Mask(env.From)
 		}
 		for _, list := range [][]string{env.To, env.Cc, env.Bcc} {
 			for _, a := range list {
-				d.To = append(d.To, herald.MaskAddress(a))
+				d.To = append(d.To, mailaddr.Mask(a))
 			}
 		}
 		d.Recipients = env.Recipients()
@@ -196,10 +197,10 @@ var addressLike = regexp.MustCompile(`[^\s<>"',;:()\[\]]+@[^\s<>"',;:()\[\]]+`)
 // maskAddresses masks every address-like word of a reason as the logs do;
 // the sender keeps addresses out of reasons, this keeps it so.
 func maskAddresses(s string) string {
-	return addressLike.ReplaceAllStringFunc(s, herald.MaskAddress)
+	return addressLike.ReplaceAllStringFunc(s, mailaddr.Mask)
 }
 
-func printDeadLetters(e *env, l dlqListing) error {
+func printDeadLetters(e *invocation, l dlqListing) error {
 	fmt.Fprintf(e.stdout, "%s: %d visible, %d in flight; showing %d\n", l.Queue, l.Visible, l.InFlight, len(l.Messages))
 	if len(l.Messages) == 0 {
 		return nil
@@ -281,11 +282,11 @@ func active(status string) bool { return status == "RUNNING" || status == "CANCE
 // maxMoveRate is SQS's upper bound for MaxNumberOfMessagesPerSecond.
 const maxMoveRate = 500
 
-func dlqRedriveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
+func dlqRedriveFlags(fs *flag.FlagSet) func(context.Context, *invocation, []string) error {
 	rate := fs.Int("rate", 0, fmt.Sprintf("most messages moved per second, 1 to %d (default: SQS chooses by the backlog)", maxMoveRate))
 	dryRun := fs.Bool("dry-run", false, "say what would be moved where, and start nothing")
 	timeout := fs.Duration("timeout", time.Hour, "stop following the task after this long (the task goes on)")
-	return func(ctx context.Context, e *env, _ []string) error {
+	return func(ctx context.Context, e *invocation, _ []string) error {
 		if *rate < 0 || *rate > maxMoveRate {
 			return fmt.Errorf("-rate %d: must be 1 to %d, or 0 to let SQS choose", *rate, maxMoveRate)
 		}
@@ -307,7 +308,7 @@ func dlqRedriveFlags(fs *flag.FlagSet) func(context.Context, *env, []string) err
 // it ends. The destination is always named: SQS returns a message to "its
 // source" only when SQS itself moved it there, and the sender moves
 // permanent failures to the DLQ with SendMessage.
-func redrive(ctx context.Context, e *env, c sqsAPI, rate int, dryRun bool, timeout time.Duration) error {
+func redrive(ctx context.Context, e *invocation, c sqsAPI, rate int, dryRun bool, timeout time.Duration) error {
 	dlqARN, err := queueARN(ctx, c, e.dlqURL)
 	if err != nil {
 		return err
@@ -354,7 +355,7 @@ func redrive(ctx context.Context, e *env, c sqsAPI, rate int, dryRun bool, timeo
 // follow polls the DLQ's latest move task (ours: only one runs per queue,
 // and a task lists its handle while it runs) and prints a line when its
 // progress changes, until it ends or timeout passes.
-func follow(ctx context.Context, e *env, c sqsAPI, dlqARN, handle string, timeout time.Duration) error {
+func follow(ctx context.Context, e *invocation, c sqsAPI, dlqARN, handle string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	last := ""
 	for {
@@ -393,7 +394,7 @@ func follow(ctx context.Context, e *env, c sqsAPI, dlqARN, handle string, timeou
 
 // dlqClient is the SQS client and the DLQ's ARN, for the commands that
 // work on the DLQ's move tasks.
-func dlqClient(ctx context.Context, e *env) (sqsAPI, string, error) {
+func dlqClient(ctx context.Context, e *invocation) (sqsAPI, string, error) {
 	if err := e.need("dlq-url"); err != nil {
 		return nil, "", err
 	}
@@ -405,8 +406,8 @@ func dlqClient(ctx context.Context, e *env) (sqsAPI, string, error) {
 	return c, arn, err
 }
 
-func dlqStatusFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
-	return func(ctx context.Context, e *env, _ []string) error {
+func dlqStatusFlags(fs *flag.FlagSet) func(context.Context, *invocation, []string) error {
+	return func(ctx context.Context, e *invocation, _ []string) error {
 		c, dlqARN, err := dlqClient(ctx, e)
 		if err != nil {
 			return err
@@ -427,8 +428,8 @@ func dlqStatusFlags(fs *flag.FlagSet) func(context.Context, *env, []string) erro
 	}
 }
 
-func dlqCancelFlags(fs *flag.FlagSet) func(context.Context, *env, []string) error {
-	return func(ctx context.Context, e *env, _ []string) error {
+func dlqCancelFlags(fs *flag.FlagSet) func(context.Context, *invocation, []string) error {
+	return func(ctx context.Context, e *invocation, _ []string) error {
 		c, dlqARN, err := dlqClient(ctx, e)
 		if err != nil {
 			return err

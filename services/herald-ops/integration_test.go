@@ -65,7 +65,7 @@ func TestIntegrationDLQAgainstSQSEmulator(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Close() })
 	env := map[string]string{
-		"AWS_REGION": "us-east-1", herald.EnvEndpointSQS: s.Endpoint,
+		"AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_SQS": s.Endpoint,
 		"HERALD_QUEUE_URL": s.QueueURL("notifications"), "HERALD_DLQ_URL": s.QueueURL("notifications-dlq"),
 	}
 	ctx := context.Background()
@@ -177,7 +177,7 @@ func TestIntegrationKeysAgainstSecretsEmulator(t *testing.T) {
 	}))
 	t.Cleanup(api.Close)
 	env := map[string]string{
-		"AWS_REGION": "us-east-1", herald.EnvEndpointSecretsManager: sm.URL,
+		"AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_SECRETSMANAGER": sm.URL,
 		"HERALD_API_KEYS_SECRET_ID": sm.ARN(name), "HERALD_API_URL": api.URL,
 	}
 	secret := func() map[string]string {

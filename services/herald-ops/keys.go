@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -18,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"herald/services/contract"
 	"herald/services/internal/herald"
 )
 
@@ -73,14 +73,14 @@ func idList(keys map[string]string) string {
 	return strings.Join(ids, ", ")
 }
 
-func keysFlags(change keyChange) func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
-	return func(fs *flag.FlagSet) func(context.Context, *env, []string) error {
-		timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for the API to use the change (it reads the secret every HERALD_API_KEYS_REFRESH, 5m by default)")
+func keysFlags(change keyChange) func(fs *flag.FlagSet) func(context.Context, *invocation, []string) error {
+	return func(fs *flag.FlagSet) func(context.Context, *invocation, []string) error {
+		timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for the API to use the change (it reads the secret every "+contract.APIKeysRefresh.Name+", "+contract.APIKeysRefresh.DefaultText(contract.API)+" by default)")
 		confirm := fs.Int("confirm", 5, "answers in a row from /readyz that must show the new version (the load balancer spreads them over the tasks)")
 		noWait := fs.Bool("no-wait", false, "store the change and do not wait for the API")
-		return func(ctx context.Context, e *env, args []string) error {
+		return func(ctx context.Context, e *invocation, args []string) error {
 			id := args[0]
-			if err := herald.CheckKeyID(id); err != nil {
+			if err := contract.CheckKeyID(id); err != nil {
 				return err
 			}
 			if *confirm < 1 || *timeout <= 0 {
@@ -113,7 +113,7 @@ func keysFlags(change keyChange) func(fs *flag.FlagSet) func(context.Context, *e
 // changeKeys reads the secret, applies change, writes it back as a new
 // version and returns that version. It refuses to write over a value the API
 // could not read, and over a change someone made since it read.
-func changeKeys(ctx context.Context, e *env, c secretsAPI, id string, change keyChange) (string, error) {
+func changeKeys(ctx context.Context, e *invocation, c secretsAPI, id string, change keyChange) (string, error) {
 	keys, read, err := readKeys(ctx, c, e.secretID)
 	if err != nil {
 		return "", err
@@ -172,14 +172,12 @@ func readKeys(ctx context.Context, c secretsAPI, secretID string) (map[string]st
 	}
 	keys := map[string]string{}
 	if s := aws.ToString(out.SecretString); strings.TrimSpace(s) != "" {
-		if err := json.Unmarshal([]byte(s), &keys); err != nil {
-			return nil, "", fmt.Errorf("the secret %s is not the JSON object {\"<key id>\": \"<sha256 hex>\"} the API reads (%v): fix it before changing keys", secretID, err)
+		// Refuse what the API would refuse, by the API's own parser.
+		if _, err := contract.ParseKeySet(s); err != nil {
+			return nil, "", fmt.Errorf("the secret %s is a value the API refuses (%v): fix it before changing keys", secretID, err)
 		}
-	}
-	for id, hash := range keys {
-		b, err := hex.DecodeString(hash)
-		if herald.CheckKeyID(id) != nil || err != nil || len(b) != 32 {
-			return nil, "", fmt.Errorf("the secret %s holds an entry the API refuses (key id %q): fix it before changing keys", secretID, id)
+		if err := json.Unmarshal([]byte(s), &keys); err != nil {
+			return nil, "", fmt.Errorf("the secret %s: %w", secretID, err)
 		}
 	}
 	return keys, aws.ToString(out.VersionId), nil
@@ -198,7 +196,7 @@ func currentVersion(stages map[string][]string) string {
 // version as apiKeysVersion. Behind a load balancer each answer may come
 // from another task; the default round robin makes a few answers in a row
 // cover every task of a small service.
-func waitForVersion(ctx context.Context, e *env, version string, confirm int, timeout time.Duration) error {
+func waitForVersion(ctx context.Context, e *invocation, version string, confirm int, timeout time.Duration) error {
 	url := strings.TrimRight(e.apiURL, "/") + "/readyz"
 	fmt.Fprintf(e.stdout, "waiting until %s shows apiKeysVersion %s in %d answers in a row ...\n", url, version, confirm)
 	client := e.clients.http()

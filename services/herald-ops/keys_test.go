@@ -40,8 +40,8 @@ func TestKeyCommands(t *testing.T) {
 		{name: "rotate a missing id", secret: `{"a":"` + hashA + `"}`, args: []string{"keys", "rotate", "zz"}, wantErr: "not in the secret (have a)"},
 		{name: "revoke a missing id", secret: `{}`, args: []string{"keys", "revoke", "zz"}, wantErr: "have none"},
 		{name: "bad key id", secret: `{}`, args: []string{"keys", "add", "has space"}, wantErr: "may hold only"},
-		{name: "secret not JSON", secret: `hk_oops`, args: []string{"keys", "add", "x"}, wantErr: "is not the JSON object"},
-		{name: "secret with a bad hash", secret: `{"a":"123"}`, args: []string{"keys", "add", "x"}, wantErr: "refuses (key id \"a\")"},
+		{name: "secret not JSON", secret: `hk_oops`, args: []string{"keys", "add", "x"}, wantErr: "a value the API refuses (the secret is not JSON {\"<key id>\": \"<sha256 hex>\"}"},
+		{name: "secret with a bad hash", secret: `{"a":"123"}`, args: []string{"keys", "add", "x"}, wantErr: "a value the API refuses (key \"a\": hash must be 64 hex digits"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

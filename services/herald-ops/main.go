@@ -11,30 +11,21 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"herald/services/contract"
 	"herald/services/internal/herald"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "herald-ops:", err)
-		os.Exit(1)
-	}
-}
+func main() { herald.Main("herald-ops", run) }
 
-const usage = `herald-ops: on-call operations for Herald, on a deployed stack or the local pipeline (make dev).
+// usage lists the commands; the variables are the contract's.
+var usage = fmt.Sprintf(`herald-ops: on-call operations for Herald, on a deployed stack or the local pipeline (make dev).
 
 Usage: herald-ops <command> [flags]
 
@@ -52,30 +43,32 @@ Commands:
 
 What they work on comes from flags, else the environment, else a stack outputs
 file (-outputs: cdktf's --outputs-file, terraform output -json):
-  -queue-url   HERALD_QUEUE_URL            output queue_url
-  -dlq-url     HERALD_DLQ_URL              output dlq_url
-  -secret-id   HERALD_API_KEYS_SECRET_ID   output api_keys_secret_arn
-  -api-url     HERALD_API_URL              output api_url
-AWS credentials and region as for the AWS CLI; AWS_ENDPOINT_URL_SQS and
-AWS_ENDPOINT_URL_SECRETSMANAGER point it at emulators. make dev writes
+  -queue-url   %-27s output %s
+  -dlq-url     %-27s output %s
+  -secret-id   %-27s output %s
+  -api-url     %-27s output %s
+AWS credentials and region as for the AWS CLI; %s and
+%s point it at emulators. make dev writes
 .dev/herald-ops, which runs it against the local pipeline.
 
 'herald-ops <command> -h' lists a command's flags.
-`
+`, contract.QueueURL.Name, outputQueueURL, contract.DLQURL.Name, outputDLQURL,
+	contract.APIKeysSecretID.Name, outputSecretARN, contract.OpsAPIURL, outputAPIURL,
+	contract.EndpointSQS.Name, contract.EndpointSecretsManager.Name)
 
 // command is one subcommand: its flags and what it does with them.
 type command struct {
 	name, args, summary string
 	// flags registers the command's own flags; run does the work.
-	flags func(fs *flag.FlagSet) func(ctx context.Context, e *env, args []string) error
+	flags func(fs *flag.FlagSet) func(ctx context.Context, e *invocation, args []string) error
 	// nargs is how many positional arguments it takes.
 	nargs int
 	// uses names the target settings (flags) it reads.
 	uses []string
 }
 
-// env is what a command runs with: its target, clients and output.
-type env struct {
+// invocation is what a command runs with: its target, clients and output.
+type invocation struct {
 	target
 	stdout  io.Writer
 	clients clients
@@ -119,7 +112,7 @@ func execute(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	fs := flag.NewFlagSet("herald-ops "+cmd.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	e := &env{stdout: stdout, clients: cl}
+	e := &invocation{stdout: stdout, clients: cl}
 	e.register(fs, cmd.uses)
 	fs.DurationVar(&e.every, "every", 2*time.Second, "how often to poll progress")
 	do := cmd.flags(fs)
@@ -190,7 +183,7 @@ func (c awsClients) sqs(ctx context.Context, t *target) (sqsAPI, error) {
 		return nil, err
 	}
 	return sqs.NewFromConfig(cfg, func(o *sqs.Options) {
-		o.BaseEndpoint = herald.Endpoint(c.getenv, herald.EnvEndpointSQS)
+		o.BaseEndpoint = herald.Endpoint(c.getenv(contract.EndpointSQS.Name))
 	}), nil
 }
 
@@ -200,7 +193,7 @@ func (c awsClients) secrets(ctx context.Context, t *target) (secretsAPI, error) 
 		return nil, err
 	}
 	return secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) {
-		o.BaseEndpoint = herald.Endpoint(c.getenv, herald.EnvEndpointSecretsManager)
+		o.BaseEndpoint = herald.Endpoint(c.getenv(contract.EndpointSecretsManager.Name))
 	}), nil
 }
 

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"herald/services/contract"
 )
 
 // Stack output names (stacks/herald.go declares them) for what herald-ops
@@ -30,28 +32,28 @@ type target struct {
 
 // setting is one target field: its flag, variable and stack output.
 type setting struct {
-	flag, env, output, usage string
-	value                    *string
+	flag, variable, output, usage string
+	value                         *string
 }
 
 func (t *target) settings() []setting {
 	return []setting{
-		{"queue-url", "HERALD_QUEUE_URL", outputQueueURL, "the notification queue's URL", &t.queueURL},
-		{"dlq-url", "HERALD_DLQ_URL", outputDLQURL, "the dead-letter queue's URL", &t.dlqURL},
-		{"secret-id", "HERALD_API_KEYS_SECRET_ID", outputSecretARN, "the API-key hash secret (name or ARN)", &t.secretID},
-		{"api-url", "HERALD_API_URL", outputAPIURL, "the notification API's base URL, whose /readyz shows the key version in use", &t.apiURL},
+		{"queue-url", contract.QueueURL.Name, outputQueueURL, "the notification queue's URL", &t.queueURL},
+		{"dlq-url", contract.DLQURL.Name, outputDLQURL, "the dead-letter queue's URL", &t.dlqURL},
+		{"secret-id", contract.APIKeysSecretID.Name, outputSecretARN, "the API-key hash secret (name or ARN)", &t.secretID},
+		{"api-url", contract.OpsAPIURL, outputAPIURL, "the notification API's base URL, whose /readyz shows the key version in use", &t.apiURL},
 	}
 }
 
 // register adds the target flags to a command's flag set: the outputs
 // file, the region, and the settings the command uses.
 func (t *target) register(fs *flag.FlagSet, uses []string) {
-	fs.StringVar(&t.outputs, "outputs", "", "stack outputs `file`: cdktf's --outputs-file, `terraform output -json`, or a flat JSON object [HERALD_OUTPUTS]")
-	fs.StringVar(&t.stack, "stack", "", "the `stack` to read in an outputs file that holds several [HERALD_STACK]")
-	fs.StringVar(&t.region, "region", "", "AWS `region` (default: from the URLs, else the SDK's) [AWS_REGION]")
+	fs.StringVar(&t.outputs, "outputs", "", "stack outputs `file`: cdktf's --outputs-file, `terraform output -json`, or a flat JSON object ["+contract.OpsOutputs+"]")
+	fs.StringVar(&t.stack, "stack", "", "the `stack` to read in an outputs file that holds several ["+contract.OpsStack+"]")
+	fs.StringVar(&t.region, "region", "", "AWS `region` (default: from the URLs, else the SDK's) ["+contract.Region.Name+"]")
 	for _, s := range t.settings() {
 		if slices.Contains(uses, s.flag) {
-			fs.StringVar(s.value, s.flag, "", fmt.Sprintf("%s [%s; output %s]", s.usage, s.env, s.output))
+			fs.StringVar(s.value, s.flag, "", fmt.Sprintf("%s [%s; output %s]", s.usage, s.variable, s.output))
 		}
 	}
 }
@@ -59,16 +61,16 @@ func (t *target) register(fs *flag.FlagSet, uses []string) {
 // resolve fills what no flag set from the environment, then from the
 // outputs file.
 func (t *target) resolve(getenv func(string) string) error {
-	fill := func(v *string, env string) {
+	fill := func(v *string, variable string) {
 		if *v == "" {
-			*v = getenv(env)
+			*v = getenv(variable)
 		}
 	}
-	fill(&t.outputs, "HERALD_OUTPUTS")
-	fill(&t.stack, "HERALD_STACK")
-	fill(&t.region, "AWS_REGION")
+	fill(&t.outputs, contract.OpsOutputs)
+	fill(&t.stack, contract.OpsStack)
+	fill(&t.region, contract.Region.Name)
 	for _, s := range t.settings() {
-		fill(s.value, s.env)
+		fill(s.value, s.variable)
 	}
 	if t.outputs != "" {
 		outs, err := readOutputs(t.outputs, t.stack)
@@ -94,7 +96,7 @@ func (t *target) need(flags ...string) error {
 	for _, f := range flags {
 		for _, s := range t.settings() {
 			if s.flag == f && *s.value == "" {
-				missing = append(missing, fmt.Sprintf("-%s (or %s, or output %s with -outputs)", s.flag, s.env, s.output))
+				missing = append(missing, fmt.Sprintf("-%s (or %s, or output %s with -outputs)", s.flag, s.variable, s.output))
 			}
 		}
 	}
@@ -150,7 +152,7 @@ func readOutputs(path, stack string) (map[string]string, error) {
 	case len(stacks) == 0:
 		return nil, fmt.Errorf("stack outputs %s: no outputs found", path)
 	case stack == "" && len(stacks) > 1:
-		return nil, fmt.Errorf("stack outputs %s hold the stacks %s: choose one with -stack or HERALD_STACK", path, strings.Join(names, ", "))
+		return nil, fmt.Errorf("stack outputs %s hold the stacks %s: choose one with -stack or %s", path, strings.Join(names, ", "), contract.OpsStack)
 	case stack == "":
 		stack = names[0]
 	}

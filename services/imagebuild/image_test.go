@@ -406,6 +406,7 @@ func healthEnv(svc service, addr, closed string) []string {
 	case "email-sender":
 		env = append(env,
 			"HERALD_DLQ_URL=http://"+closed+"/000000000000/herald-dlq",
+			"HERALD_ALLOWED_FROM=@example.com",
 			"HERALD_SEND_RATE=10") // a set rate: no SES account lookup at start
 	}
 	return env
@@ -475,6 +476,7 @@ func TestBinaryHealthcheck(t *testing.T) {
 				}
 				select {
 				case err := <-exited:
+					stopped = true // nothing left to stop, nor to wait for
 					t.Fatalf("%s exited before it was healthy: %v\n%s", svc.Name, err, logs.String())
 				default:
 				}

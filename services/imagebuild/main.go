@@ -40,6 +40,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"herald/services/internal/herald"
+
+	"herald/services/contract"
 )
 
 func main() {
@@ -134,7 +136,7 @@ func runPush(ctx context.Context, log *slog.Logger, args []string, getenv func(s
 	}
 	fs.StringVar(&opts.Tag, "tag", "", "tag (default: the images' git revision)")
 	fs.StringVar(&opts.ECRRegion, "ecr-region", "", "log in through ECR in this region even if the host is not *.dkr.ecr.<region>.amazonaws.com")
-	fs.StringVar(&opts.EnvFile, "env-file", "", "also write the HERALD_*_IMAGE lines to this file")
+	fs.StringVar(&opts.EnvFile, "env-file", "", "also write the "+contract.APIImage+" and "+contract.SenderImage+" lines to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

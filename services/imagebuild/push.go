@@ -175,7 +175,7 @@ func registryAuth(ctx context.Context, log *slog.Logger, getenv func(string) str
 		return nil, err
 	}
 	client := ecr.NewFromConfig(cfg, func(o *ecr.Options) {
-		o.BaseEndpoint = herald.Endpoint(getenv, "AWS_ENDPOINT_URL_ECR")
+		o.BaseEndpoint = herald.Endpoint(getenv("AWS_ENDPOINT_URL_ECR"))
 	})
 	out, err := client.GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{})
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"herald/services/contract"
 )
 
 // service is one image: a binary built from services/<Name>, run as the image's
@@ -14,7 +16,7 @@ import (
 // test keeps the two in step.
 type service struct {
 	Name string
-	// Port is the default of HERALD_HTTP_ADDR (services/README.md).
+	// Port is the service's (services/contract).
 	Port int
 	// ImageEnv is the variable `push` prints for the stack's synth, which pins
 	// the service's image by digest.
@@ -26,8 +28,8 @@ type service struct {
 }
 
 var services = []service{
-	{Name: "notification-api", Port: 8080, ImageEnv: "HERALD_API_IMAGE", RepoEnv: "API_REPOSITORY_URL", RepoFlag: "api-repo"},
-	{Name: "email-sender", Port: 8081, ImageEnv: "HERALD_SENDER_IMAGE", RepoEnv: "SENDER_REPOSITORY_URL", RepoFlag: "sender-repo"},
+	{Name: string(contract.API), Port: contract.APIPort, ImageEnv: contract.Image(contract.API), RepoEnv: "API_REPOSITORY_URL", RepoFlag: "api-repo"},
+	{Name: string(contract.Sender), Port: contract.SenderPort, ImageEnv: contract.Image(contract.Sender), RepoEnv: "SENDER_REPOSITORY_URL", RepoFlag: "sender-repo"},
 }
 
 func lookupService(name string) (service, error) {

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"herald/services/contract"
 	"herald/services/internal/herald"
 )
 
@@ -58,7 +59,10 @@ func BenchmarkEnqueue(b *testing.B) {
 			cfg.QueueURL = emu.QueueURL("herald")
 			cfg.BatchLinger = linger
 			cfg.EnqueueTimeout = 5 * time.Second
-			s := newServer(cfg, deps{sqs: counter}, herald.NewLogger(discard{}, "error", "bench", serviceName), nil)
+			s, err := newServer(cfg, deps{sqs: counter}, herald.NewLogger(discard{}, "error", "bench", string(contract.API)), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
 			defer s.enq.close()
 			h := s.handler()
 			body := valid(nil)

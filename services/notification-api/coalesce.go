@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"herald/services/internal/batch"
 )
 
 // enqueuer puts messages on the queue. Single sends go through a coalescer
@@ -15,12 +17,16 @@ type enqueuer struct {
 	co *coalescer // nil: every single send is its own SendMessage
 }
 
-func newEnqueuer(q *queue, linger, timeout time.Duration) *enqueuer {
+func newEnqueuer(q *queue, linger, timeout time.Duration, maxCalls int) (*enqueuer, error) {
 	e := &enqueuer{q: q}
 	if linger > 0 {
-		e.co = newCoalescer(q, linger, timeout, time.After)
+		co, err := newCoalescer(q, linger, timeout, maxCalls, time.After)
+		if err != nil {
+			return nil, err
+		}
+		e.co = co
 	}
-	return e
+	return e, nil
 }
 
 // send queues one message and returns only once SQS confirmed it, or failed,
@@ -55,22 +61,15 @@ func (e *enqueuer) close() {
 }
 
 // coalescer gathers single sends that arrive together into one
-// SendMessageBatch: a batch leaves when it holds ten messages, when the next
-// message would overflow the batch payload limit, or linger after its first
-// message arrived, whichever comes first. A lone message therefore waits at
-// most linger. Each caller gets the result of its own entry.
+// SendMessageBatch (package batch): a batch leaves when it holds ten
+// messages, when the next message would overflow the batch payload limit,
+// or linger after its first message arrived, whichever comes first. A lone
+// message therefore waits at most linger. Each caller gets the result of
+// its own entry.
 type coalescer struct {
 	q       *queue
-	linger  time.Duration
 	timeout time.Duration // for the SQS call when callers set no deadline
-	after   func(time.Duration) <-chan time.Time
-
-	mu     sync.RWMutex // guards closed against sends on the closed channel
-	closed bool
-	in     chan *pendingSend
-
-	loopDone chan struct{}
-	calls    sync.WaitGroup
+	b       *batch.Batcher[*pendingSend]
 }
 
 type pendingSend struct {
@@ -81,30 +80,34 @@ type pendingSend struct {
 
 var errClosed = errors.New("the service is shutting down")
 
-func newCoalescer(q *queue, linger, timeout time.Duration, after func(time.Duration) <-chan time.Time) *coalescer {
-	c := &coalescer{
-		q: q, linger: linger, timeout: timeout, after: after,
-		in:       make(chan *pendingSend, 4*sqsMaxBatch),
-		loopDone: make(chan struct{}),
+// newCoalescer gathers sends for q. At most maxCalls batches are sent at
+// once: the connection cap, as each batch holds at least one request.
+func newCoalescer(q *queue, linger, timeout time.Duration, maxCalls int, after func(time.Duration) <-chan time.Time) (*coalescer, error) {
+	c := &coalescer{q: q, timeout: timeout}
+	b, err := batch.New(batch.Config[*pendingSend]{
+		Size:      sqsMaxBatch,
+		Linger:    linger,
+		Weight:    func(p *pendingSend) int { return len(p.msg.body) },
+		MaxWeight: q.maxBatchBytes,
+		MaxCalls:  maxCalls,
+		Queue:     4 * sqsMaxBatch,
+		Flush:     c.sendBatch,
+		After:     after,
+	})
+	if err != nil {
+		return nil, err
 	}
-	go c.loop()
-	return c
+	c.b = b
+	return c, nil
 }
 
 func (c *coalescer) send(ctx context.Context, m message) result {
 	p := &pendingSend{ctx: ctx, msg: m, done: make(chan result, 1)}
-	c.mu.RLock()
-	if c.closed {
-		c.mu.RUnlock()
+	if err := c.b.Add(ctx, p); errors.Is(err, batch.ErrClosed) {
 		return result{err: errUnavailable(errClosed)}
+	} else if err != nil {
+		return result{err: classify(err)}
 	}
-	select {
-	case c.in <- p:
-	case <-ctx.Done():
-		c.mu.RUnlock()
-		return result{err: classify(ctx.Err())}
-	}
-	c.mu.RUnlock()
 	select {
 	case r := <-p.done:
 		return r
@@ -115,54 +118,8 @@ func (c *coalescer) send(ctx context.Context, m message) result {
 	}
 }
 
-func (c *coalescer) close() {
-	c.mu.Lock()
-	if !c.closed {
-		c.closed = true
-		close(c.in)
-	}
-	c.mu.Unlock()
-	<-c.loopDone
-	c.calls.Wait()
-}
-
-func (c *coalescer) loop() {
-	defer close(c.loopDone)
-	var (
-		batch []*pendingSend
-		size  int
-		timer <-chan time.Time
-	)
-	flush := func() {
-		if len(batch) > 0 {
-			b := batch
-			c.calls.Go(func() { c.sendBatch(b) })
-		}
-		batch, size, timer = nil, 0, nil
-	}
-	for {
-		select {
-		case p, ok := <-c.in:
-			if !ok {
-				flush()
-				return
-			}
-			if len(batch) > 0 && size+len(p.msg.body) > c.q.maxBatchBytes {
-				flush()
-			}
-			batch = append(batch, p)
-			size += len(p.msg.body)
-			if len(batch) == 1 {
-				timer = c.after(c.linger)
-			}
-			if len(batch) == sqsMaxBatch {
-				flush()
-			}
-		case <-timer:
-			flush()
-		}
-	}
-}
+// close sends what was gathered and waits for the calls in flight.
+func (c *coalescer) close() { c.b.Close() }
 
 // sendBatch makes one SendMessageBatch for the callers still waiting, under
 // the earliest of their deadlines, and answers each with its own entry.

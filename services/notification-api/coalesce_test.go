@@ -63,9 +63,18 @@ func waitResult(t *testing.T, ch <-chan result) result {
 
 func newTestCoalescer(t *testing.T, f *fakeSQS, maxBytes int) (*coalescer, *fakeTimer) {
 	ft := newFakeTimer()
-	c := newCoalescer(&queue{api: f, url: testQueueURL, maxBatchBytes: maxBytes}, 2*time.Millisecond, 5*time.Second, ft.after)
+	c := mustCoalescer(t, &queue{api: f, url: testQueueURL, maxBatchBytes: maxBytes}, 2*time.Millisecond, ft.after)
 	t.Cleanup(c.close)
 	return c, ft
+}
+
+func mustCoalescer(t *testing.T, q *queue, linger time.Duration, after func(time.Duration) <-chan time.Time) *coalescer {
+	t.Helper()
+	c, err := newCoalescer(q, linger, 5*time.Second, 1024, after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func sendAsync(c *coalescer, ctx context.Context, body string) <-chan result {
@@ -206,7 +215,7 @@ func TestCoalescerAnswersEachCallerItsOwnEntry(t *testing.T) {
 func TestCoalescerCloseFlushesWhatIsGathered(t *testing.T) {
 	f := &fakeSQS{}
 	ft := newFakeTimer()
-	c := newCoalescer(&queue{api: f, url: testQueueURL, maxBatchBytes: 262144}, time.Hour, 5*time.Second, ft.after)
+	c := mustCoalescer(t, &queue{api: f, url: testQueueURL, maxBatchBytes: 262144}, time.Hour, ft.after)
 	res := sendAsync(c, context.Background(), "gathered")
 	ft.waitArmed(t)
 	c.close() // the timer never fires: close itself must send it
@@ -242,7 +251,7 @@ func TestCoalescerSkipsCallersThatGaveUp(t *testing.T) {
 // race detector: every caller gets its own message id, no call exceeds ten.
 func TestCoalescerConcurrent(t *testing.T) {
 	f := &fakeSQS{}
-	c := newCoalescer(&queue{api: f, url: testQueueURL, maxBatchBytes: 262144}, 2*time.Millisecond, 5*time.Second, time.After)
+	c := mustCoalescer(t, &queue{api: f, url: testQueueURL, maxBatchBytes: 262144}, 2*time.Millisecond, time.After)
 	t.Cleanup(c.close)
 	const n = 300
 	var wg sync.WaitGroup

@@ -54,7 +54,14 @@
 // The display name of from and replyTo must not contain an address or an @
 // (nor ＠ or ﹫), plain or encoded: `"security@bank.test" <noreply@example.com>`
 // is refused with 400, not sent with the name dropped, so the caller learns
-// the mail would not read as it meant. The allow-list checks the address.
+// the mail would not read as it meant. The allow-list checks the address:
+// a listed address or an @domain entry, compared ignoring case.
+//
+// from is queued, and sent, with its domain in lower case
+// (`Shop <Shop@Mail.Herald.TEST>` becomes `Shop <Shop@mail.herald.test>`;
+// the display name and the local part stay as written): SES compares the
+// sending policy's `*@domain` conditions case-sensitively, so a domain in
+// another case would be refused there after the API accepted it.
 //
 // # Text
 //

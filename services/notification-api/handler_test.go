@@ -69,7 +69,20 @@ func TestPostNotification(t *testing.T) {
 				t.Errorf("envelope %+v delay %d", env, delay)
 			}
 		}},
-		{name: "allowed sender address, any case", status: 202, body: valid(func(m map[string]any) { m["from"] = "Alerts@EXAMPLE.org" })},
+		// The domain is queued in lower case: SES compares its "*@domain"
+		// conditions case-sensitively. Name and local part stay as written.
+		{name: "allowed sender address, any case", status: 202, body: valid(func(m map[string]any) { m["from"] = "Alerts@EXAMPLE.org" }),
+			check: func(t *testing.T, env herald.Envelope, _ int32) {
+				if env.From != "Alerts@example.org" {
+					t.Errorf("queued from %q, want Alerts@example.org", env.From)
+				}
+			}},
+		{name: "allowed sender domain, any case", status: 202, body: valid(func(m map[string]any) { m["from"] = `"Shop, Billing" <Shop@Mail.Herald.TEST>` }),
+			check: func(t *testing.T, env herald.Envelope, _ int32) {
+				if env.From != `"Shop, Billing" <Shop@mail.herald.test>` {
+					t.Errorf("queued from %q, want the domain in lower case only", env.From)
+				}
+			}},
 		{name: "json with utf-8 charset", status: 202, hdr: map[string]string{"Content-Type": "application/json; charset=UTF-8"}, body: valid(nil)},
 		{name: "json suffix media type", status: 202, hdr: map[string]string{"Content-Type": "application/vnd.herald+json"}, body: valid(nil)},
 		{name: "noncharacters reach the queue escaped", status: 202, body: valid(func(m map[string]any) { m["text"] = "a\uFFFEb\uFFFF" }),

@@ -23,6 +23,7 @@ import (
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
+	"herald/services/contract"
 	"herald/services/internal/herald"
 	"herald/services/internal/herald/heraldtest"
 	"herald/services/notification-api/apitest"
@@ -42,22 +43,28 @@ func hashEntry(id, key string) keyEntry {
 
 // testConfig is a valid configuration as readConfig would return it.
 func testConfig() config {
+	allowed, err := contract.ParseAllowList("noreply@herald.test,alerts@example.org,@mail.herald.test")
+	if err != nil {
+		panic(err)
+	}
 	return config{
-		Common: herald.Common{
-			Env: "test", Region: "us-east-1", QueueURL: testQueueURL, HTTPAddr: "127.0.0.1:0",
-			LogLevel: "debug", ShutdownTimeout: 5 * time.Second,
+		APIConfig: contract.APIConfig{
+			Common: contract.Common{
+				Environment: "test", Region: "us-east-1", QueueURL: testQueueURL, HTTPAddr: "127.0.0.1:0",
+				LogLevel: "debug", ShutdownTimeout: 5 * time.Second,
+			},
+			DefaultFrom:     "Herald <noreply@herald.test>",
+			AllowedFrom:     allowed,
+			KeyHashes:       []keyEntry{hashEntry(testKeyID, testKey), hashEntry(otherKeyID, otherKey)},
+			KeysRefresh:     time.Minute,
+			MaxMessageBytes: 262144,
+			RateLimit:       0,
+			RateBurst:       200,
+			BatchLinger:     2 * time.Millisecond,
+			ReadyCache:      5 * time.Second,
+			MaxConnections:  1024,
 		},
-		DefaultFrom:     "Herald <noreply@herald.test>",
-		AllowedFrom:     []string{"noreply@herald.test", "alerts@example.org", "@mail.herald.test"},
-		KeyHashes:       []keyEntry{hashEntry(testKeyID, testKey), hashEntry(otherKeyID, otherKey)},
-		KeysRefresh:     time.Minute,
-		MaxMessageBytes: 262144,
-		RateLimit:       0,
-		RateBurst:       200,
-		BatchLinger:     2 * time.Millisecond,
-		ReadyCache:      5 * time.Second,
-		MaxConnections:  1024,
-		EnqueueTimeout:  2 * time.Second,
+		EnqueueTimeout: 2 * time.Second,
 	}
 }
 
@@ -229,19 +236,19 @@ type harness struct {
 }
 
 var (
-	contractOnce sync.Once
-	contract     *apitest.Contract
-	contractErr  error
+	openAPIOnce sync.Once
+	openAPI     *apitest.Contract
+	openAPIErr  error
 )
 
 // apiContract is openapi.json, loaded and validated once.
 func apiContract(t testing.TB) *apitest.Contract {
 	t.Helper()
-	contractOnce.Do(func() { contract, contractErr = apitest.Load(context.Background(), openAPIDocument) })
-	if contractErr != nil {
-		t.Fatal(contractErr)
+	openAPIOnce.Do(func() { openAPI, openAPIErr = apitest.Load(context.Background(), openAPIDocument) })
+	if openAPIErr != nil {
+		t.Fatal(openAPIErr)
 	}
-	return contract
+	return openAPI
 }
 
 // checkContract fails t when an answer is not one the OpenAPI document
@@ -267,8 +274,11 @@ func newHarness(t testing.TB, cfg config, f *fakeSQS, d deps) *harness {
 	}
 	d.sqs = f
 	lg := &heraldtest.Buffer{}
-	m := herald.NewMetrics(io.Discard, cfg.Env, serviceName)
-	s := newServer(cfg, d, slog.New(slog.NewJSONHandler(lg, &slog.HandlerOptions{Level: slog.LevelDebug})), m)
+	m := herald.NewMetrics(io.Discard, cfg.Environment, contract.API)
+	s, err := newServer(cfg, d, slog.New(slog.NewJSONHandler(lg, &slog.HandlerOptions{Level: slog.LevelDebug})), m)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(s.enq.close)
 	return &harness{t: t, srv: s, h: s.handler(), sqs: f, log: lg, metrics: m}
 }

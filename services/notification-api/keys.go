@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -19,86 +18,21 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"herald/services/contract"
 	"herald/services/internal/herald"
 )
 
 // keyPrefix marks Herald API keys, so a leaked one is recognisable in a scan.
 const keyPrefix = herald.APIKeyPrefix
 
-// keyEntry is one API key as the service holds it: its id and the SHA-256 of
-// the key. The key itself is never stored.
-type keyEntry struct {
-	ID   string
-	Hash [sha256.Size]byte
-}
+// keyEntry is one API key as the service holds it: its id and the SHA-256
+// of the key (the key itself is never stored), as the contract reads it
+// from HERALD_API_KEY_HASHES and from the secret.
+type keyEntry = contract.KeyHash
 
 // secretsAPI is the one Secrets Manager call the API makes.
 type secretsAPI interface {
 	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
-}
-
-// validKeyID keeps key ids safe to put in logs, metrics and the envelope.
-func validKeyID(id string) error { return herald.CheckKeyID(id) }
-
-func parseHash(id, s string) (keyEntry, error) {
-	if err := validKeyID(id); err != nil {
-		return keyEntry{}, err
-	}
-	b, err := hex.DecodeString(strings.TrimSpace(s))
-	if err != nil || len(b) != sha256.Size {
-		return keyEntry{}, fmt.Errorf("key %q: hash must be %d hex digits (SHA-256)", id, 2*sha256.Size)
-	}
-	k := keyEntry{ID: id}
-	copy(k.Hash[:], b)
-	return k, nil
-}
-
-// parseKeyList reads HERALD_API_KEY_HASHES: "keyid:sha256hex,...".
-func parseKeyList(raw string) ([]keyEntry, error) {
-	var out []keyEntry
-	seen := map[string]bool{}
-	for _, item := range strings.Split(raw, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
-		id, hash, ok := strings.Cut(item, ":")
-		if !ok {
-			return nil, errors.New("each entry must be keyid:sha256hex")
-		}
-		k, err := parseHash(strings.TrimSpace(id), hash)
-		if err != nil {
-			return nil, err
-		}
-		if seen[k.ID] {
-			return nil, fmt.Errorf("key id %q twice", k.ID)
-		}
-		seen[k.ID] = true
-		out = append(out, k)
-	}
-	return out, nil
-}
-
-// parseSecretKeys reads the secret's JSON object {"keyid": "sha256hex"}.
-func parseSecretKeys(s string) ([]keyEntry, error) {
-	var m map[string]string
-	if err := json.Unmarshal([]byte(s), &m); err != nil {
-		return nil, fmt.Errorf("secret is not a JSON object of key id to SHA-256 hex: %w", err)
-	}
-	ids := make([]string, 0, len(m))
-	for id := range m {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	out := make([]keyEntry, 0, len(m))
-	for _, id := range ids {
-		k, err := parseHash(id, m[id])
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, k)
-	}
-	return out, nil
 }
 
 // keyStore authenticates API keys against the hashes from the environment
@@ -164,7 +98,7 @@ func (k *keyStore) refresh(ctx context.Context) error {
 	if out.SecretString == nil {
 		return fmt.Errorf("API keys secret %s has no string value", k.secretID)
 	}
-	fromSecret, err := parseSecretKeys(*out.SecretString)
+	fromSecret, err := contract.ParseKeySet(*out.SecretString)
 	if err != nil {
 		return fmt.Errorf("API keys secret %s: %w", k.secretID, err)
 	}
@@ -172,7 +106,7 @@ func (k *keyStore) refresh(ctx context.Context) error {
 	for _, e := range fromSecret {
 		for _, s := range k.static {
 			if s.ID == e.ID {
-				return fmt.Errorf("API keys secret %s: key id %q is also in HERALD_API_KEY_HASHES", k.secretID, e.ID)
+				return fmt.Errorf("API keys secret %s: key id %q is also in %s", k.secretID, e.ID, contract.APIKeyHashes.Name)
 			}
 		}
 		set = append(set, e)
@@ -239,7 +173,7 @@ func keygen(args []string, stdout io.Writer) error {
 		}
 		id = "key-" + hex.EncodeToString(b[:])
 	}
-	if err := validKeyID(id); err != nil {
+	if err := contract.CheckKeyID(id); err != nil {
 		return err
 	}
 	key, err := newKey()
@@ -252,11 +186,11 @@ func keygen(args []string, stdout io.Writer) error {
 	_, err = fmt.Fprintf(stdout, `API key %s (shown once; give it to the client, Herald keeps only its hash):
 %s
 
-Entry for HERALD_API_KEY_HASHES (comma-separated list):
+Entry for %s (comma-separated list):
 %s:%s
 
-Entry for the Secrets Manager secret named by HERALD_API_KEYS_SECRET_ID (merge into its JSON object):
+Entry for the Secrets Manager secret named by %s (merge into its JSON object):
 %s
-`, id, key, id, hash, secret)
+`, id, key, contract.APIKeyHashes.Name, id, hash, contract.APIKeysSecretID.Name, secret)
 	return err
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"herald/services/contract"
 	"herald/services/internal/herald/heraldtest"
 )
 
@@ -72,49 +73,6 @@ func TestAuthenticate(t *testing.T) {
 				t.Errorf("authenticate(%q) = %q, %v; want %q, %v", c.key, id, ok, c.id, c.ok)
 			}
 		})
-	}
-}
-
-func TestParseKeys(t *testing.T) {
-	h := hex.EncodeToString(make([]byte, 32))
-	for _, c := range []struct {
-		name, raw string
-		ids       []string
-		err       string
-	}{
-		{name: "two", raw: "a:" + h + ", b.2:" + strings.ToUpper(h), ids: []string{"a", "b.2"}},
-		{name: "no colon", raw: "a" + h, err: "keyid:sha256hex"},
-		{name: "short hash", raw: "a:abcd", err: "64 hex digits"},
-		{name: "not hex", raw: "a:" + strings.Repeat("z", 64), err: "64 hex digits"},
-		{name: "empty id", raw: ":" + h, err: "1 to 64"},
-		{name: "id with space", raw: "a b:" + h, err: "may hold only"},
-		{name: "same id twice", raw: "a:" + h + ",a:" + h, err: "twice"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			keys, err := parseKeyList(c.raw)
-			if c.err != "" {
-				if err == nil || !strings.Contains(err.Error(), c.err) {
-					t.Fatalf("error %v, want %q", err, c.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			var ids []string
-			for _, k := range keys {
-				ids = append(ids, k.ID)
-			}
-			if strings.Join(ids, ",") != strings.Join(c.ids, ",") {
-				t.Errorf("ids %v, want %v", ids, c.ids)
-			}
-		})
-	}
-	if _, err := parseSecretKeys(`["a"]`); err == nil {
-		t.Error("secret that is not an object accepted")
-	}
-	if _, err := parseSecretKeys(`{"a":"00"}`); err == nil {
-		t.Error("secret with a short hash accepted")
 	}
 }
 
@@ -206,11 +164,11 @@ func TestKeygen(t *testing.T) {
 			if len(key) != len(keyPrefix)+43 || strings.Count(out.String(), key) != 1 {
 				t.Fatalf("key %q in output:\n%s", key, out.String())
 			}
-			fromEnv, err := parseKeyList(entry)
+			fromEnv, err := contract.ParseKeyHashes(entry)
 			if err != nil {
 				t.Fatalf("entry %q: %v", entry, err)
 			}
-			fromSecret, err := parseSecretKeys(secret)
+			fromSecret, err := contract.ParseKeySet(secret)
 			if err != nil {
 				t.Fatalf("secret %q: %v", secret, err)
 			}

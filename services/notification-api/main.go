@@ -2,33 +2,21 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"herald/services/contract"
 	"herald/services/internal/herald"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "notification-api:", err)
-		os.Exit(1)
-	}
-}
+func main() { herald.Main(string(contract.API), run) }
 
 // run is the whole program: the subcommand in args, configuration through
 // getenv, logs and metrics to stdout, until ctx ends.
@@ -36,7 +24,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if len(args) > 0 {
 		switch args[0] {
 		case "healthcheck":
-			return herald.Healthcheck(ctx, getenv, defaultAddr)
+			return herald.Healthcheck(ctx, getenv, contract.API, contract.LivePath)
 		case "keygen":
 			return keygen(args[1:], stdout)
 		default:
@@ -47,9 +35,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	out := herald.NewSyncWriter(stdout)
-	log := herald.NewLogger(out, cfg.LogLevel, cfg.Env, serviceName)
-	log.Info("starting", "config", cfg.logValue())
+	log, metrics := herald.Start(stdout, contract.API, cfg.Common, cfg.APIConfig)
 
 	// Few, short SDK retries: a client is waiting, and a queue that is down
 	// must turn into a prompt 503, not a long stall.
@@ -58,16 +44,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	d := deps{sqs: sqs.NewFromConfig(awsCfg, func(o *sqs.Options) {
-		o.BaseEndpoint = herald.Endpoint(getenv, herald.EnvEndpointSQS)
+		o.BaseEndpoint = herald.Endpoint(cfg.SQSEndpoint)
 	})}
 	if cfg.KeysSecretID != "" {
 		d.secrets = secretsmanager.NewFromConfig(awsCfg, func(o *secretsmanager.Options) {
-			o.BaseEndpoint = herald.Endpoint(getenv, herald.EnvEndpointSecretsManager)
+			o.BaseEndpoint = herald.Endpoint(cfg.SecretsManagerEndpoint)
 		})
-	}
-	var metrics *herald.Metrics
-	if cfg.MetricsInterval > 0 {
-		metrics = herald.NewMetrics(out, cfg.Env, serviceName)
 	}
 	return serve(ctx, cfg, d, log, metrics)
 }
@@ -105,9 +87,13 @@ func (s *server) limitConnections(ln net.Listener, srv *http.Server) *limitListe
 
 // serve loads the API keys, listens on cfg.HTTPAddr and serves until ctx
 // ends, then drains: requests in flight finish, gathered sends are flushed,
-// metrics are written a last time.
+// metrics are written a last time. The key refresh and the metrics run in
+// the background until then.
 func serve(ctx context.Context, cfg config, d deps, log *slog.Logger, metrics *herald.Metrics) error {
-	s := newServer(cfg, d, log, metrics)
+	s, err := newServer(cfg, d, log, metrics)
+	if err != nil {
+		return err
+	}
 	if err := s.keys.refresh(ctx); err != nil {
 		return fmt.Errorf("load API keys: %w", err)
 	}
@@ -115,38 +101,27 @@ func serve(ctx context.Context, cfg config, d deps, log *slog.Logger, metrics *h
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("listen on %s (HERALD_HTTP_ADDR): %w", cfg.HTTPAddr, err)
+		return fmt.Errorf("listen on %s (%s): %w", cfg.HTTPAddr, contract.HTTPAddr.Name, err)
 	}
 	srv := s.httpServer()
 	ln = s.limitConnections(ln, srv)
-
-	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
-	var background sync.WaitGroup
-	background.Go(func() { s.keys.run(bg, cfg.KeysRefresh) })
-	background.Go(func() { metrics.Run(bg, cfg.MetricsInterval) })
-	defer func() {
-		stopBackground()
-		background.Wait()
-	}()
-
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String())
 
-	select {
-	case err := <-serveErr:
-		s.enq.close()
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
-	s.draining.Store(true)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	err = srv.Shutdown(shutdownCtx)
-	s.enq.close()
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shutdown within %s: %w", cfg.ShutdownTimeout, err)
+	err = herald.Run(ctx, []func(context.Context) error{
+		func(ctx context.Context) error {
+			defer s.enq.close()
+			return herald.ServeHTTP(ctx, srv, ln, herald.Drain{
+				Timeout: cfg.ShutdownTimeout, Log: log,
+				// /readyz fails from now on, so the load balancer stops sending.
+				Begin: func() { s.draining.Store(true) },
+			})
+		},
+	},
+		func(bg context.Context) { s.keys.run(bg, cfg.KeysRefresh) },
+		func(bg context.Context) { metrics.Run(bg, cfg.MetricsInterval) },
+	)
+	if err != nil {
+		return err
 	}
 	log.Info("stopped")
 	return nil

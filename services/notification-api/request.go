@@ -16,6 +16,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"herald/services/internal/herald"
+	"herald/services/mailaddr"
 )
 
 // notificationRequest is the body of POST /api/notifications and one item of
@@ -253,21 +254,23 @@ func (s *server) prepare(req notificationRequest, keyID string, now time.Time) p
 		ID:        herald.NewID(),
 		CreatedAt: now.UTC(),
 		KeyID:     keyID,
-		From:      req.From,
-		ReplyTo:   req.ReplyTo,
-		To:        req.To,
-		Cc:        req.Cc,
-		Bcc:       req.Bcc,
-		Subject:   req.Subject,
-		Text:      req.Text,
-		HTML:      req.HTML,
-		Metadata:  req.Metadata,
+		// The domain in lower case: SES compares the sending policy's
+		// "*@domain" conditions case-sensitively.
+		From:     mailaddr.LowerDomain(req.From),
+		ReplyTo:  req.ReplyTo,
+		To:       req.To,
+		Cc:       req.Cc,
+		Bcc:      req.Bcc,
+		Subject:  req.Subject,
+		Text:     req.Text,
+		HTML:     req.HTML,
+		Metadata: req.Metadata,
 	}
 	if env.From == "" {
 		env.From = s.cfg.DefaultFrom
 	}
 	errs := env.Validate()
-	if req.From != "" && herald.CheckAddress(req.From) == nil && !s.cfg.fromAllowed(req.From) {
+	if req.From != "" && mailaddr.Check(req.From) == nil && !s.cfg.AllowedFrom.Allows(req.From) {
 		errs = append(errs, herald.FieldError{Field: "from", Detail: "not an allowed sender address"})
 	}
 	var delay int64

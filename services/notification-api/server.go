@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"herald/services/contract"
 	"herald/services/internal/herald"
 )
 
@@ -45,23 +46,29 @@ type deps struct {
 	now     func() time.Time
 }
 
-func newServer(cfg config, d deps, log *slog.Logger, metrics *herald.Metrics) *server {
+func newServer(cfg config, d deps, log *slog.Logger, metrics *herald.Metrics) (*server, error) {
 	if d.now == nil {
 		d.now = time.Now
 	}
 	q := &queue{api: d.sqs, url: cfg.QueueURL, maxBatchBytes: cfg.MaxMessageBytes}
+	// Each batch of coalesced sends holds at least one request, so the
+	// connection cap bounds the batches in flight.
+	enq, err := newEnqueuer(q, cfg.BatchLinger, cfg.EnqueueTimeout, cfg.MaxConnections)
+	if err != nil {
+		return nil, err
+	}
 	return &server{
 		cfg:     cfg,
 		log:     log,
 		metrics: metrics,
 		keys:    newKeyStore(cfg.KeyHashes, cfg.KeysSecretID, d.secrets, log),
 		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst, d.now),
-		enq:     newEnqueuer(q, cfg.BatchLinger, cfg.EnqueueTimeout),
+		enq:     enq,
 		ready:   &readiness{api: d.sqs, url: cfg.QueueURL, ttl: cfg.ReadyCache, now: d.now},
 		now:     d.now,
 
 		unauthLog: newLogSampler(unauthLogRate, unauthLogBurst),
-	}
+	}, nil
 }
 
 // handler routes the API. Unknown paths get 404 and known paths with another
@@ -99,7 +106,7 @@ func (s *server) allow(method string, counted bool, h http.HandlerFunc) http.Han
 }
 
 func (s *server) reject(reason string, n int) {
-	s.metrics.CountBy("Rejected", "Reason", reason, float64(n))
+	s.metrics.CountBy(contract.Rejected, reason, float64(n))
 }
 
 // --- notifications
@@ -136,8 +143,8 @@ func (s *server) postNotification(w http.ResponseWriter, r *http.Request) {
 		s.enqueueFailed(w, r, res.err, 1)
 		return
 	}
-	s.metrics.Observe("EnqueueLatency", time.Since(start))
-	s.metrics.Count("Accepted", 1)
+	s.metrics.Observe(contract.EnqueueLatency, time.Since(start))
+	s.metrics.Count(contract.Accepted, 1)
 	info(r).notificationID = p.id
 	writeJSON(w, "application/json", http.StatusAccepted, map[string]string{"id": p.id, "status": "queued"})
 }
@@ -263,7 +270,7 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 			}
 			it.Status = http.StatusAccepted
 		}
-		s.metrics.Observe("EnqueueLatency", time.Since(start))
+		s.metrics.Observe(contract.EnqueueLatency, time.Since(start))
 	}
 	s.answerBatch(w, r, items)
 }
@@ -285,7 +292,7 @@ func (s *server) answerBatch(w http.ResponseWriter, r *http.Request, items []bat
 		}
 	}
 	reply.Rejected = len(items) - reply.Accepted
-	s.metrics.Count("Accepted", float64(reply.Accepted))
+	s.metrics.Count(contract.Accepted, float64(reply.Accepted))
 	info(r).accepted, info(r).rejected = reply.Accepted, reply.Rejected
 	if any503 {
 		setRetryAfter(w, unavailableRetryAfter)
@@ -387,7 +394,7 @@ func isJSON(contentType string) bool {
 // --- health
 
 func (s *server) live(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, "application/json", http.StatusOK, map[string]string{"status": "ok", "service": serviceName})
+	writeJSON(w, "application/json", http.StatusOK, map[string]string{"status": "ok", "service": string(contract.API)})
 }
 
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {

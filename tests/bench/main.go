@@ -34,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"herald/services/contract"
 	"herald/services/devstack"
 )
 
@@ -62,9 +63,8 @@ type options struct {
 
 // mode is one configuration of the pipeline the load runs against.
 type mode struct {
-	name      string
-	apiEnv    map[string]string
-	senderEnv map[string]string
+	name                          string
+	apiVariables, senderVariables map[string]string
 }
 
 var modes = map[string]mode{
@@ -74,9 +74,9 @@ var modes = map[string]mode{
 	// One SQS call per message at every step: SendMessage, ReceiveMessage
 	// of one, DeleteMessage.
 	"off": {
-		name:      "batching off",
-		apiEnv:    map[string]string{"HERALD_BATCH_LINGER": "0"},
-		senderEnv: map[string]string{"HERALD_RECEIVE_BATCH": "1", "HERALD_DELETE_BATCH": "1"},
+		name:            "batching off",
+		apiVariables:    map[string]string{contract.BatchLinger.Name: "0"},
+		senderVariables: map[string]string{contract.ReceiveBatch.Name: "1", contract.DeleteBatch.Name: "1"},
 	},
 }
 

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"herald/services/contract"
 	"herald/services/devstack"
 	"herald/services/devstack/sesgate"
 	"herald/services/devstack/sqslocal"
@@ -135,12 +136,12 @@ type result struct {
 // runMode starts a pipeline in mode md, warms it up, runs the burst and the
 // steady load, and stops the pipeline.
 func runMode(ctx context.Context, o options, md mode, root, logDir string, progress io.Writer) (r *result, err error) {
-	apiEnv := map[string]string{
+	apiVariables := map[string]string{
 		// The per-key rate limit would be what is measured.
-		"HERALD_RATE_LIMIT": "0",
+		contract.RateLimit.Name: "0",
 	}
-	for k, v := range md.apiEnv {
-		apiEnv[k] = v
+	for k, v := range md.apiVariables {
+		apiVariables[k] = v
 	}
 	cfg := devstack.Config{
 		Root:   root,
@@ -149,8 +150,8 @@ func runMode(ctx context.Context, o options, md mode, root, logDir string, progr
 		// The SES account's send rate must not be what is measured.
 		MaxSendRate:       1e6,
 		VisibilityTimeout: o.visibility,
-		APIEnv:            apiEnv,
-		SenderEnv:         md.senderEnv,
+		APIVariables:      apiVariables,
+		SenderVariables:   md.senderVariables,
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"herald/services/contract"
 	"herald/services/devstack"
 	"herald/services/internal/herald"
 )
@@ -48,29 +49,32 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	var o options
 	fs := flag.NewFlagSet("herald-dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
+	// str and flag register a flag that defaults to its variable, named in
+	// its usage.
+	str := func(p *string, name, variable, def, usage string) {
+		if v := getenv(variable); v != "" {
+			def = v
 		}
-		return def
+		fs.StringVar(p, name, def, usage+" ["+variable+"]")
 	}
-	fs.StringVar(&o.dir, "dir", env("HERALD_DEV_DIR", ""), "directory for built binaries and logs (default .dev at the repository root) [HERALD_DEV_DIR]")
-	fs.StringVar(&o.apiAddr, "api-addr", env("HERALD_DEV_API_ADDR", ""), "notification API listen address, e.g. 127.0.0.1:8080 (default: a free port) [HERALD_DEV_API_ADDR]")
-	fs.StringVar(&o.senderAddr, "sender-addr", env("HERALD_DEV_SENDER_ADDR", ""), "email sender health address (default: a free port) [HERALD_DEV_SENDER_ADDR]")
-	fs.StringVar(&o.sqsAddr, "sqs-addr", env("HERALD_DEV_SQS_ADDR", ""), "SQS emulator address (default: a free port) [HERALD_DEV_SQS_ADDR]")
-	fs.StringVar(&o.sesAddr, "ses-addr", env("HERALD_DEV_SES_ADDR", ""), "SES emulator address, where the sent-mail page is (default: a free port) [HERALD_DEV_SES_ADDR]")
-	fs.StringVar(&o.gateAddr, "gate-addr", env("HERALD_DEV_GATE_ADDR", ""), "SES gate address (default: a free port) [HERALD_DEV_GATE_ADDR]")
+	str(&o.dir, "dir", contract.DevDir, "", "directory for built binaries and logs (default .dev at the repository root)")
+	str(&o.apiAddr, "api-addr", contract.DevAPIAddr, "", "notification API listen address, e.g. 127.0.0.1:8080 (default: a free port)")
+	str(&o.senderAddr, "sender-addr", contract.DevSenderAddr, "", "email sender health address (default: a free port)")
+	str(&o.sqsAddr, "sqs-addr", contract.DevSQSAddr, "", "SQS emulator address (default: a free port)")
+	str(&o.sesAddr, "ses-addr", contract.DevSESAddr, "", "SES emulator address, where the sent-mail page is (default: a free port)")
+	str(&o.gateAddr, "gate-addr", contract.DevGateAddr, "", "SES gate address (default: a free port)")
 	rate := 200.0
-	if v := getenv("HERALD_DEV_MAX_SEND_RATE"); v != "" {
+	if v := getenv(contract.DevMaxSendRate); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f <= 0 {
-			return o, fmt.Errorf("HERALD_DEV_MAX_SEND_RATE %q is not a positive number", v)
+			return o, fmt.Errorf("%s %q is not a positive number", contract.DevMaxSendRate, v)
 		}
 		rate = f
 	}
-	fs.Float64Var(&o.maxSendRate, "max-send-rate", rate, "the local SES account's sends per second [HERALD_DEV_MAX_SEND_RATE]")
-	fs.BoolVar(&o.logs, "logs", env("HERALD_DEV_LOGS", "true") == "true", "also print the services' logs here, prefixed, on stderr [HERALD_DEV_LOGS]")
-	fs.StringVar(&o.logLevel, "log-level", env("HERALD_LOG_LEVEL", "info"), "herald-dev's own log level [HERALD_LOG_LEVEL]")
+	fs.Float64Var(&o.maxSendRate, "max-send-rate", rate, "the local SES account's sends per second ["+contract.DevMaxSendRate+"]")
+	logs := getenv(contract.DevLogs)
+	fs.BoolVar(&o.logs, "logs", logs == "" || logs == "true", "also print the services' logs here, prefixed, on stderr ["+contract.DevLogs+"]")
+	str(&o.logLevel, "log-level", contract.LogLevel.Name, contract.LogLevel.Default, "herald-dev's own log level")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -127,7 +131,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	ops := filepath.Join(o.dir, devstack.BinHeraldOps)
-	if err := writeOpsWrapper(ops, filepath.Join(binDir, devstack.BinHeraldOps), stack.OpsEnv()); err != nil {
+	if err := writeOpsWrapper(ops, filepath.Join(binDir, devstack.BinHeraldOps), stack.OpsVariables()); err != nil {
 		return errors.Join(err, stack.Close())
 	}
 	defer os.Remove(ops) // it names this run's ports

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"herald/services/contract"
 	"herald/services/devstack/sqslocal"
 	"herald/services/internal/herald"
 )
@@ -74,7 +75,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	log := herald.NewLogger(herald.NewSyncWriter(os.Stderr), herald.NewEnv(getenv).String("HERALD_LOG_LEVEL", "info"), "local", "sqs-local")
+	r := contract.NewReader(getenv)
+	level := contract.LogLevel.Read(r)
+	if err := r.Err(); err != nil {
+		return err
+	}
+	log := herald.NewLogger(herald.NewSyncWriter(os.Stderr), level, "local", "sqs-local")
 
 	work := sqslocal.Queue{Name: o.queue, VisibilityTimeout: int(math.Ceil(o.visibilityTimeout.Seconds()))}
 	queues := []sqslocal.Queue{work}

@@ -102,7 +102,7 @@ func Start(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	count := newCounter()
-	goaws := jsonProtocolFixes(router.New())
+	goaws := newCompat(router.New())
 	moves := newMover(goaws)
 	s := &Server{
 		Endpoint: "http://" + ln.Addr().String(),

@@ -2,9 +2,6 @@ package consumer
 
 import (
 	"context"
-	"fmt"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 )
@@ -119,39 +116,5 @@ func TestSlotsAcquireWaitsForTheLeast(t *testing.T) {
 	cancel()
 	if _, err := s.acquire(ctx, 10, 10); err == nil {
 		t.Error("acquire with too few slots and a cancelled context returned no error")
-	}
-}
-
-func TestBatcherFlushesAtTenAndOnClose(t *testing.T) {
-	var mu sync.Mutex
-	var sizes []int
-	b := newBatcher(context.Background(), time.Hour, maxBatch, func(_ context.Context, batch []entry) {
-		mu.Lock()
-		sizes = append(sizes, len(batch))
-		mu.Unlock()
-	})
-	for i := range 23 {
-		b.add(entry{messageID: fmt.Sprint(i)})
-	}
-	b.close()
-	slices.Sort(sizes) // calls run concurrently: their order is free
-	if fmt.Sprint(sizes) != "[3 10 10]" {
-		t.Errorf("batch sizes %v, want [10 10 3]", sizes)
-	}
-}
-
-func TestBatcherFlushesAfterLinger(t *testing.T) {
-	flushed := make(chan int, 1)
-	b := newBatcher(context.Background(), 20*time.Millisecond, maxBatch, func(_ context.Context, batch []entry) { flushed <- len(batch) })
-	defer b.close()
-	b.add(entry{messageID: "1"})
-	b.add(entry{messageID: "2"})
-	select {
-	case n := <-flushed:
-		if n != 2 {
-			t.Errorf("flushed %d, want 2", n)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a partial batch was never flushed")
 	}
 }

@@ -23,8 +23,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"herald/services/contract"
 	"herald/services/email-sender/transport"
+	"herald/services/internal/batch"
 	"herald/services/internal/herald"
+	"herald/services/mailaddr"
 )
 
 // SQS is the part of the SQS client the consumer uses.
@@ -51,89 +54,66 @@ type Limiter interface {
 	Succeeded(admitted time.Time)
 }
 
-// Metric names (services/README.md).
-const (
-	MetricSent           = "Sent"
-	MetricFailed         = "Failed"
-	MetricThrottled      = "Throttled"
-	MetricRetried        = "Retried"
-	MetricDeadLettered   = "DeadLettered"
-	MetricSendLatency    = "SendLatency"
-	MetricProcessingTime = "ProcessingTime"
-	MetricPausedTime     = "PausedTime"
-)
-
-// Config tunes the consumer; zero values take the defaults noted, except
-// RetryWindow, which has none.
+// Config tunes the consumer. Every field is required: the sender's
+// configuration (services/contract) holds the defaults, and a zero here is
+// refused rather than replaced.
 type Config struct {
 	QueueURL      string
 	DeadLetterURL string
-	// Pollers concurrent long-polls (default 2); Workers concurrent sends (default 32).
+	// AllowedFrom are the senders a queued notification may use; a message
+	// from any other is dead-lettered as permanent. The queue is not
+	// trusted to hold only what the API let through.
+	AllowedFrom contract.AllowList
+	// Pollers concurrent long-polls; Workers concurrent sends.
 	Pollers, Workers int
-	// WaitTime is the long-poll wait, whole seconds up to 20 (default 20 s).
+	// WaitTime is the long-poll wait: 1 to 20 whole seconds. Not 0: SQS
+	// would short-poll, answer at once, and the pollers would spin.
 	WaitTime time.Duration
 	// Visibility is the visibility timeout asked for on receive and renewed
-	// by the heartbeat at half of it (default 60 s).
+	// by the heartbeat at half of it.
 	Visibility time.Duration
-	// SendTimeout bounds one send (default 10 s).
+	// SendTimeout bounds one send.
 	SendTimeout time.Duration
-	// RetryBase and RetryMax shape the backoff of transient failures
-	// (defaults 5 s and 15 min). A re-queued copy waits its backoff as
-	// SQS DelaySeconds, so RetryMax is at most 15 minutes; it is also the
-	// longest a worker holds a message waiting to send.
+	// RetryBase and RetryMax shape the backoff of transient failures. A
+	// re-queued copy waits its backoff as SQS DelaySeconds, so RetryMax is
+	// at most 15 minutes; it is also the longest a worker holds a message
+	// waiting to send.
 	RetryBase, RetryMax time.Duration
 	// RetryWindow is how long after its first failed attempt a message is
-	// retried before it is dead-lettered as expired. Required.
+	// retried before it is dead-lettered as expired.
 	RetryWindow time.Duration
-	// ShutdownTimeout bounds the drain after Run's context ends (default 25 s).
+	// ShutdownTimeout bounds the drain after Run's context ends.
 	ShutdownTimeout time.Duration
-	// BatchLinger is how long a delete or release may wait for nine others
-	// (default 50 ms).
+	// BatchLinger is how long a delete or release may wait for nine others.
 	BatchLinger time.Duration
-	// ReceiveBatch is the most messages one receive asks for, 1 to 10
-	// (default 10); a poller waits for that many free workers.
+	// ReceiveBatch is the most messages one receive asks for, 1 to 10; a
+	// poller waits for that many free workers.
 	ReceiveBatch int
-	// DeleteBatch is the most messages one delete call removes, 1 to 10
-	// (default 10); 1 deletes each with DeleteMessage at once.
+	// DeleteBatch is the most messages one delete call removes, 1 to 10; 1
+	// deletes each with DeleteMessage at once.
 	DeleteBatch int
 }
 
-func (c *Config) defaults() error {
-	if c.QueueURL == "" || c.DeadLetterURL == "" {
-		return errors.New("consumer: queue and dead-letter queue URLs are required")
+func (c *Config) validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("consumer: "+format, args...))
+		}
 	}
-	setDefault(&c.Pollers, 2)
-	setDefault(&c.Workers, 32)
-	setDefault(&c.WaitTime, 20*time.Second)
-	setDefault(&c.Visibility, 60*time.Second)
-	setDefault(&c.SendTimeout, 10*time.Second)
-	setDefault(&c.RetryBase, 5*time.Second)
-	setDefault(&c.RetryMax, 15*time.Minute)
-	setDefault(&c.ShutdownTimeout, 25*time.Second)
-	setDefault(&c.BatchLinger, 50*time.Millisecond)
-	setDefault(&c.ReceiveBatch, maxBatch)
-	setDefault(&c.DeleteBatch, maxBatch)
-	switch {
-	case c.ReceiveBatch > maxBatch || c.DeleteBatch > maxBatch:
-		return fmt.Errorf("consumer: receive batch %d and delete batch %d must be 1 to %d", c.ReceiveBatch, c.DeleteBatch, maxBatch)
-	case c.WaitTime > 20*time.Second:
-		return fmt.Errorf("consumer: wait time %s is over SQS's 20 s", c.WaitTime)
-	case c.Visibility < 2*time.Second || c.Visibility > MaxVisibility:
-		return fmt.Errorf("consumer: visibility timeout %s is outside 2s..12h", c.Visibility)
-	case c.RetryBase > c.RetryMax:
-		return fmt.Errorf("consumer: retry base %s is above retry max %s", c.RetryBase, c.RetryMax)
-	case c.RetryMax > herald.MaxDelay:
-		return fmt.Errorf("consumer: retry max %s is over SQS's largest message delay %s", c.RetryMax, herald.MaxDelay)
-	case c.RetryWindow <= 0:
-		return errors.New("consumer: the retry window is required")
-	}
-	return nil
-}
-
-func setDefault[T int | time.Duration](v *T, def T) {
-	if *v <= 0 {
-		*v = def
-	}
+	check(c.QueueURL != "" && c.DeadLetterURL != "", "queue and dead-letter queue URLs are required")
+	check(!c.AllowedFrom.Empty(), "the allowed senders are required: an empty list would dead-letter every message")
+	check(c.Pollers >= 1 && c.Workers >= 1, "pollers %d and workers %d must be at least 1", c.Pollers, c.Workers)
+	check(c.WaitTime >= time.Second && c.WaitTime <= contract.SQSMaxWait && c.WaitTime%time.Second == 0,
+		"wait time %s must be 1 to 20 whole seconds (0 would short-poll)", c.WaitTime)
+	check(c.Visibility >= 2*time.Second && c.Visibility <= contract.SQSMaxVisibility, "visibility timeout %s is outside 2s..12h", c.Visibility)
+	check(c.SendTimeout > 0 && c.ShutdownTimeout > 0 && c.BatchLinger > 0 && c.RetryWindow > 0,
+		"send timeout %s, shutdown timeout %s, batch linger %s and retry window %s must be above zero", c.SendTimeout, c.ShutdownTimeout, c.BatchLinger, c.RetryWindow)
+	check(c.RetryBase > 0 && c.RetryBase <= c.RetryMax, "retry base %s must be above zero and at most retry max %s", c.RetryBase, c.RetryMax)
+	check(c.RetryMax <= contract.SQSMaxDelay, "retry max %s is over SQS's largest message delay %s", c.RetryMax, contract.SQSMaxDelay)
+	check(c.ReceiveBatch >= 1 && c.ReceiveBatch <= contract.SQSMaxBatch && c.DeleteBatch >= 1 && c.DeleteBatch <= contract.SQSMaxBatch,
+		"receive batch %d and delete batch %d must be 1 to %d", c.ReceiveBatch, c.DeleteBatch, contract.SQSMaxBatch)
+	return errors.Join(errs...)
 }
 
 // Deps are the consumer's collaborators.
@@ -162,16 +142,16 @@ type Consumer struct {
 
 	slots    *slots
 	breaker  *breaker
-	deletes  *batcher
-	releases *batcher
+	deletes  *batch.Batcher[entry]
+	releases *batch.Batcher[entry]
 
 	lastProgress atomic.Int64 // unix nanoseconds
 	abandoned    atomic.Int64 // sends cut short by the shutdown deadline
 }
 
-// New checks cfg and applies its defaults.
+// New checks cfg.
 func New(cfg Config, d Deps) (*Consumer, error) {
-	if err := cfg.defaults(); err != nil {
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	if d.SQS == nil || d.Sender == nil {
@@ -267,8 +247,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 		background.Go(func() { c.reportPaused(finished) })
 	}
 
-	c.deletes = newBatcher(final, c.cfg.BatchLinger, c.cfg.DeleteBatch, c.flushDeletes)
-	c.releases = newBatcher(final, c.cfg.BatchLinger, maxBatch, c.flushReleases)
+	var err error
+	if c.deletes, err = newEntryBatcher(c.cfg.DeleteBatch, c.cfg.BatchLinger, func(b []entry) { c.flushDeletes(final, b) }); err != nil {
+		return err
+	}
+	if c.releases, err = newEntryBatcher(contract.SQSMaxBatch, c.cfg.BatchLinger, func(b []entry) { c.flushReleases(final, b) }); err != nil {
+		c.deletes.Close()
+		return err
+	}
 	c.log.Info("consumer started", "queue", c.cfg.QueueURL, "pollers", c.cfg.Pollers, "workers", c.cfg.Workers,
 		"retryWindow", c.cfg.RetryWindow.String())
 
@@ -279,8 +265,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 	pollers.Wait()
 	c.log.Info("stopped receiving; draining")
 	workers.Wait()
-	c.releases.close()
-	c.deletes.close()
+	c.releases.Close()
+	c.deletes.Close()
 	if n := c.abandoned.Load(); n > 0 {
 		return fmt.Errorf("shutdown deadline %s cut %d sends short; their messages return after the visibility timeout", c.cfg.ShutdownTimeout, n)
 	}
@@ -298,12 +284,12 @@ func (c *Consumer) reportPaused(finished <-chan struct{}) {
 		case <-t.C:
 		case <-finished:
 			if d := c.breaker.takePaused(); d > 0 {
-				c.metrics.Observe(MetricPausedTime, d)
+				c.metrics.Observe(contract.PausedTime, d)
 			}
 			return
 		}
 		if d := c.breaker.takePaused(); d > 0 {
-			c.metrics.Observe(MetricPausedTime, d)
+			c.metrics.Observe(contract.PausedTime, d)
 		}
 	}
 }
@@ -442,7 +428,13 @@ func (c *Consumer) handle(lt lifetimes, raw types.Message, received time.Time) {
 		c.deadLetter(lt.final, m, transport.Failure{Class: transport.Unreadable, Reason: transport.Sanitize(err.Error())}, log)
 		return
 	}
-	log = log.With("envelopeId", env.ID, "from", herald.MaskAddress(env.From), "recipients", env.Recipients())
+	log = log.With("envelopeId", env.ID, "from", mailaddr.Mask(env.From), "recipients", env.Recipients())
+	if !c.cfg.AllowedFrom.Allows(env.From) {
+		// Only the API's allow-list may decide who Herald sends as: a
+		// message put on the queue around it is refused here too.
+		c.deadLetter(lt.final, m, senderNotAllowed(env.From), log)
+		return
+	}
 
 	stopHeartbeat := c.heartbeat(lt.final, m, log)
 	out := c.attempt(lt, m, &env, log)
@@ -506,18 +498,18 @@ func (c *Consumer) attempt(lt lifetimes, m *message, env *herald.Envelope, log *
 		if !f.Class.Retry() {
 			// The provider answered: it is up, whatever it thinks of this message.
 			c.breaker.record(true, false, probe, "")
-			c.metrics.CountBy(MetricFailed, "Class", string(f.Class), 1)
+			c.metrics.CountBy(contract.Failed, string(f.Class), 1)
 			return outcome{fate: fateDeadLetter, failure: f}
 		}
 		throttled := f.Class == transport.Throttled && c.limiter != nil
 		if throttled {
 			// A throttle is the pacing's signal, not a failure of the message.
-			c.metrics.Count(MetricThrottled, 1)
+			c.metrics.Count(contract.Throttled, 1)
 			if !probe {
 				c.limiter.Throttled(start)
 			}
 		} else {
-			c.metrics.CountBy(MetricFailed, "Class", string(f.Class), 1)
+			c.metrics.CountBy(contract.Failed, string(f.Class), 1)
 		}
 		c.breaker.record(false, f.Class == transport.Account, probe, f.Reason)
 		m.retry.failed(start, f)
@@ -572,18 +564,27 @@ func (c *Consumer) stopWaiting(lt lifetimes, m *message) outcome {
 	}
 }
 
+// senderNotAllowed is the dead-letter reason of a message whose sender is
+// not on the allow-list: permanent, naming the rule.
+func senderNotAllowed(from string) transport.Failure {
+	// Masked, not Sanitized: the masked address keeps its domain, which
+	// tells the operator which rule refused it.
+	return transport.Failure{Class: transport.Permanent, Reason: fmt.Sprintf(
+		"sender %s is not allowed: not on the allowed senders (%s)", mailaddr.Mask(from), contract.AllowedFrom.Name)}
+}
+
 // sent deletes a message the provider accepted and records it.
 func (c *Consumer) sent(m *message, out outcome, log *slog.Logger) {
 	accepted := time.Now()
-	c.deletes.add(m.entry())
-	c.metrics.Count(MetricSent, 1)
-	c.metrics.Observe(MetricSendLatency, out.latency)
+	settle(c.deletes, m.entry(), log)
+	c.metrics.Count(contract.Sent, 1)
+	c.metrics.Observe(contract.SendLatency, out.latency)
 	attrs := []any{"outcome", "sent", "latencyMs", out.latency.Milliseconds(), "providerId", out.providerID}
 	if !m.sentAt.IsZero() {
-		// goaws reports the receive time as SentTimestamp, so locally this
-		// is close to the send latency; on SQS it includes the queue wait.
+		// From when SQS took the message (the API's enqueue, or a retry's
+		// re-queue) to the provider's accept: the queue wait included.
 		processing := accepted.Sub(m.sentAt)
-		c.metrics.Observe(MetricProcessingTime, processing)
+		c.metrics.Observe(contract.ProcessingTime, processing)
 		attrs = append(attrs, "processingMs", processing.Milliseconds())
 	}
 	log.Info("message sent", attrs...)
@@ -595,10 +596,10 @@ func (c *Consumer) sent(m *message, out outcome, log *slog.Logger) {
 // When the copy cannot be sent, the original stays and becomes visible
 // after the delay (its receive count then grows, its accounting does not).
 func (c *Consumer) requeue(ctx context.Context, m *message, delay time.Duration, why string, log *slog.Logger) {
-	secs := min(VisibilitySeconds(delay), int32(herald.MaxDelay/time.Second))
+	secs := min(VisibilitySeconds(delay), int32(contract.SQSMaxDelay/time.Second))
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c.metrics.Count(MetricRetried, 1)
+	c.metrics.Count(contract.Retried, 1)
 	out, err := c.sqs.SendMessage(ctx, &sqs.SendMessageInput{
 		QueueUrl:          aws.String(c.cfg.QueueURL),
 		MessageBody:       m.Body,
@@ -612,7 +613,7 @@ func (c *Consumer) requeue(ctx context.Context, m *message, delay time.Duration,
 		log = log.With("class", string(m.failure.Class), "reason", m.failure.Reason)
 	}
 	if err == nil {
-		c.deletes.add(m.entry())
+		settle(c.deletes, m.entry(), log)
 		if m.failure.Class == "" {
 			log.Info("message re-queued unsent", "copyMessageId", aws.ToString(out.MessageId))
 		} else {
@@ -649,15 +650,15 @@ func (c *Consumer) deadLetter(ctx context.Context, m *message, f transport.Failu
 		log.Error("dead-letter queue send failed; message left on the queue", "outcome", "kept", "err", err)
 		return
 	}
-	c.deletes.add(m.entry())
-	c.metrics.Count(MetricDeadLettered, 1)
+	settle(c.deletes, m.entry(), log)
+	c.metrics.Count(contract.DeadLettered, 1)
 	log.Warn("message dead-lettered", "outcome", "dead-lettered")
 }
 
 // release hands a message received but not started back to the queue at
 // once (visibility 0), batched with others released at the same time.
 func (c *Consumer) release(m *message, log *slog.Logger) {
-	c.releases.add(m.entry())
+	settle(c.releases, m.entry(), log)
 	log.Info("message released unstarted at shutdown", "outcome", "released")
 }
 
@@ -745,17 +746,7 @@ func (c *Consumer) flushReleases(ctx context.Context, batch []entry) {
 	}
 	out, err := c.sqs.ChangeMessageVisibilityBatch(ctx, in)
 	if err != nil {
-		// Not every SQS emulator has the batch call (goaws has not): one call
-		// per message does the same.
-		c.log.Debug("visibility batch failed; releasing one by one", "err", err)
-		for _, e := range batch {
-			_, err := c.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
-				QueueUrl: aws.String(c.cfg.QueueURL), ReceiptHandle: aws.String(e.receipt), VisibilityTimeout: 0,
-			})
-			if err != nil {
-				c.log.Warn("release failed; the message returns after the visibility timeout", "sqsMessageId", e.messageID, "err", err)
-			}
-		}
+		c.log.Warn("release failed; these messages return after the visibility timeout", "count", len(batch), "err", err)
 		return
 	}
 	for _, f := range out.Failed {

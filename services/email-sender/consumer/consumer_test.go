@@ -16,6 +16,7 @@ import (
 	sestypes "github.com/aws/aws-sdk-go-v2/service/sesv2/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"herald/services/contract"
 	"herald/services/email-sender/transport"
 	"herald/services/internal/herald"
 	"herald/services/internal/herald/heraldtest"
@@ -28,7 +29,7 @@ func TestSuccessesAreDeletedInBatchesOfTen(t *testing.T) {
 	// A linger longer than the test: batches go out only when full, or at
 	// shutdown, which makes their sizes exact.
 	cfg.BatchLinger = time.Hour
-	metrics := herald.NewMetrics(&strings.Builder{}, "test", "email-sender")
+	metrics := herald.NewMetrics(&strings.Builder{}, "test", contract.Sender)
 	var sent atomic.Int32
 	c := newConsumer(t, cfg, Deps{SQS: fq, Metrics: metrics,
 		Sender: senderFunc(func(context.Context, *herald.Envelope) (string, error) { sent.Add(1); return "ok", nil })})
@@ -61,7 +62,7 @@ func TestSuccessesAreDeletedInBatchesOfTen(t *testing.T) {
 	if len(seen) != 25 {
 		t.Errorf("%d distinct messages deleted, want 25", len(seen))
 	}
-	if got := metrics.Totals()[MetricSent]; got != 25 {
+	if got := metrics.Totals()[contract.Sent.Name]; got != 25 {
 		t.Errorf("Sent = %v, want 25", got)
 	}
 }
@@ -152,7 +153,7 @@ func withBudget(t *testing.T, id string, attempts int, first time.Time) types.Me
 
 func TestTransientFailureIsRequeuedAsACopyWithItsAccounting(t *testing.T) {
 	fq := newFakeSQS()
-	metrics := herald.NewMetrics(&strings.Builder{}, "test", "email-sender")
+	metrics := herald.NewMetrics(&strings.Builder{}, "test", contract.Sender)
 	c := newConsumer(t, testConfig(), Deps{SQS: fq, Metrics: metrics,
 		Sender: senderFunc(func(context.Context, *herald.Envelope) (string, error) {
 			return "", fmt.Errorf("send: %w", context.DeadlineExceeded)
@@ -194,7 +195,7 @@ func TestTransientFailureIsRequeuedAsACopyWithItsAccounting(t *testing.T) {
 		t.Errorf("deleted %v, want the original", got)
 	}
 	tot := metrics.Totals()
-	if tot[MetricRetried] != 1 || tot[MetricFailed+"."+string(transport.Transient)] != 1 {
+	if tot[contract.Retried.Name] != 1 || tot[contract.Failed.Name+"."+string(transport.Transient)] != 1 {
 		t.Errorf("metrics %v, want Retried 1 and Failed.transient 1", tot)
 	}
 }
@@ -261,7 +262,7 @@ func TestThrottledSendIsRetriedInProcess(t *testing.T) {
 	fq := newFakeSQS()
 	lim := &recordingLimiter{}
 	throttled := &sestypes.TooManyRequestsException{Message: aws.String("Maximum sending rate exceeded.")}
-	metrics := herald.NewMetrics(&strings.Builder{}, "test", "email-sender")
+	metrics := herald.NewMetrics(&strings.Builder{}, "test", contract.Sender)
 	var sends atomic.Int32
 	c := newConsumer(t, testConfig(), Deps{SQS: fq, Limiter: lim, Metrics: metrics,
 		Sender: senderFunc(func(context.Context, *herald.Envelope) (string, error) {
@@ -283,7 +284,7 @@ func TestThrottledSendIsRetriedInProcess(t *testing.T) {
 		t.Errorf("copies %d, dead letters %d, visibility changes %d; want none", fq.copyCount(), fq.deadLetters(), fq.visibilityChanges())
 	}
 	tot := metrics.Totals()
-	if tot[MetricThrottled] != 2 || tot[MetricFailed] != 0 || tot[MetricSent] != 1 {
+	if tot[contract.Throttled.Name] != 2 || tot[contract.Failed.Name] != 0 || tot[contract.Sent.Name] != 1 {
 		t.Errorf("metrics %v, want Throttled 2, Failed 0, Sent 1", tot)
 	}
 }
@@ -291,7 +292,7 @@ func TestThrottledSendIsRetriedInProcess(t *testing.T) {
 func TestPermanentFailureIsDeadLetteredThenDeleted(t *testing.T) {
 	fq := newFakeSQS()
 	rejected := &sestypes.MessageRejected{Message: aws.String("Email address is not verified: sender@example.com")}
-	metrics := herald.NewMetrics(&strings.Builder{}, "test", "email-sender")
+	metrics := herald.NewMetrics(&strings.Builder{}, "test", contract.Sender)
 	c := newConsumer(t, testConfig(), Deps{SQS: fq, Metrics: metrics,
 		Sender: senderFunc(func(context.Context, *herald.Envelope) (string, error) { return "", rejected })})
 	body := envelopeBody(t, "e1")
@@ -324,7 +325,7 @@ func TestPermanentFailureIsDeadLetteredThenDeleted(t *testing.T) {
 			t.Errorf("visibility changed on a dead-lettered message: %v", f.visibility)
 		}
 	})
-	if got := metrics.Totals()[MetricDeadLettered]; got != 1 {
+	if got := metrics.Totals()[contract.DeadLettered.Name]; got != 1 {
 		t.Errorf("DeadLettered = %v, want 1", got)
 	}
 }
@@ -427,64 +428,76 @@ func (g *gateLimiter) Wait(ctx context.Context) error {
 }
 
 func TestShutdownReleasesUnstartedAndFinishesInFlight(t *testing.T) {
-	for _, batchFails := range []bool{false, true} {
-		t.Run(fmt.Sprintf("batch call fails=%v", batchFails), func(t *testing.T) {
-			fq := newFakeSQS()
-			if batchFails {
-				fq.batchVisErr = errBoom // as on goaws, which lacks the batch call
+	fq := newFakeSQS()
+	started, finish := make(chan struct{}), make(chan struct{})
+	lim := &gateLimiter{}
+	var sentReceipt string // written before started is closed
+	c := newConsumer(t, testConfig(), Deps{SQS: fq, Limiter: lim,
+		Sender: senderFunc(func(ctx context.Context, e *herald.Envelope) (string, error) {
+			sentReceipt = "rh-m" + strings.TrimPrefix(e.ID, "e") + "-1"
+			close(started) // only one send may ever start
+			select {
+			case <-finish:
+				return "ok", nil
+			case <-ctx.Done():
+				return "", ctx.Err()
 			}
-			started, finish := make(chan struct{}), make(chan struct{})
-			lim := &gateLimiter{}
-			var sentReceipt string // written before started is closed
-			c := newConsumer(t, testConfig(), Deps{SQS: fq, Limiter: lim,
-				Sender: senderFunc(func(ctx context.Context, e *herald.Envelope) (string, error) {
-					sentReceipt = "rh-m" + strings.TrimPrefix(e.ID, "e") + "-1"
-					close(started) // only one send may ever start
-					select {
-					case <-finish:
-						return "ok", nil
-					case <-ctx.Done():
-						return "", ctx.Err()
-					}
-				})})
-			fq.put(sqsMessage("m1", envelopeBody(t, "e1"), 1, 1), sqsMessage("m2", envelopeBody(t, "e2"), 1, 1), sqsMessage("m3", envelopeBody(t, "e3"), 1, 1))
-			stop := start(t, c)
-			<-started
-			waitFor(t, "two messages waiting for the limiter", func() bool { return lim.waiting.Load() == 2 })
+		})})
+	fq.put(sqsMessage("m1", envelopeBody(t, "e1"), 1, 1), sqsMessage("m2", envelopeBody(t, "e2"), 1, 1), sqsMessage("m3", envelopeBody(t, "e3"), 1, 1))
+	stop := start(t, c)
+	<-started
+	waitFor(t, "two messages waiting for the limiter", func() bool { return lim.waiting.Load() == 2 })
 
-			stopped := make(chan error, 1)
-			go func() { stopped <- stop() }()
-			// The two unstarted messages are released while the third is
-			// still being sent.
-			waitFor(t, "two releases", func() bool {
-				released := map[string]bool{}
-				fq.read(func(f *fakeSQS) {
-					for _, b := range f.batchVis {
-						for _, v := range b {
-							if v.seconds == 0 {
-								released[v.receipt] = true
-							}
-						}
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	// The two unstarted messages are released while the third is
+	// still being sent.
+	waitFor(t, "two releases", func() bool {
+		released := map[string]bool{}
+		fq.read(func(f *fakeSQS) {
+			for _, b := range f.batchVis {
+				for _, v := range b {
+					if v.seconds == 0 {
+						released[v.receipt] = true
 					}
-					for _, v := range f.visibility {
-						if v.seconds == 0 {
-							released[v.receipt] = true
-						}
-					}
-				})
-				return len(released) == 2 && !released[sentReceipt]
-			})
-			if n := len(fq.deletedReceipts()); n != 0 {
-				t.Fatalf("%d deletes before the send in flight finished", n)
+				}
 			}
-			close(finish)
-			if err := <-stopped; err != nil {
-				t.Fatal(err)
-			}
-			if got := fq.deletedReceipts(); len(got) != 1 || got[0] != sentReceipt {
-				t.Errorf("deleted %v, want the finished message %s", got, sentReceipt)
+			for _, v := range f.visibility {
+				if v.seconds == 0 {
+					released[v.receipt] = true
+				}
 			}
 		})
+		return len(released) == 2 && !released[sentReceipt]
+	})
+	if n := len(fq.deletedReceipts()); n != 0 {
+		t.Fatalf("%d deletes before the send in flight finished", n)
+	}
+	close(finish)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if got := fq.deletedReceipts(); len(got) != 1 || got[0] != sentReceipt {
+		t.Errorf("deleted %v, want the finished message %s", got, sentReceipt)
+	}
+}
+
+// TestFailedReleaseLeavesTheMessages: when ChangeMessageVisibilityBatch
+// fails, the messages come back after their visibility timeout; there is no
+// second path (SQS has the batch call; so has the local emulator).
+func TestFailedReleaseLeavesTheMessages(t *testing.T) {
+	fq := newFakeSQS()
+	fq.batchVisErr = errBoom
+	logs := &heraldtest.Buffer{}
+	c := newConsumer(t, testConfig(), Deps{SQS: fq, Sender: okSender(), Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	c.flushReleases(context.Background(), []entry{{messageID: "m1", receipt: "rh-m1-1"}, {messageID: "m2", receipt: "rh-m2-1"}})
+	fq.read(func(f *fakeSQS) {
+		if len(f.visibility) != 0 || len(f.batchVis) != 0 {
+			t.Errorf("visibility changed %v %v", f.visibility, f.batchVis)
+		}
+	})
+	if n := strings.Count(logs.String(), "release failed"); n != 1 {
+		t.Errorf("%d release failures logged, want 1 for the batch:\n%s", n, logs.String())
 	}
 }
 
@@ -590,7 +603,7 @@ func TestBreakerOpensOnConsecutiveFailuresAndProbesOneAtATime(t *testing.T) {
 	fq := newFakeSQS()
 	cfg := testConfig()
 	cfg.Workers = 16
-	metrics := herald.NewMetrics(&strings.Builder{}, "test", "email-sender")
+	metrics := herald.NewMetrics(&strings.Builder{}, "test", contract.Sender)
 	var healthy atomic.Bool
 	var inFlight, mostWhileOpen, probes atomic.Int32
 	var c *Consumer
@@ -634,7 +647,7 @@ func TestBreakerOpensOnConsecutiveFailuresAndProbesOneAtATime(t *testing.T) {
 	if copies < 1 || copies > 16 || fq.deadLetters() != 0 {
 		t.Errorf("%d copies, %d dead letters", copies, fq.deadLetters())
 	}
-	if sent := metrics.Totals()[MetricSent]; int(sent)+copies != 12 {
+	if sent := metrics.Totals()[contract.Sent.Name]; int(sent)+copies != 12 {
 		t.Errorf("sent %g + re-queued %d != 12", sent, copies)
 	}
 }
@@ -779,4 +792,83 @@ func TestLastProgressMovesWithPolls(t *testing.T) {
 	stop := start(t, c)
 	waitFor(t, "progress", func() bool { return c.LastProgress().After(before) })
 	stop()
+}
+
+// TestSenderNotAllowedIsDeadLettered: a message put on the queue around
+// the API, from a sender the allow-list does not hold, is never sent: it is
+// dead-lettered as permanent, with a reason that names the rule. The
+// allow-list compares the domain ignoring case.
+func TestSenderNotAllowedIsDeadLettered(t *testing.T) {
+	fq := newFakeSQS()
+	var sent []string
+	var mu sync.Mutex
+	c := newConsumer(t, testConfig(), Deps{SQS: fq, Sender: senderFunc(func(_ context.Context, e *herald.Envelope) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, e.From)
+		return "ok", nil
+	})})
+	for i, from := range []string{"ceo@bank.test", "Alice <alice@EXAMPLE.com>", "Herald <noreply@herald.test>", "other@herald.test"} {
+		e := herald.Envelope{ID: fmt.Sprint("e", i), CreatedAt: time.Now(), From: from, To: []string{"bob@example.com"}, Subject: "Hi", Text: "x"}
+		b, err := e.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fq.put(sqsMessage(fmt.Sprint("m", i), string(b), 1, 1))
+	}
+	stop := start(t, c)
+	waitFor(t, "four deletes", func() bool { return len(fq.deletedReceipts()) == 4 })
+	stop()
+	mu.Lock()
+	slices.Sort(sent)
+	if !slices.Equal(sent, []string{"Alice <alice@EXAMPLE.com>", "Herald <noreply@herald.test>"}) {
+		t.Errorf("sent from %v", sent)
+	}
+	mu.Unlock()
+	fq.read(func(f *fakeSQS) {
+		if len(f.dlq) != 2 {
+			t.Fatalf("%d dead letters, want 2", len(f.dlq))
+		}
+		for _, d := range f.dlq {
+			class, reason := attr(d.MessageAttributes, herald.AttrFailureClass), attr(d.MessageAttributes, herald.AttrFailureReason)
+			if class != "permanent" || !strings.Contains(reason, "not allowed") || !strings.Contains(reason, "HERALD_ALLOWED_FROM") ||
+				strings.Contains(reason, "ceo@") || strings.Contains(reason, "other@") {
+				t.Errorf("class %q, reason %q: want permanent, the rule named, the address masked", class, reason)
+			}
+		}
+	})
+}
+
+// TestConfigRefusesZeros: the consumer has no defaults of its own; a zero
+// is refused, naming what is missing. Regression: a wait time of 0 was
+// replaced by 20 s here, silently.
+func TestConfigRefusesZeros(t *testing.T) {
+	for name, c := range map[string]struct {
+		change func(*Config)
+		want   string
+	}{
+		"wait time 0":        {func(c *Config) { c.WaitTime = 0 }, "wait time 0s must be 1 to 20 whole seconds"},
+		"wait time 1.5 s":    {func(c *Config) { c.WaitTime = 1500 * time.Millisecond }, "wait time"},
+		"no workers":         {func(c *Config) { c.Workers = 0 }, "workers 0"},
+		"no pollers":         {func(c *Config) { c.Pollers = 0 }, "pollers 0"},
+		"no visibility":      {func(c *Config) { c.Visibility = 0 }, "visibility timeout"},
+		"no send timeout":    {func(c *Config) { c.SendTimeout = 0 }, "send timeout 0s"},
+		"no linger":          {func(c *Config) { c.BatchLinger = 0 }, "batch linger 0s"},
+		"no retry window":    {func(c *Config) { c.RetryWindow = 0 }, "retry window 0s"},
+		"no retry base":      {func(c *Config) { c.RetryBase = 0 }, "retry base 0s"},
+		"no receive batch":   {func(c *Config) { c.ReceiveBatch = 0 }, "receive batch 0"},
+		"delete batch 11":    {func(c *Config) { c.DeleteBatch = 11 }, "delete batch 11"},
+		"no allowed senders": {func(c *Config) { c.AllowedFrom = contract.AllowList{} }, "allowed senders"},
+		"no queue":           {func(c *Config) { c.QueueURL = "" }, "URLs are required"},
+	} {
+		cfg := testConfig()
+		c.change(&cfg)
+		_, err := New(cfg, Deps{SQS: newFakeSQS(), Sender: okSender()})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error with %q", name, err, c.want)
+		}
+	}
+	if _, err := New(testConfig(), Deps{SQS: newFakeSQS(), Sender: okSender()}); err != nil {
+		t.Errorf("the test configuration: %v", err)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"herald/services/contract"
 	"herald/services/internal/herald"
 )
 
@@ -239,11 +240,17 @@ func sqsMessage(id, body string, receiveCount, delivery int) types.Message {
 }
 
 func testConfig() Config {
+	allowed, err := contract.ParseAllowList("@example.com,noreply@herald.test")
+	if err != nil {
+		panic(err)
+	}
 	return Config{
 		QueueURL: "http://sqs.local/000000000000/q", DeadLetterURL: "http://sqs.local/000000000000/dlq",
-		Pollers: 1, Workers: 4, WaitTime: time.Second, Visibility: 30 * time.Second,
+		AllowedFrom: allowed,
+		Pollers:     1, Workers: 4, WaitTime: time.Second, Visibility: 30 * time.Second,
 		SendTimeout: 5 * time.Second, RetryBase: time.Second, RetryMax: 15 * time.Minute, RetryWindow: time.Hour,
 		ShutdownTimeout: 10 * time.Second, BatchLinger: 10 * time.Millisecond,
+		ReceiveBatch: 10, DeleteBatch: 10,
 	}
 }
 

@@ -258,7 +258,7 @@ func (c *Consumer) deadLetter(ctx context.Context, m types.Message, why *Malform
 		log.Error("feedback DLQ send failed; the event stays on the queue", "err", err)
 		return false
 	}
-	c.metrics.CountBy(MetricDeadLettered, "Reason", why.Kind, 1)
+	c.metrics.CountBy(MetricDeadLettered, why.Kind, 1)
 	log.Warn("feedback event dead-lettered")
 	return true
 }

@@ -184,7 +184,7 @@ func TestConsumerSettlesABatch(t *testing.T) {
 	if second.Sub(start) < 100*time.Millisecond {
 		t.Errorf("the second receive came %s after the start, before the pause of 100 ms", second.Sub(start))
 	}
-	if got := metrics.Totals(); got[MetricDeadLettered] != 1 || got[MetricRetried] != 1 {
+	if got := metrics.Totals(); got[MetricDeadLettered.Name] != 1 || got[MetricRetried.Name] != 1 {
 		t.Errorf("counts %v", got)
 	}
 }

@@ -83,7 +83,7 @@ func (p *Processor) Process(ctx context.Context, body []byte) (Result, error) {
 
 // count adds the event and the outcomes it raised to the metrics.
 func (p *Processor) count(ev Event, res store.FeedbackResult) {
-	p.metrics.CountBy(MetricEvents, "EventType", ev.Type, 1)
+	p.metrics.CountBy(MetricEvents, ev.Type, 1)
 	if res.OtherSend && ev.Type == EventSend {
 		p.metrics.Count(MetricDuplicateSends, 1)
 	}
@@ -92,7 +92,7 @@ func (p *Processor) count(ev Event, res store.FeedbackResult) {
 		case store.OutcomeDelivered:
 			p.metrics.Count(MetricDelivered, 1)
 		case store.OutcomeBounced:
-			p.metrics.CountBy(MetricBounced, "BounceType", r.Type, 1)
+			p.metrics.CountBy(MetricBounced, r.Type, 1)
 		case store.OutcomeComplained:
 			p.metrics.Count(MetricComplained, 1)
 		case store.OutcomeRejected:

@@ -120,16 +120,16 @@ func TestProcessorOrderAndRepeats(t *testing.T) {
 		// an outcome that arrives after a higher one is not recorded (a
 		// delay after the delivery, a delivery after the complaint).
 		c := metrics.Totals()
-		if c[MetricBounced] != 1 || c[MetricComplained] != 1 || c[MetricDelivered] < 2 || c[MetricDelivered] > 3 {
-			t.Errorf("order %v: %v bounced, %v complained, %v delivered; want 1, 1, 2 or 3", order, c[MetricBounced], c[MetricComplained], c[MetricDelivered])
+		if c[MetricBounced.Name] != 1 || c[MetricComplained.Name] != 1 || c[MetricDelivered.Name] < 2 || c[MetricDelivered.Name] > 3 {
+			t.Errorf("order %v: %v bounced, %v complained, %v delivered; want 1, 1, 2 or 3", order, c[MetricBounced.Name], c[MetricComplained.Name], c[MetricDelivered.Name])
 		}
 		counts = append(counts, c)
 	}
 	// In order, the delay (earlier than the delivery) raises nothing; first,
 	// it is recorded, then superseded.
-	if counts[0][MetricDelayed] != 0 || counts[0][MetricDelivered] != 3 || counts[1][MetricDelayed] != 1 || counts[3][MetricEvents] != 9 {
+	if counts[0][MetricDelayed.Name] != 0 || counts[0][MetricDelivered.Name] != 3 || counts[1][MetricDelayed.Name] != 1 || counts[3][MetricEvents.Name] != 9 {
 		t.Errorf("delays counted %v and %v, want 0 and 1; events of the repeating order %v, want 9",
-			counts[0][MetricDelayed], counts[1][MetricDelayed], counts[3][MetricEvents])
+			counts[0][MetricDelayed.Name], counts[1][MetricDelayed.Name], counts[3][MetricEvents.Name])
 	}
 }
 
@@ -203,7 +203,7 @@ func TestProcessorErrors(t *testing.T) {
 		st.pmid[testID] = "another-ses-message"
 		p, metrics := newTestProcessor(t, st)
 		res, err := p.Process(ctx, sns(t, sendEvent(testID, "a@example.com")))
-		if err != nil || !res.Update.OtherSend || metrics.Totals()[MetricDuplicateSends] != 1 {
+		if err != nil || !res.Update.OtherSend || metrics.Totals()[MetricDuplicateSends.Name] != 1 {
 			t.Fatalf("result %+v, %v, counts %v", res, err, metrics.Totals())
 		}
 	})

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"herald/services/internal/herald"
+	"herald/services/mailaddr"
 )
 
 // BuildMessage renders an envelope as an RFC 5322 message for SMTP: encoded
@@ -104,7 +105,7 @@ func BuildMessage(e *herald.Envelope, now time.Time) ([]byte, error) {
 // can recognise a duplicate delivery.
 func MessageID(e *herald.Envelope) string {
 	domain := "herald.invalid"
-	if bare := herald.BareAddress(e.From); bare != "" {
+	if bare := mailaddr.Bare(e.From); bare != "" {
 		domain = bare[strings.LastIndexByte(bare, '@')+1:]
 	}
 	return "<" + e.ID + "@" + domain + ">"

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"herald/services/internal/herald"
+	"herald/services/mailaddr"
 )
 
 var (
@@ -121,12 +122,12 @@ func (s *SMTP) Send(ctx context.Context, e *herald.Envelope) (string, error) {
 }
 
 func (s *SMTP) transact(c *smtpConn, e *herald.Envelope, msg []byte) error {
-	if err := c.client.Mail(herald.BareAddress(e.From)); err != nil {
+	if err := c.client.Mail(mailaddr.Bare(e.From)); err != nil {
 		return &SMTPError{"mail", err}
 	}
 	for _, list := range [][]string{e.To, e.Cc, e.Bcc} {
 		for _, rcpt := range list {
-			if err := c.client.Rcpt(herald.BareAddress(rcpt)); err != nil {
+			if err := c.client.Rcpt(mailaddr.Bare(rcpt)); err != nil {
 				return &SMTPError{"rcpt", err}
 			}
 		}

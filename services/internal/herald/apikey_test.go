@@ -21,14 +21,3 @@ func TestNewAPIKey(t *testing.T) {
 		t.Error("two keys alike")
 	}
 }
-
-func TestCheckKeyID(t *testing.T) {
-	for id, ok := range map[string]bool{
-		"team-a": true, "a.b_c-1": true, strings.Repeat("x", 64): true,
-		"": false, strings.Repeat("x", 65): false, "has space": false, "quote\"": false, "é": false,
-	} {
-		if err := CheckKeyID(id); (err == nil) != ok {
-			t.Errorf("CheckKeyID(%q) = %v, want ok %v", id, err, ok)
-		}
-	}
-}

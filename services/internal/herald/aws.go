@@ -13,14 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 )
 
-// Endpoint overrides, read through getenv so tests need not touch the process
-// environment. The SDK reads the same names from the process environment.
-const (
-	EnvEndpointSQS            = "AWS_ENDPOINT_URL_SQS"
-	EnvEndpointSESv2          = "AWS_ENDPOINT_URL_SESV2"
-	EnvEndpointSecretsManager = "AWS_ENDPOINT_URL_SECRETSMANAGER"
-)
-
 // AWSOptions tunes the shared SDK configuration.
 type AWSOptions struct {
 	// MaxAttempts per SDK call, including the first; 0 means the SDK default (3).
@@ -66,11 +58,13 @@ func LoadAWSConfig(ctx context.Context, region string, opts AWSOptions) (aws.Con
 	return cfg, nil
 }
 
-// Endpoint returns the override for one service from getenv, or nil to let
-// the SDK resolve the real AWS endpoint. Pass it to a client's BaseEndpoint.
-func Endpoint(getenv func(string) string, name string) *string {
-	if v := getenv(name); v != "" {
-		return aws.String(v)
+// Endpoint is an endpoint override (contract.EndpointSQS ...) for a
+// client's BaseEndpoint: nil for "", which lets the SDK resolve the real AWS
+// endpoint. The services read the overrides through their configuration,
+// so tests need not touch the process environment.
+func Endpoint(url string) *string {
+	if url != "" {
+		return aws.String(url)
 	}
 	return nil
 }

@@ -1,5 +1,6 @@
 // Package herald holds what both Herald services share: the queue envelope and
-// its validation, configuration parsing, AWS client setup, logging and metrics.
+// its validation, the entry-point shape (process.go), AWS client setup,
+// logging and metrics. Their configuration is services/contract's.
 package herald
 
 import (
@@ -10,6 +11,9 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"herald/services/contract"
+	"herald/services/mailaddr"
 )
 
 // EnvelopeVersion is the version of the queue message this code writes and reads.
@@ -26,7 +30,7 @@ const (
 	MaxMetadataKeyLen   = 64
 	MaxMetadataValueLen = 256
 	// MaxDelay is SQS's largest DelaySeconds.
-	MaxDelay = 900 * time.Second
+	MaxDelay = contract.SQSMaxDelay
 )
 
 // Message attributes the sender sets on a message it moves to the dead-letter queue.
@@ -97,9 +101,9 @@ func (fe FieldErrors) Error() string {
 func (e *Envelope) Recipients() int { return len(e.To) + len(e.Cc) + len(e.Bcc) }
 
 // Validate checks the content rules both services rely on: recipients present
-// and within the SES limit, every address as SES accepts it (CheckAddress;
-// CheckSender for from and replyTo), no control character in any header
-// value or metadata (CheckText), a subject and a body. It does not check the sender allow-list,
+// and within the SES limit, every address as SES accepts it (mailaddr.Check;
+// mailaddr.CheckSender for from and replyTo), no control character in any header
+// value or metadata (mailaddr.CheckText), a subject and a body. It does not check the sender allow-list,
 // which is the API's policy.
 func (e *Envelope) Validate() FieldErrors {
 	var errs FieldErrors
@@ -108,7 +112,7 @@ func (e *Envelope) Validate() FieldErrors {
 	}
 	checkList := func(field string, addrs []string) {
 		for i, a := range addrs {
-			if err := CheckAddress(a); err != nil {
+			if err := mailaddr.Check(a); err != nil {
 				add(fmt.Sprintf("%s[%d]", field, i), "%v", err)
 			}
 		}
@@ -125,19 +129,19 @@ func (e *Envelope) Validate() FieldErrors {
 	checkList("bcc", e.Bcc)
 	if e.From == "" {
 		add("from", "a sender address is required")
-	} else if err := CheckSender(e.From); err != nil {
+	} else if err := mailaddr.CheckSender(e.From); err != nil {
 		add("from", "%v", err)
 	}
 	if e.ReplyTo != "" {
-		if err := CheckSender(e.ReplyTo); err != nil {
+		if err := mailaddr.CheckSender(e.ReplyTo); err != nil {
 			add("replyTo", "%v", err)
 		}
 	}
 	switch {
 	case strings.TrimSpace(e.Subject) == "":
 		add("subject", "a subject is required")
-	case CheckText(e.Subject) != nil:
-		add("subject", "%v", CheckText(e.Subject))
+	case mailaddr.CheckText(e.Subject) != nil:
+		add("subject", "%v", mailaddr.CheckText(e.Subject))
 	case len(e.Subject) > MaxSubjectBytes:
 		add("subject", "%d bytes; at most %d", len(e.Subject), MaxSubjectBytes)
 	}
@@ -153,8 +157,8 @@ func (e *Envelope) Validate() FieldErrors {
 			add("metadata", "key %q must be 1 to %d bytes", truncate(k, 32), MaxMetadataKeyLen)
 		case len(v) > MaxMetadataValueLen:
 			add("metadata."+k, "value is %d bytes; at most %d", len(v), MaxMetadataValueLen)
-		case CheckText(k+v) != nil:
-			add("metadata."+k, "%v", CheckText(k+v))
+		case mailaddr.CheckText(k+v) != nil:
+			add("metadata."+k, "%v", mailaddr.CheckText(k+v))
 		}
 	}
 	return errs

@@ -3,7 +3,6 @@ package herald
 import (
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 )
 
@@ -24,27 +23,13 @@ func (s *SyncWriter) Write(p []byte) (int, error) {
 }
 
 // NewLogger is the one JSON logger a service makes in main and passes down.
-func NewLogger(w io.Writer, level, env, service string) *slog.Logger {
+func NewLogger(w io.Writer, level, environment, service string) *slog.Logger {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		l = slog.LevelInfo
 	}
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})
-	return slog.New(h).With("service", service, "env", env)
-}
-
-// MaskAddress keeps what helps an operator (the first character of the local
-// part and the domain) and hides the rest: "alice@example.com" -> "a***@example.com".
-func MaskAddress(addr string) string {
-	bare := BareAddress(addr)
-	if bare == "" {
-		return "***"
-	}
-	at := strings.LastIndexByte(bare, '@')
-	if at <= 0 {
-		return "***"
-	}
-	return bare[:1] + "***" + bare[at:]
+	return slog.New(h).With("service", service, "env", environment)
 }
 
 // MaskSecret shows only whether a secret is set.

@@ -3,15 +3,15 @@ package herald
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"sort"
 	"sync"
 	"time"
-)
 
-// Namespace is the CloudWatch namespace of every Herald metric.
-const Namespace = "Herald"
+	"herald/services/contract"
+)
 
 // emfMaxValues is the most values one metric may carry in one EMF document.
 const emfMaxValues = 100
@@ -25,8 +25,9 @@ const maxSamplesPerFlush = 1000
 // CloudWatch Logs extracts metrics with no agent. A nil *Metrics discards
 // everything, which is how metrics are turned off.
 type Metrics struct {
-	env, service string
-	now          func() time.Time
+	environment string
+	service     contract.Service
+	now         func() time.Time
 
 	writeMu sync.Mutex
 	w       io.Writer
@@ -39,6 +40,7 @@ type Metrics struct {
 
 type metricKey struct {
 	name, dim, value string // dim is "" for the rollup without a breakdown
+	unit             contract.Unit
 }
 
 type reservoir struct {
@@ -46,10 +48,11 @@ type reservoir struct {
 	values []float64
 }
 
-// NewMetrics writes to w, tagging every metric with the environment and service.
-func NewMetrics(w io.Writer, env, service string) *Metrics {
+// NewMetrics writes to w, tagging every metric with the environment's name
+// and the service. It takes only the service's own metrics (contract.Metric).
+func NewMetrics(w io.Writer, environment string, service contract.Service) *Metrics {
 	return &Metrics{
-		env: env, service: service, w: w, now: time.Now,
+		environment: environment, service: service, w: w, now: time.Now,
 		counters: map[metricKey]float64{},
 		samples:  map[metricKey]*reservoir{},
 		totals:   map[string]float64{},
@@ -57,38 +60,41 @@ func NewMetrics(w io.Writer, env, service string) *Metrics {
 }
 
 // Count adds n to a counter.
-func (m *Metrics) Count(name string, n float64) {
+func (m *Metrics) Count(metric contract.Metric, n float64) {
 	if m == nil {
 		return
 	}
+	m.check(metric, contract.Count, false)
 	m.mu.Lock()
-	m.counters[metricKey{name: name}] += n
-	m.totals[name] += n
+	m.counters[metricKey{name: metric.Name, unit: metric.Unit}] += n
+	m.totals[metric.Name] += n
 	m.mu.Unlock()
 }
 
-// CountBy adds n to a counter and to its breakdown by one dimension
-// (Rejected by Reason, Failed by Class).
-func (m *Metrics) CountBy(name, dim, value string, n float64) {
+// CountBy adds n to a counter and to its breakdown by the metric's By
+// dimension (Rejected by Reason, Failed by Class).
+func (m *Metrics) CountBy(metric contract.Metric, value string, n float64) {
 	if m == nil {
 		return
 	}
+	m.check(metric, contract.Count, true)
 	m.mu.Lock()
-	m.counters[metricKey{name: name}] += n
-	m.counters[metricKey{name: name, dim: dim, value: value}] += n
-	m.totals[name] += n
-	m.totals[name+"."+value] += n
+	m.counters[metricKey{name: metric.Name, unit: metric.Unit}] += n
+	m.counters[metricKey{name: metric.Name, dim: metric.By, value: value, unit: metric.Unit}] += n
+	m.totals[metric.Name] += n
+	m.totals[metric.Name+"."+value] += n
 	m.mu.Unlock()
 }
 
 // Observe records one duration sample in milliseconds.
-func (m *Metrics) Observe(name string, d time.Duration) {
+func (m *Metrics) Observe(metric contract.Metric, d time.Duration) {
 	if m == nil {
 		return
 	}
+	m.check(metric, contract.Milliseconds, false)
 	ms := float64(d.Microseconds()) / 1000
 	m.mu.Lock()
-	k := metricKey{name: name}
+	k := metricKey{name: metric.Name, unit: metric.Unit}
 	r := m.samples[k]
 	if r == nil {
 		r = &reservoir{}
@@ -101,6 +107,14 @@ func (m *Metrics) Observe(name string, d time.Duration) {
 		r.values[i] = ms
 	}
 	m.mu.Unlock()
+}
+
+// check panics on a metric the contract gives another service, unit or
+// breakdown: a programming error the service's tests meet at once.
+func (m *Metrics) check(metric contract.Metric, unit contract.Unit, breakdown bool) {
+	if metric.Service != m.service || metric.Unit != unit || (metric.By != "") != breakdown {
+		panic(fmt.Sprintf("herald: metric %+v recorded by %s as %s (breakdown %v)", metric, m.service, unit, breakdown))
+	}
 }
 
 // Totals returns the counters summed since start ("Rejected", and
@@ -167,12 +181,12 @@ func (m *Metrics) Flush() {
 	for k, v := range counters {
 		g := get(k)
 		g.counts[k.name] = v
-		g.units[k.name] = "Count"
+		g.units[k.name] = string(k.unit)
 	}
 	for k, r := range samples {
 		g := get(k)
 		g.series[k.name] = r.values
-		g.units[k.name] = "Milliseconds"
+		g.units[k.name] = string(k.unit)
 	}
 	keys := make([][2]string, 0, len(groups))
 	for k := range groups {
@@ -186,8 +200,8 @@ func (m *Metrics) Flush() {
 	for _, k := range keys {
 		g := groups[k]
 		for chunk := 0; ; chunk++ {
-			doc := map[string]any{"Environment": m.env, "Service": m.service}
-			dims := []string{"Environment", "Service"}
+			doc := map[string]any{contract.DimEnvironment: m.environment, contract.DimService: string(m.service)}
+			dims := []string{contract.DimEnvironment, contract.DimService}
 			if g.dim != "" {
 				doc[g.dim] = g.value
 				dims = append(dims, g.dim)
@@ -196,7 +210,7 @@ func (m *Metrics) Flush() {
 			if chunk == 0 {
 				for name, v := range g.counts {
 					doc[name] = v
-					defs = append(defs, map[string]string{"Name": name, "Unit": "Count"})
+					defs = append(defs, map[string]string{"Name": name, "Unit": g.units[name]})
 				}
 			}
 			for name, vals := range g.series {
@@ -214,7 +228,7 @@ func (m *Metrics) Flush() {
 			doc["_aws"] = map[string]any{
 				"Timestamp": ts,
 				"CloudWatchMetrics": []any{map[string]any{
-					"Namespace":  Namespace,
+					"Namespace":  contract.Namespace,
 					"Dimensions": [][]string{dims},
 					"Metrics":    defs,
 				}},

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"herald/services/contract"
 )
 
 type emfDoc struct {
@@ -34,7 +36,7 @@ func decodeEMF(t *testing.T, out string) []map[string]any {
 		json.Unmarshal([]byte(line), &m)
 		// Every document must declare its namespace, dimensions and metrics,
 		// and carry a value for each declared metric and dimension.
-		if len(d.AWS.CloudWatchMetrics) != 1 || d.AWS.CloudWatchMetrics[0].Namespace != Namespace {
+		if len(d.AWS.CloudWatchMetrics) != 1 || d.AWS.CloudWatchMetrics[0].Namespace != contract.Namespace {
 			t.Fatalf("bad EMF envelope: %s", line)
 		}
 		for _, dims := range d.AWS.CloudWatchMetrics[0].Dimensions {
@@ -56,13 +58,13 @@ func decodeEMF(t *testing.T, out string) []map[string]any {
 
 func TestMetricsFlushEMF(t *testing.T) {
 	var buf bytes.Buffer
-	m := NewMetrics(&buf, "dev", "notification-api")
-	m.Count("Accepted", 2)
-	m.Count("Accepted", 1)
-	m.CountBy("Rejected", "Reason", "validation", 1)
-	m.CountBy("Rejected", "Reason", "auth", 2)
+	m := NewMetrics(&buf, "dev", contract.API)
+	m.Count(contract.Accepted, 2)
+	m.Count(contract.Accepted, 1)
+	m.CountBy(contract.Rejected, "validation", 1)
+	m.CountBy(contract.Rejected, "auth", 2)
 	for i := range 250 {
-		m.Observe("EnqueueLatency", time.Duration(i)*time.Millisecond)
+		m.Observe(contract.EnqueueLatency, time.Duration(i)*time.Millisecond)
 	}
 	m.Flush()
 	docs := decodeEMF(t, buf.String())
@@ -111,9 +113,9 @@ func TestMetricsFlushEMF(t *testing.T) {
 
 func TestMetricsSampleBound(t *testing.T) {
 	var buf bytes.Buffer
-	m := NewMetrics(&buf, "dev", "email-sender")
+	m := NewMetrics(&buf, "dev", contract.Sender)
 	for range 5 * maxSamplesPerFlush {
-		m.Observe("SendLatency", time.Millisecond)
+		m.Observe(contract.SendLatency, time.Millisecond)
 	}
 	m.Flush()
 	n := 0
@@ -129,11 +131,44 @@ func TestMetricsSampleBound(t *testing.T) {
 
 func TestNilMetricsIsOff(t *testing.T) {
 	var m *Metrics
-	m.Count("x", 1)
-	m.CountBy("x", "d", "v", 1)
-	m.Observe("x", time.Second)
+	m.Count(contract.Sent, 1)
+	m.CountBy(contract.Failed, "v", 1)
+	m.Observe(contract.SendLatency, time.Second)
 	m.Flush()
 	if len(m.Totals()) != 0 {
 		t.Fatal("nil metrics counted")
+	}
+}
+
+// A metric is the contract's, recorded by its own service as its own unit:
+// anything else is a programming error, refused at once.
+func TestMetricsRefuseAnotherServicesMetric(t *testing.T) {
+	m := NewMetrics(&bytes.Buffer{}, "dev", contract.API)
+	for name, record := range map[string]func(){
+		"another service's":      func() { m.Count(contract.Sent, 1) },
+		"a breakdown as a count": func() { m.Count(contract.Rejected, 1) },
+		"a count as a sample":    func() { m.Observe(contract.Accepted, time.Second) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s metric recorded", name)
+				}
+			}()
+			record()
+		}()
+	}
+}
+
+func TestUnitsFromTheContract(t *testing.T) {
+	var buf bytes.Buffer
+	m := NewMetrics(&buf, "dev", contract.Sender)
+	m.Count(contract.Sent, 1)
+	m.Observe(contract.PausedTime, time.Second)
+	m.Flush()
+	for _, want := range []string{`{"Name":"Sent","Unit":"Count"}`, `{"Name":"PausedTime","Unit":"Milliseconds"}`} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("no %s in %s", want, buf.String())
+		}
 	}
 }

@@ -1,4 +1,8 @@
-package herald
+// Package mailaddr holds Herald's rules for email addresses, as SES accepts
+// them: what the API checks, what the allow-list compares, how logs mask an
+// address. It imports nothing of Herald, so the stacks can use the same
+// rules through services/contract.
+package mailaddr
 
 import (
 	"errors"
@@ -20,7 +24,7 @@ const (
 	maxLabel = 63
 )
 
-// CheckAddress accepts one address as SES accepts it: `local@domain` or
+// Check accepts one address as SES accepts it: `local@domain` or
 // `Display Name <local@domain>`, where
 //
 //   - the local part is 1 to 64 ASCII characters of a dot-atom: letters,
@@ -37,12 +41,12 @@ const (
 //
 // SES takes addresses as 7-bit ASCII without SMTPUTF8, and Herald refuses
 // what it could not send rather than dead-letter it later.
-func CheckAddress(addr string) error {
+func Check(addr string) error {
 	_, err := parseAddress(addr)
 	return err
 }
 
-// CheckSender is CheckAddress for from and replyTo, whose display name a
+// CheckSender is Check for from and replyTo, whose display name a
 // reader takes for the sender: it must not hold an address or an @ (nor the
 // full-width ＠ or small ﹫), which would pose as another sender next to an
 // address the allow-list permits.
@@ -73,7 +77,7 @@ func CheckText(s string) error {
 	return nil
 }
 
-// parseAddress applies CheckAddress's rules and returns the parsed address.
+// parseAddress applies Check's rules and returns the parsed address.
 func parseAddress(addr string) (*mail.Address, error) {
 	if err := CheckText(addr); err != nil {
 		return nil, err
@@ -128,7 +132,7 @@ func hasComment(phrase string) bool {
 	return false
 }
 
-// checkAddrSpec checks local@domain against the rules of CheckAddress.
+// checkAddrSpec checks local@domain against the rules of Check.
 func checkAddrSpec(spec string) error {
 	if strings.ContainsAny(spec, "()") {
 		return errors.New("a comment (in parentheses) is not accepted; give a name as Name <local@domain>")
@@ -154,14 +158,15 @@ func checkAddrSpec(spec string) error {
 			return fmt.Errorf("the local part (before the @) must not contain %q: plain ASCII letters, digits and !#$%%&'*+-/=?^_`{|}~ only (no quotes, spaces or comments)", r)
 		}
 	}
-	return checkDomain(domain)
+	return CheckDomain(domain)
 }
 
 func isAtext(r rune) bool {
 	return r < 0x80 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", r))
 }
 
-func checkDomain(domain string) error {
+// CheckDomain accepts a host name as Check accepts an address's domain.
+func CheckDomain(domain string) error {
 	switch {
 	case domain == "":
 		return errors.New("the domain (after the @) is empty")
@@ -196,9 +201,9 @@ func checkDomain(domain string) error {
 	return nil
 }
 
-// BareAddress returns the addr-spec of a (possibly named) address, lower-cased
-// in its domain, or "" when it does not parse.
-func BareAddress(addr string) string {
+// Bare returns the addr-spec of a (possibly named) address, lower-cased in
+// its domain, or "" when it does not parse.
+func Bare(addr string) string {
 	a, err := mail.ParseAddress(addr)
 	if err != nil {
 		return ""
@@ -208,4 +213,42 @@ func BareAddress(addr string) string {
 		return a.Address
 	}
 	return a.Address[:at] + "@" + strings.ToLower(a.Address[at+1:])
+}
+
+// LowerDomain returns addr, as written (display name, local part), with its
+// domain in lower case; addr as given when it does not parse. Domains
+// compare case-insensitively, but SES compares an IAM condition such as
+// ses:FromAddress "*@example.com" case-sensitively: a sender queued as
+// alice@Example.COM would be refused by a policy that allows example.com.
+func LowerDomain(addr string) string {
+	s := strings.TrimSpace(addr)
+	spec, lo := s, 0
+	if strings.HasSuffix(s, ">") {
+		open := strings.LastIndexByte(s, '<')
+		if open < 0 {
+			return addr
+		}
+		spec, lo = s[open+1:len(s)-1], open+1
+	}
+	at := strings.LastIndexByte(spec, '@')
+	if at < 0 {
+		return addr
+	}
+	start := lo + at + 1
+	end := lo + len(spec)
+	return s[:start] + strings.ToLower(s[start:end]) + s[end:]
+}
+
+// Mask keeps what helps an operator (the first character of the local part
+// and the domain) and hides the rest: "alice@example.com" -> "a***@example.com".
+func Mask(addr string) string {
+	bare := Bare(addr)
+	if bare == "" {
+		return "***"
+	}
+	at := strings.LastIndexByte(bare, '@')
+	if at <= 0 {
+		return "***"
+	}
+	return bare[:1] + "***" + bare[at:]
 }

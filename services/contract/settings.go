@@ -1,0 +1,293 @@
+package contract
+
+import (
+	"errors"
+	"net/url"
+	"time"
+
+	"herald/services/mailaddr"
+)
+
+// SQS's limits, which bound several settings.
+const (
+	// SQSMaxBatch is the most entries one SQS batch call takes.
+	SQSMaxBatch = 10
+	// SQSMaxWait is the longest long-poll wait (WaitTimeSeconds).
+	SQSMaxWait = 20 * time.Second
+	// SQSMaxDelay is the largest DelaySeconds of a message.
+	SQSMaxDelay = 15 * time.Minute
+	// SQSMaxVisibility is the largest visibility timeout.
+	SQSMaxVisibility = 12 * time.Hour
+	// SQSMaxRetention is the longest a queue keeps a message.
+	SQSMaxRetention = 14 * 24 * time.Hour
+)
+
+var both = []Service{API, Sender}
+
+// Settings of both services.
+var (
+	EnvironmentName = Text{
+		Variable: Variable{Name: "HERALD_ENV", ReadBy: both, Source: Set,
+			Meaning: "name of the environment (the deployment: `dev`, `prod`); a metric dimension and a log attribute"},
+		Default: "local",
+	}
+	Region = Text{
+		Variable: Variable{Name: "AWS_REGION", ReadBy: both, Source: Set, Meaning: "AWS region for the SDK"},
+		Required: true,
+	}
+	EndpointSQS = Text{
+		Variable: Variable{Name: "AWS_ENDPOINT_URL_SQS", ReadBy: both, Meaning: "endpoint override for SQS (the local emulator)"},
+		Check:    checkURL,
+	}
+	EndpointSESv2 = Text{
+		Variable: Variable{Name: "AWS_ENDPOINT_URL_SESV2", ReadBy: []Service{Sender}, Meaning: "endpoint override for SES v2 (the local SES gate)"},
+		Check:    checkURL,
+	}
+	EndpointSecretsManager = Text{
+		Variable: Variable{Name: "AWS_ENDPOINT_URL_SECRETSMANAGER", ReadBy: both, Meaning: "endpoint override for Secrets Manager (the local emulator)"},
+		Check:    checkURL,
+	}
+	QueueURL = Text{
+		Variable: Variable{Name: "HERALD_QUEUE_URL", ReadBy: both, Source: Set, Meaning: "the notification queue"},
+		Required: true,
+		Check:    checkURL,
+	}
+	HTTPAddr = Addr{
+		Variable: Variable{Name: "HERALD_HTTP_ADDR", ReadBy: both, Source: Set, Meaning: "listen address (the sender's serves its health check only)"},
+		Default:  map[Service]string{API: ListenAddr(API), Sender: ListenAddr(Sender)},
+	}
+	LogLevel = Enum{
+		Variable: Variable{Name: "HERALD_LOG_LEVEL", ReadBy: both, Source: Set, Meaning: "the lowest level logged"},
+		Default:  "info",
+		Choices:  []string{"debug", "info", "warn", "error"},
+	}
+	MetricsInterval = Duration{
+		Variable: Variable{Name: "HERALD_METRICS_INTERVAL", ReadBy: both, Source: Tunable, Meaning: "how often EMF metric lines are flushed; `0` turns metrics off"},
+		Default:  10 * time.Second, Min: 0, Max: time.Hour,
+	}
+	ShutdownTimeout = Duration{
+		Variable: Variable{Name: "HERALD_SHUTDOWN_TIMEOUT", ReadBy: both, Source: Set,
+			Meaning: "drain deadline on SIGTERM; below ECS's stop timeout (30 s)"},
+		Default: 25 * time.Second, Min: time.Second, Max: 2 * time.Minute,
+	}
+	AllowedFrom = AllowListSetting{
+		Variable: Variable{Name: "HERALD_ALLOWED_FROM", ReadBy: both, Source: Set,
+			Meaning: "comma list of addresses, or `@domain` for a whole domain, a notification may use as `from`; the API adds `HERALD_DEFAULT_FROM`. " +
+				"The API refuses any other `from` with 400, the sender dead-letters a queued one as `permanent` (a message put on the queue around the API). " +
+				"Domains compare ignoring case; the stacks set the same list for both, the default sender included"},
+	}
+)
+
+// Settings of the notification API.
+var (
+	DefaultFrom = Text{
+		Variable: Variable{Name: "HERALD_DEFAULT_FROM", ReadBy: []Service{API}, Source: SetSecret,
+			Meaning: "sender address used when a request has no `from` (an SSM parameter in a stack)"},
+		Required: true,
+		Check:    mailaddr.CheckSender,
+	}
+	APIKeyHashes = Text{
+		Variable: Variable{Name: "HERALD_API_KEY_HASHES", ReadBy: []Service{API},
+			Meaning: "`keyid:sha256hex,...` (local use; with the secret too, both sets are valid)"},
+		Secret: true,
+		Check:  func(s string) error { _, err := ParseKeyHashes(s); return err },
+	}
+	APIKeysSecretID = Text{
+		Variable: Variable{Name: "HERALD_API_KEYS_SECRET_ID", ReadBy: []Service{API}, Source: SetSecret,
+			Meaning: "Secrets Manager secret whose string is JSON `{\"<key id>\": \"<sha256 hex>\"}`; one of the two key sources is required"},
+	}
+	APIKeysRefresh = Duration{
+		Variable: Variable{Name: "HERALD_API_KEYS_REFRESH", ReadBy: []Service{API}, Source: Tunable, Meaning: "how often the secret is read again"},
+		Default:  5 * time.Minute, Min: 10 * time.Second, Max: 24 * time.Hour,
+	}
+	MaxMessageBytes = Int{
+		Variable: Variable{Name: "HERALD_MAX_MESSAGE_BYTES", ReadBy: []Service{API}, Source: Set,
+			Meaning: "largest queued message (the queue's MaximumMessageSize)"},
+		Default: 262144, Min: 1024, Max: 1048576, Unit: "bytes",
+	}
+	RateLimit = Float{
+		Variable: Variable{Name: "HERALD_RATE_LIMIT", ReadBy: []Service{API}, Source: Tunable,
+			Meaning: "notifications per second per API key (a batch costs one per item, at most the burst); `0` turns limiting off"},
+		Default: 100, Min: 0, Max: 1e6,
+	}
+	RateBurst = Int{
+		Variable: Variable{Name: "HERALD_RATE_BURST", ReadBy: []Service{API}, Source: Tunable, Meaning: "burst of the per-key rate limit"},
+		Default:  200, Min: 1, Max: 1000000,
+	}
+	BatchLinger = Duration{
+		Variable: Variable{Name: "HERALD_BATCH_LINGER", ReadBy: []Service{API}, Source: Tunable,
+			Meaning: "how long a single send may wait to share a `SendMessageBatch`; `0` sends each on its own"},
+		Default: 2 * time.Millisecond, Min: 0, Max: 100 * time.Millisecond,
+	}
+	ReadyCache = Duration{
+		Variable: Variable{Name: "HERALD_READY_CACHE", ReadBy: []Service{API}, Source: Tunable, Meaning: "how long a `/readyz` queue check is reused"},
+		Default:  5 * time.Second, Min: 0, Max: 5 * time.Minute,
+	}
+	MaxConnections = Int{
+		Variable: Variable{Name: "HERALD_MAX_CONNECTIONS", ReadBy: []Service{API}, Source: Tunable,
+			Meaning: "most open connections per process; at the cap a new connection waits until one closes and idle keep-alive connections are closed"},
+		Default: 1024, Min: 1, Max: 65536,
+	}
+)
+
+// Settings of the email sender.
+var (
+	DLQURL = Text{
+		Variable: Variable{Name: "HERALD_DLQ_URL", ReadBy: []Service{Sender}, Source: Set, Meaning: "dead-letter queue for permanent failures"},
+		Required: true,
+		Check:    checkURL,
+	}
+	Transport = Enum{
+		Variable: Variable{Name: "HERALD_TRANSPORT", ReadBy: []Service{Sender}, Source: Set, Meaning: "how mail leaves: SES v2 or an SMTP relay"},
+		Default:  "ses", Choices: []string{"ses", "smtp"},
+	}
+	Pollers = Int{
+		Variable: Variable{Name: "HERALD_POLLERS", ReadBy: []Service{Sender}, Source: Tunable, Meaning: "concurrent long-polls"},
+		Default:  2, Min: 1, Max: 64,
+	}
+	Workers = Int{
+		Variable: Variable{Name: "HERALD_WORKERS", ReadBy: []Service{Sender}, Source: Tunable, Meaning: "concurrent sends"},
+		Default:  32, Min: 1, Max: 4096,
+	}
+	ReceiveBatch = Int{
+		Variable: Variable{Name: "HERALD_RECEIVE_BATCH", ReadBy: []Service{Sender}, Source: Tunable,
+			Meaning: "most messages one `ReceiveMessage` asks for; a poller waits for that many free workers"},
+		Default: SQSMaxBatch, Min: 1, Max: SQSMaxBatch,
+	}
+	DeleteBatch = Int{
+		Variable: Variable{Name: "HERALD_DELETE_BATCH", ReadBy: []Service{Sender}, Source: Tunable,
+			Meaning: "most messages one delete removes; successes wait up to 50 ms to share a `DeleteMessageBatch`, `1` deletes each at once with `DeleteMessage`"},
+		Default: SQSMaxBatch, Min: 1, Max: SQSMaxBatch,
+	}
+	WaitTime = Duration{
+		Variable: Variable{Name: "HERALD_WAIT_TIME", ReadBy: []Service{Sender}, Source: Set,
+			Meaning: "SQS long-poll wait. Not `0`: SQS would short-poll, answering at once and often empty, and the pollers would spin"},
+		Default: SQSMaxWait, Min: time.Second, Max: SQSMaxWait, WholeSeconds: true,
+	}
+	VisibilityTimeout = Duration{
+		Variable: Variable{Name: "HERALD_VISIBILITY_TIMEOUT", ReadBy: []Service{Sender}, Source: Set,
+			Meaning: "the queue's visibility timeout (heartbeat at half of it); the stacks derive it from the send timeout"},
+		Default: 60 * time.Second, Min: 2 * time.Second, Max: SQSMaxVisibility, WholeSeconds: true,
+	}
+	SendTimeout = Duration{
+		Variable: Variable{Name: "HERALD_SEND_TIMEOUT", ReadBy: []Service{Sender}, Source: Set, Meaning: "one SES/SMTP send"},
+		Default:  10 * time.Second, Min: 100 * time.Millisecond, Max: 5 * time.Minute,
+	}
+	SendRate = Float{
+		Variable: Variable{Name: "HERALD_SEND_RATE", ReadBy: []Service{Sender}, Source: SetSecret,
+			Meaning: "the account's sends per second, for all sender tasks together; `0` = the SES account's max send rate from `GetAccount` (14 when it cannot be read), unlimited on SMTP (an SSM parameter in a stack)"},
+		Default: 0, Min: 0, Max: 1e6, Unit: "per second",
+	}
+	SenderTasks = Int{
+		Variable: Variable{Name: "HERALD_SENDER_TASKS", ReadBy: []Service{Sender}, Source: Set,
+			Meaning: "how many sender tasks share that rate; each starts at the rate divided by it and adapts (the stacks set the sender's minimum task count)"},
+		Default: 1, Min: 1, Max: 1000,
+	}
+	RetryBase = Duration{
+		Variable: Variable{Name: "HERALD_RETRY_BASE", ReadBy: []Service{Sender}, Source: Tunable,
+			Meaning: "first backoff of a transient failure (exponential, full jitter); at most `HERALD_RETRY_MAX`"},
+		Default: 5 * time.Second, Min: time.Second, Max: SQSMaxDelay,
+	}
+	RetryMax = Duration{
+		Variable: Variable{Name: "HERALD_RETRY_MAX", ReadBy: []Service{Sender}, Source: Tunable,
+			Meaning: "longest backoff (a re-queued copy waits it as SQS `DelaySeconds`), and the longest a worker holds a message waiting to send"},
+		Default: SQSMaxDelay, Min: time.Second, Max: SQSMaxDelay,
+	}
+	RetryWindow = Duration{
+		Variable: Variable{Name: "HERALD_RETRY_WINDOW", ReadBy: []Service{Sender}, Source: Set,
+			Meaning: "how long after its first failed attempt a message is retried before it is dead-lettered as `expired` (the queue's retention must exceed it by a day, checked at synth)"},
+		Default: 12 * time.Hour, Min: time.Second, Max: SQSMaxRetention,
+	}
+	SESConfigurationSet = Text{
+		Variable: Variable{Name: "HERALD_SES_CONFIGURATION_SET", ReadBy: []Service{Sender}, Source: Set, When: "with an SES configuration set",
+			Meaning: "SES configuration set name"},
+	}
+	SMTPAddr = Text{
+		Variable: Variable{Name: "HERALD_SMTP_ADDR", ReadBy: []Service{Sender}, Source: Set, When: "with SMTP",
+			Meaning: "`host:port` of the SMTP relay; required with `smtp`"},
+	}
+	SMTPUsername = Text{
+		Variable: Variable{Name: "HERALD_SMTP_USERNAME", ReadBy: []Service{Sender}, Source: SetSecret, When: "with SMTP",
+			Meaning: "SMTP user name (an ECS secret from Secrets Manager in a stack)"},
+		Secret: true,
+	}
+	SMTPPassword = Text{
+		Variable: Variable{Name: "HERALD_SMTP_PASSWORD", ReadBy: []Service{Sender}, Source: SetSecret, When: "with SMTP",
+			Meaning: "SMTP password, set with the user name"},
+		Secret: true,
+	}
+	SMTPSecretID = Text{
+		Variable: Variable{Name: "HERALD_SMTP_SECRET_ID", ReadBy: []Service{Sender},
+			Meaning: "alternatively, a secret with JSON `{\"username\",\"password\"}`"},
+	}
+	SMTPTLS = Enum{
+		Variable: Variable{Name: "HERALD_SMTP_TLS", ReadBy: []Service{Sender}, Source: Tunable,
+			Meaning: "`starttls` (required by the server), or `none` (loopback servers only)"},
+		Default: "starttls", Choices: []string{"starttls", "none"},
+	}
+	SMTPCAFile = Text{
+		Variable: Variable{Name: "HERALD_SMTP_CA_FILE", ReadBy: []Service{Sender},
+			Meaning: "PEM certificates trusted for the SMTP server besides the system roots (a private relay's CA)"},
+	}
+	StallAfter = Duration{
+		Variable: Variable{Name: "HERALD_STALL_AFTER", ReadBy: []Service{Sender}, Source: Tunable,
+			Meaning: "the health check fails when no poll completed for this long; longer than `HERALD_WAIT_TIME`"},
+		Default: 90 * time.Second, Min: time.Second, Max: time.Hour,
+	}
+)
+
+// Settings lists every setting, in the order services/README.md shows them.
+func Settings() []Setting {
+	return []Setting{
+		EnvironmentName, Region, EndpointSQS, EndpointSESv2, EndpointSecretsManager, QueueURL, HTTPAddr, LogLevel,
+		MetricsInterval, ShutdownTimeout, AllowedFrom,
+		DefaultFrom, APIKeyHashes, APIKeysSecretID, APIKeysRefresh, MaxMessageBytes, RateLimit, RateBurst,
+		BatchLinger, ReadyCache, MaxConnections,
+		DLQURL, Transport, Pollers, Workers, ReceiveBatch, DeleteBatch, WaitTime, VisibilityTimeout, SendTimeout,
+		SendRate, SenderTasks, RetryBase, RetryMax, RetryWindow, SESConfigurationSet, SMTPAddr, SMTPUsername,
+		SMTPPassword, SMTPSecretID, SMTPTLS, SMTPCAFile, StallAfter,
+	}
+}
+
+// Lookup returns the setting of a variable name (listed in Settings, or
+// declared and pending: settings_next.go).
+func Lookup(name string) (Setting, bool) {
+	for _, s := range append(Settings(), pending()...) {
+		if s.Var().Name == name {
+			return s, true
+		}
+	}
+	return nil, false
+}
+
+// ReadBy lists the settings svc reads.
+func ReadBy(svc Service) []Setting {
+	var out []Setting
+	for _, s := range Settings() {
+		if s.Var().Reads(svc) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Tunables are the names of svc's settings an environment may set
+// (ServiceConfig.Tuning); the stacks set the others themselves or leave
+// them unset.
+func Tunables(svc Service) []string {
+	var out []string
+	for _, s := range ReadBy(svc) {
+		if s.Var().Source == Tunable {
+			out = append(out, s.Var().Name)
+		}
+	}
+	return out
+}
+
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return errors.New("not an absolute URL")
+	}
+	return nil
+}
