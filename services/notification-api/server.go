@@ -235,7 +235,7 @@ func headerProblem(detail string) problem {
 // noStore refuses what needs the state store when the API runs without.
 func noStore(what string) problem {
 	return newProblem(http.StatusNotImplemented, "no-store",
-		"this API runs without a state store (HERALD_STORE_TABLE, local use only): it cannot honour "+what)
+		"this API runs without a state store ("+contract.StoreTable.Name+" unset, local use only): it cannot honour "+what)
 }
 
 // refuse answers a request that prepare found invalid or too large.
