@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,7 +17,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"herald/services/contract"
+	"herald/services/devstack/dynamolocal"
 	"herald/services/internal/herald"
+	"herald/services/internal/store"
 )
 
 // countingSQS counts the SQS requests the API makes.
@@ -93,3 +98,97 @@ func BenchmarkEnqueue(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// BenchmarkKeyed posts single notifications through the handler without
+// and with an Idempotency-Key of their own, on the real store in dynalite
+// (through dynamolocal's proxy) with the DynamoDB client built as main
+// builds it, and a fake queue. It reports the API process's CPU per
+// notification (its profile is the API's cost of a key: run it with
+// -cpuprofile); the rate is dynalite's, not the API's.
+//
+//	go test -run='^$' -bench=Keyed -benchtime=2000x -cpuprofile=cpu.out ./services/notification-api
+func BenchmarkKeyed(b *testing.B) {
+	none := filepath.Join(b.TempDir(), "none")
+	b.Setenv("AWS_ACCESS_KEY_ID", "local")
+	b.Setenv("AWS_SECRET_ACCESS_KEY", "local")
+	b.Setenv("AWS_CONFIG_FILE", none)
+	b.Setenv("AWS_SHARED_CREDENTIALS_FILE", none)
+	b.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dyn, err := dynamolocal.Start(ctx, dynamolocal.Config{Root: root})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dyn.Close()
+	if err := dyn.CreateTable(ctx, dynamolocal.Table{Name: "herald-bench", PartitionKey: store.KeyAttribute, TTLAttribute: store.TTLAttribute}); err != nil {
+		b.Fatal(err)
+	}
+	awsCfg, err := herald.LoadAWSConfig(ctx, "us-east-1", herald.AWSOptions{MaxAttempts: 3, MaxBackoff: 200 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids, err := store.NewIDs(bytes.Repeat([]byte("i"), store.MinSecretBytes))
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := store.New(store.NewDynamoDB(awsCfg, dyn.Endpoint), store.Config{
+		Table: "herald-bench", IdempotencyTTL: 24 * time.Hour, StatusTTL: 30 * 24 * time.Hour, IDs: ids, Clock: time.Now,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var seq atomic.Int64
+	for _, keyed := range []bool{false, true} {
+		b.Run(fmt.Sprint("keyed=", keyed), func(b *testing.B) {
+			cfg := testConfig()
+			cfg.EnqueueTimeout = 5 * time.Second
+			s, err := newServer(cfg, deps{sqs: &fakeSQS{}, state: st, ids: ids}, herald.NewLogger(discard{}, "error", "bench", string(contract.API)), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.enq.close()
+			h := s.handler()
+			body := valid(nil)
+			var failed atomic.Int64
+			before := dyn.Stats()
+			cpu0 := processCPU(b)
+			b.SetParallelism(16)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req := httptest.NewRequest(http.MethodPost, "/api/notifications", strings.NewReader(body))
+					req.Header.Set("Authorization", "Bearer "+testKey)
+					req.Header.Set("Content-Type", "application/json")
+					if keyed {
+						req.Header.Set("Idempotency-Key", fmt.Sprint("bench-", seq.Add(1)))
+					}
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, req)
+					if rec.Code != http.StatusAccepted {
+						failed.Add(1)
+					}
+				}
+			})
+			b.StopTimer()
+			if n := failed.Load(); n > 0 {
+				b.Fatalf("%d of %d requests not accepted", n, b.N)
+			}
+			b.ReportMetric((processCPU(b)-cpu0).Seconds()*1e6/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64(dyn.Stats().Sub(before).Total())/float64(b.N), "dynamodb-requests/op")
+		})
+	}
+}
+
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
