@@ -17,7 +17,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"herald/services/contract"
-	"herald/services/devstack/dynamolocal"
 	"herald/services/internal/herald"
 	"herald/services/internal/store"
 )
@@ -45,12 +44,7 @@ func (c *countingSQS) SendMessageBatch(ctx context.Context, in *sqs.SendMessageB
 //
 //	go test ./services/notification-api -run '^$' -bench Enqueue -benchtime 3000x
 func BenchmarkEnqueue(b *testing.B) {
-	none := filepath.Join(b.TempDir(), "none")
-	b.Setenv("AWS_ACCESS_KEY_ID", "local")
-	b.Setenv("AWS_SECRET_ACCESS_KEY", "local")
-	b.Setenv("AWS_CONFIG_FILE", none)
-	b.Setenv("AWS_SHARED_CREDENTIALS_FILE", none)
-	b.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	localAWSEnv(b)
 	for _, linger := range []time.Duration{0, 2 * time.Millisecond} {
 		b.Run("linger="+linger.String(), func(b *testing.B) {
 			emu := startEmulator(b, "127.0.0.1:0")
@@ -71,25 +65,9 @@ func BenchmarkEnqueue(b *testing.B) {
 			defer s.enq.close()
 			h := s.handler()
 			body := valid(nil)
-			var failed atomic.Int64
 			b.SetParallelism(16) // 16 per core: concurrent clients, as under load
 			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					req := httptest.NewRequest(http.MethodPost, "/api/notifications", strings.NewReader(body))
-					req.Header.Set("Authorization", "Bearer "+testKey)
-					req.Header.Set("Content-Type", "application/json")
-					rec := httptest.NewRecorder()
-					h.ServeHTTP(rec, req)
-					if rec.Code != http.StatusAccepted {
-						failed.Add(1)
-					}
-				}
-			})
-			b.StopTimer()
-			if n := failed.Load(); n > 0 {
-				b.Fatalf("%d of %d requests not accepted", n, b.N)
-			}
+			postParallel(b, h, body, nil)
 			b.ReportMetric(float64(counter.calls.Load())/float64(b.N), "sqs-requests/op")
 		})
 	}
@@ -108,26 +86,9 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 //
 //	go test -run='^$' -bench=Keyed -benchtime=2000x -cpuprofile=cpu.out ./services/notification-api
 func BenchmarkKeyed(b *testing.B) {
-	none := filepath.Join(b.TempDir(), "none")
-	b.Setenv("AWS_ACCESS_KEY_ID", "local")
-	b.Setenv("AWS_SECRET_ACCESS_KEY", "local")
-	b.Setenv("AWS_CONFIG_FILE", none)
-	b.Setenv("AWS_SHARED_CREDENTIALS_FILE", none)
-	b.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	dyn, err := dynamolocal.Start(ctx, dynamolocal.Config{Root: root})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer dyn.Close()
-	if err := dyn.CreateTable(ctx, dynamolocal.Table{Name: "herald-bench", PartitionKey: store.KeyAttribute, TTLAttribute: store.TTLAttribute}); err != nil {
-		b.Fatal(err)
-	}
+	localAWSEnv(b)
+	dyn := startDynalite(b, "herald-bench")
+	ctx := context.Background()
 	awsCfg, err := herald.LoadAWSConfig(ctx, "us-east-1", herald.AWSOptions{MaxAttempts: 3, MaxBackoff: 200 * time.Millisecond})
 	if err != nil {
 		b.Fatal(err)
@@ -154,30 +115,15 @@ func BenchmarkKeyed(b *testing.B) {
 			defer s.enq.close()
 			h := s.handler()
 			body := valid(nil)
-			var failed atomic.Int64
+			var key func(*http.Request)
+			if keyed {
+				key = func(r *http.Request) { r.Header.Set("Idempotency-Key", fmt.Sprint("bench-", seq.Add(1))) }
+			}
 			before := dyn.Stats()
 			cpu0 := processCPU(b)
 			b.SetParallelism(16)
 			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					req := httptest.NewRequest(http.MethodPost, "/api/notifications", strings.NewReader(body))
-					req.Header.Set("Authorization", "Bearer "+testKey)
-					req.Header.Set("Content-Type", "application/json")
-					if keyed {
-						req.Header.Set("Idempotency-Key", fmt.Sprint("bench-", seq.Add(1)))
-					}
-					rec := httptest.NewRecorder()
-					h.ServeHTTP(rec, req)
-					if rec.Code != http.StatusAccepted {
-						failed.Add(1)
-					}
-				}
-			})
-			b.StopTimer()
-			if n := failed.Load(); n > 0 {
-				b.Fatalf("%d of %d requests not accepted", n, b.N)
-			}
+			postParallel(b, h, body, key)
 			b.ReportMetric((processCPU(b)-cpu0).Seconds()*1e6/float64(b.N), "cpu-µs/op")
 			b.ReportMetric(float64(dyn.Stats().Sub(before).Total())/float64(b.N), "dynamodb-requests/op")
 		})
@@ -191,4 +137,41 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// localAWSEnv points the SDK's default chain at dummy credentials and no
+// shared files, for herald.LoadAWSConfig against the emulators.
+func localAWSEnv(b *testing.B) {
+	none := filepath.Join(b.TempDir(), "none")
+	b.Setenv("AWS_ACCESS_KEY_ID", "local")
+	b.Setenv("AWS_SECRET_ACCESS_KEY", "local")
+	b.Setenv("AWS_CONFIG_FILE", none)
+	b.Setenv("AWS_SHARED_CREDENTIALS_FILE", none)
+	b.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+// postParallel posts body b.N times through h from the benchmark's
+// goroutines, each request changed by prepare (when not nil), and stops the
+// timer; it fails the benchmark if any post was not accepted.
+func postParallel(b *testing.B, h http.Handler, body string, prepare func(*http.Request)) {
+	var failed atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req := httptest.NewRequest(http.MethodPost, "/api/notifications", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+testKey)
+			req.Header.Set("Content-Type", "application/json")
+			if prepare != nil {
+				prepare(req)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusAccepted {
+				failed.Add(1)
+			}
+		}
+	})
+	b.StopTimer()
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d of %d requests not accepted", n, b.N)
+	}
 }
