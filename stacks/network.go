@@ -43,6 +43,9 @@ type NetworkProps struct {
 	LogKeyARN *string
 	// LogRetentionDays of the flow log group (with flow logs).
 	LogRetentionDays int
+	// DynamoDBPolicy, when set, adds a DynamoDB gateway endpoint on the
+	// private route tables with this policy (the state store's table).
+	DynamoDBPolicy []Statement
 }
 
 // Network is a VPC (new or existing) with its subnets and endpoints.
@@ -59,6 +62,9 @@ type Network struct {
 	// S3PrefixListID is the S3 gateway endpoint's prefix list (image
 	// layers), nil without endpoints.
 	S3PrefixListID *string
+	// DynamoDBPrefixListID is the DynamoDB gateway endpoint's prefix list,
+	// nil without it.
+	DynamoDBPrefixListID *string
 	// FlowLogs is nil when flow logs are off.
 	FlowLogs *LogGroup
 }
@@ -283,6 +289,21 @@ func (n *Network) newEndpoints(c constructs.Construct, p *NetworkProps, privateR
 		Tags:            nameTag(p.Name + "-s3"),
 	})
 	n.S3PrefixListID = s3.PrefixListId()
+	if len(p.DynamoDBPolicy) == 0 {
+		return
+	}
+	// The state store is reached through a gateway endpoint (free, no NAT
+	// traffic); its policy admits the table's item actions only.
+	table := newPolicyDocument(c, "dynamodb-endpoint-policy", p.DynamoDBPolicy, resourcePolicy)
+	dynamo := vpcendpoint.NewVpcEndpoint(c, jsii.String("endpoint-dynamodb"), &vpcendpoint.VpcEndpointConfig{
+		VpcId:           n.VPCID,
+		ServiceName:     jsii.String(fmt.Sprintf("com.amazonaws.%s.dynamodb", p.Region)),
+		VpcEndpointType: jsii.String("Gateway"),
+		RouteTableIds:   &privateRouteTables,
+		Policy:          table.Json(),
+		Tags:            nameTag(p.Name + "-dynamodb"),
+	})
+	n.DynamoDBPrefixListID = dynamo.PrefixListId()
 }
 
 // AllowEndpointAccess lets members of securityGroupID reach the interface
