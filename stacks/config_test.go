@@ -128,6 +128,8 @@ func TestValidationNamesTheField(t *testing.T) {
 			e.Network.CIDR = "10.1.0.0/16"
 			e.Network.Existing = &ExistingNetwork{VPCID: "vpc-01234567", PublicSubnetIDs: []string{"subnet-01234567", "subnet-89abcdef"}, PrivateSubnetIDs: []string{"subnet-01234568", "subnet-89abcdee"}, PrivateRouteTableIDs: []string{"rtb-01234567"}}
 		}, "Network.Existing", "leave them unset"},
+		{"status TTL under the queues' retention", func(e *Environment) { e.Store.StatusTTL = 10 * 24 * time.Hour }, "Store.StatusTTL", "shorter than Queue.Retention + Queue.DLQRetention (432h0m0s)"},
+		{"status TTL over the setting's bound", func(e *Environment) { e.Store.StatusTTL = 400 * 24 * time.Hour }, "Store.StatusTTL", "HERALD_STATUS_TTL"},
 		{"bad account", func(e *Environment) { e.Account = "12345" }, "Account", "12-digit"},
 		{"bad region", func(e *Environment) { e.Region = "europe" }, "Region", "not an AWS region"},
 		{"bad name", func(e *Environment) { e.Name = "Production-1" }, "Name", "lower-case"},

@@ -821,6 +821,21 @@ func TestConstructsRefuseBadProps(t *testing.T) {
 			p.TaskGrants = []Statement{{Actions: []string{"sqs:*"}, Resources: []string{"arn:q"}}}
 			NewFargateService(s, "svc", p)
 		}, "wildcard"},
+		{"table name", func(s cdktf.TerraformStack) {
+			NewTable(s, "t", &TableProps{Name: "x", Account: testAccount, Region: testRegion})
+		}, `Name "x": 3..255`},
+		{"feedback visibility", func(s cdktf.TerraformStack) {
+			NewFeedback(s, "f", &FeedbackProps{Prefix: "herald-test", Account: testAccount, Region: testRegion, ConfigurationSetName: "herald-test", Visibility: time.Second})
+		}, "HERALD_FEEDBACK_VISIBILITY"},
+		{"feedback without a configuration set", func(s cdktf.TerraformStack) {
+			NewFeedback(s, "f", &FeedbackProps{Prefix: "herald-test", Account: testAccount, Region: testRegion, Visibility: 30 * time.Second})
+		}, "ConfigurationSetName are required"},
+		{"published path with a trailing slash", func(s cdktf.TerraformStack) {
+			NewPublished(s, "p", &PublishedProps{Path: "/herald/test/", Parameters: []PublishedParameter{{Name: "a", Description: "a", Value: jsii.String("x")}}})
+		}, "without a trailing slash"},
+		{"generated secret too short", func(s cdktf.TerraformStack) {
+			NewSecrets(s, "s", &SecretsProps{Prefix: "p", Account: testAccount, Region: testRegion, RecoveryWindowDays: 7, Secrets: []SecretSpec{{Name: "id", Generate: 16}}})
+		}, "Generate 16: 32..4096"},
 		{"queue retention", func(s cdktf.TerraformStack) {
 			p := queueProps(10 * time.Second)
 			p.Retention, p.DLQRetention = 14*24*time.Hour, 7*24*time.Hour

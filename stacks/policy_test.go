@@ -326,6 +326,37 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 		if sender["secretsmanager:GetSecretValue"] != nil {
 			t.Error("the sender's task role reads secrets; ECS injects them")
 		}
+		// The state store: each role its item actions, on the table only,
+		// each limited to its items' key prefix (DESIGN.md's IAM table).
+		table := TableARN(s.env.Region, s.env.Account, s.id+tableSuffix)
+		for role, want := range map[string]map[string]string{
+			"api_task-role":    {"dynamodb:PutItem": "k#*", "dynamodb:DeleteItem": "k#*", "dynamodb:UpdateItem": "k#* r#*", "dynamodb:GetItem": "n#* r#*"},
+			"sender_task-role": {"dynamodb:UpdateItem": "n#*"},
+		} {
+			got := map[string]string{}
+			for _, st := range roleStatements(t, s.doc, role) {
+				for _, a := range strs(t, st["actions"]) {
+					if !strings.HasPrefix(a, "dynamodb:") {
+						continue
+					}
+					cond := block(st["condition"])
+					if !slices.Equal(strs(t, st["resources"]), []string{table}) || cond["test"] != "ForAllValues:StringLike" || cond["variable"] != "dynamodb:LeadingKeys" {
+						t.Errorf("%s: %s on %v with %v, want the table with dynamodb:LeadingKeys", role, a, st["resources"], cond)
+					}
+					got[a] = strings.TrimSpace(got[a] + " " + strings.Join(strs(t, cond["values"]), " "))
+				}
+			}
+			if !maps.Equal(got, want) {
+				t.Errorf("%s: DynamoDB %v, want %v", role, got, want)
+			}
+		}
+		for _, role := range []string{"api_execution-role", "sender_execution-role"} {
+			for a := range grants(t, roleStatements(t, s.doc, role)) {
+				if strings.HasPrefix(a, "dynamodb:") {
+					t.Errorf("%s may %s", role, a)
+				}
+			}
+		}
 	})
 }
 
@@ -362,6 +393,19 @@ func TestEverythingEncrypted(t *testing.T) {
 			if k["enable_key_rotation"] != true {
 				t.Errorf("key %s does not rotate", name)
 			}
+		}
+		for name, tb := range s.doc.resources("aws_dynamodb_table") {
+			if sse := block(tb["server_side_encryption"]); sse["enabled"] != true || !keyRef.MatchString(str(sse["kms_key_arn"])) {
+				t.Errorf("table %s is not encrypted with a key of the stack: %v", name, sse)
+			}
+			// prod keeps its records through a careless destroy and restores them
+			pitr := block(tb["point_in_time_recovery"])["enabled"] == true
+			if pitr != s.env.Store.PointInTimeRecovery || tb["deletion_protection_enabled"] != s.env.Store.DeletionProtection {
+				t.Errorf("table %s: point-in-time recovery %v, deletion protection %v; environment %+v", name, pitr, tb["deletion_protection_enabled"], s.env.Store)
+			}
+		}
+		if n := len(s.doc.resources("aws_dynamodb_table")); n != 1 {
+			t.Errorf("%d tables, want the state store", n)
 		}
 	})
 }
