@@ -67,9 +67,9 @@ func placeholderSources(e Environment) variableSources {
 	src := variableSources{
 		queueURL: queue, dlqURL: queue + "-dlq",
 		defaultFromParameter: param + defaultFromName, keysSecretIDParameter: param + apiKeysSecretIDName, sendRateParameter: param + sendRateName,
-		keysSecretName: StackID(e.Name, "") + "/" + apiKeysSecret,
-		smtpSecretARN:  fmt.Sprintf("arn:%s:secretsmanager:%s:%s:secret:%s/%s", partition(e.Region), e.Region, e.Account, StackID(e.Name, ""), smtpSecret),
-		tableName:      StackID(e.Name, "") + tableSuffix,
+		keysSecretName:      StackID(e.Name, "") + "/" + apiKeysSecret,
+		smtpSecretARN:       fmt.Sprintf("arn:%s:secretsmanager:%s:%s:secret:%s/%s", partition(e.Region), e.Region, e.Account, StackID(e.Name, ""), smtpSecret),
+		tableName:           StackID(e.Name, "") + tableSuffix,
 		idSecretIDParameter: param + idSecretIDName,
 		idSecretName:        StackID(e.Name, "") + "/" + idSecret,
 	}

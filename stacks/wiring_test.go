@@ -413,7 +413,7 @@ func checkEgress(w wired) []string {
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	interfaces := map[string]map[string]any{} // service suffix -> endpoint
-	gateways := map[string]string{}            // service suffix -> gateway endpoint's logical name
+	gateways := map[string]string{}           // service suffix -> gateway endpoint's logical name
 	prefix := "com.amazonaws." + w.region + "."
 	for name, e := range w.doc.resources("aws_vpc_endpoint") {
 		svc := strings.TrimPrefix(str(e["service_name"]), prefix)
