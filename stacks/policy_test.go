@@ -584,7 +584,7 @@ func TestServiceContract(t *testing.T) {
 	forEachStack(t, func(t *testing.T, s builtStack) {
 		var queue map[string]any
 		for _, q := range s.doc.resources("aws_sqs_queue") {
-			if !strings.HasSuffix(q["name"].(string), "-dlq") {
+			if q["name"] == s.id+"-notifications" {
 				queue = q
 			}
 		}
