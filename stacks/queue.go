@@ -164,14 +164,7 @@ func NewQueue(scope constructs.Construct, id string, props *QueueProps) *Queue {
 	// Producers and consumers use the key through SQS with their own IAM
 	// permissions; the key policy needs a service statement only for a
 	// service that sends on its own (KeyServiceGrants).
-	q.Key = NewKey(c, "key", &KeyProps{
-		Alias:              p.Name,
-		Description:        "Encrypts the messages of " + p.Name + " and its dead-letter queue",
-		Account:            p.Account,
-		Region:             p.Region,
-		DeletionWindowDays: keyDeletionWindowDays,
-		ServiceGrants:      p.KeyServiceGrants,
-	})
+	q.Key = NewKey(c, "key", keyFor(p.Name, "Encrypts the messages of "+p.Name+" and its dead-letter queue", p.Account, p.Region, p.KeyServiceGrants...))
 	// Both queues share every setting but name and retention.
 	queueConfig := func(name string, retention time.Duration) *sqsqueue.SqsQueueConfig {
 		return &sqsqueue.SqsQueueConfig{

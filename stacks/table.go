@@ -134,13 +134,7 @@ func NewTable(scope constructs.Construct, id string, props *TableProps) *Table {
 	// The roles use the key through DynamoDB with their own IAM
 	// permissions; DynamoDB creates its grants on the key as the caller of
 	// CreateTable, which the account statement allows.
-	t.Key = NewKey(c, "key", &KeyProps{
-		Alias:              p.Name,
-		Description:        "Encrypts the state store " + p.Name + " (idempotency keys, notification status, SES feedback)",
-		Account:            p.Account,
-		Region:             p.Region,
-		DeletionWindowDays: keyDeletionWindowDays,
-	})
+	t.Key = NewKey(c, "key", keyFor(p.Name, "Encrypts the state store "+p.Name+" (idempotency keys, notification status, SES feedback)", p.Account, p.Region))
 	t.Table = dynamodbtable.NewDynamodbTable(c, jsii.String("table"), &dynamodbtable.DynamodbTableConfig{
 		Name:        jsii.String(p.Name),
 		BillingMode: jsii.String("PAY_PER_REQUEST"),

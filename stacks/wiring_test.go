@@ -173,19 +173,16 @@ func TestWiringChecksFail(t *testing.T) {
 		}},
 		// ordering
 		{"the API service no longer waits for its listeners", "herald-dev", "ordering", func(t *testing.T, d tfDoc) {
-			svc := d.named(t, "aws_ecs_service", "api_service")
-			svc["depends_on"] = without(strs(t, svc["depends_on"]), "aws_lb_listener.")
+			dropDependency(t, d.named(t, "aws_ecs_service", "api_service"), "aws_lb_listener.")
 		}},
 		{"a service no longer waits for its task role's policy", "herald-prod", "ordering", func(t *testing.T, d tfDoc) {
-			svc := d.named(t, "aws_ecs_service", "sender_service")
-			svc["depends_on"] = without(strs(t, svc["depends_on"]), "aws_iam_role_policy.sender_task-role")
+			dropDependency(t, d.named(t, "aws_ecs_service", "sender_service"), "aws_iam_role_policy.sender_task-role")
 		}},
 		{"a task definition no longer waits for its log group", "herald-dev", "ordering", func(t *testing.T, d tfDoc) {
 			delete(d.named(t, "aws_ecs_task_definition", "sender_task"), "depends_on")
 		}},
 		{"the load balancer no longer waits for the log bucket's policy", "herald-prod", "ordering", func(t *testing.T, d tfDoc) {
-			lb := d.only(t, "aws_lb")
-			lb["depends_on"] = without(strs(t, lb["depends_on"]), "aws_s3_bucket_policy.")
+			dropDependency(t, d.only(t, "aws_lb"), "aws_s3_bucket_policy.")
 		}},
 		{"the queue no longer waits for its dead-letter queue", "herald-prod", "ordering", func(t *testing.T, d tfDoc) {
 			for _, q := range d.resources("aws_sqs_queue") {
@@ -209,8 +206,7 @@ func TestWiringChecksFail(t *testing.T) {
 			d.named(t, "aws_sesv2_configuration_set_event_destination", "feedback_event-destination")["configuration_set_name"] = "other"
 		}},
 		{"the event destination no longer waits for the topic's policy", "herald-prod", "feedback", func(t *testing.T, d tfDoc) {
-			ed := d.named(t, "aws_sesv2_configuration_set_event_destination", "feedback_event-destination")
-			ed["depends_on"] = without(strs(t, ed["depends_on"]), "aws_sns_topic_policy.")
+			dropDependency(t, d.named(t, "aws_sesv2_configuration_set_event_destination", "feedback_event-destination"), "aws_sns_topic_policy.")
 		}},
 		{"bounces no longer published", "herald-dev", "feedback", func(t *testing.T, d tfDoc) {
 			ed := block(d.named(t, "aws_sesv2_configuration_set_event_destination", "feedback_event-destination")["event_destination"])
@@ -1208,6 +1204,13 @@ func setContainerEnv(t *testing.T, d tfDoc, taskPart, containerName, variable, v
 		}
 	}
 	t.Fatalf("no %s in container %s", variable, containerName)
+}
+
+// dropDependency removes a resource's depends_on entries starting with
+// prefix.
+func dropDependency(t *testing.T, r map[string]any, prefix string) {
+	t.Helper()
+	r["depends_on"] = without(strs(t, r["depends_on"]), prefix)
 }
 
 func without(list []string, prefix string) []any {
