@@ -62,6 +62,8 @@ func TestDefaults(t *testing.T) {
 		{"ingress CIDRs with a certificate", strings.Join(e.Ingress.AllowedCIDRs, ","), "0.0.0.0/0"},
 		{"image tag", e.Repositories.DefaultTag, "initial"},
 		{"tag", e.Tags["Environment"], "test"},
+		{"status TTL", e.Store.StatusTTL, 30 * 24 * time.Hour},
+		{"point-in-time recovery", e.Store.PointInTimeRecovery, false},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -85,6 +87,14 @@ func TestDefaults(t *testing.T) {
 	logs.Ingress.AccessLogs.Enabled = true
 	if got := logs.WithDefaults().Ingress.AccessLogs.RetentionDays; got != 90 {
 		t.Errorf("access logs kept %d days by default, want 90", got)
+	}
+	// SES feedback comes with the configuration set, over SES only.
+	withSet := validEnv()
+	withSet.Email.ConfigurationSet = true
+	smtp := withSet
+	smtp.Email.Transport = "smtp"
+	if !withSet.WithDefaults().Email.FeedbackEnabled() || smtp.WithDefaults().Email.FeedbackEnabled() || e.Email.FeedbackEnabled() {
+		t.Error("feedback is on exactly with the ses transport and a configuration set")
 	}
 	appmesh := validEnv()
 	appmesh.Mesh.Mode = MeshAppMesh
