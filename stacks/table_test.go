@@ -148,4 +148,8 @@ func TestTableMatchesStore(t *testing.T) {
 			t.Errorf("store.%s = %q (found %v), the stacks use %q", name, got, ok, want)
 		}
 	}
+	// The shared rate limit's items, once the store has them.
+	if got, ok := consts["rateItemPrefix"]; ok && got != rateLimitItems {
+		t.Errorf("store.rateItemPrefix = %q, the stacks grant %q", got, rateLimitItems)
+	}
 }
