@@ -255,6 +255,7 @@ func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackPro
 		},
 		Queue:                 h.Queue.Name,
 		DeadLetter:            h.Queue.DeadLetterName,
+		Table:                 h.Table.Name,
 		LoadBalancerARNSuffix: h.Ingress.LoadBalancer.ArnSuffix(),
 		TargetGroupARNSuffix:  h.Ingress.TargetGroup.ArnSuffix(),
 		AlarmEmail:            env.Observability.AlarmEmail,

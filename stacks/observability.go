@@ -45,6 +45,8 @@ type ObservabilityProps struct {
 	OldestMessageAge     time.Duration
 	API5xxPercent        float64
 	SenderFailurePercent float64
+	// Table is the state store's table name.
+	Table string
 	// FeedbackQueue and FeedbackDeadLetter name the SES feedback queues;
 	// empty without feedback. With them come the SES reputation alarms.
 	FeedbackQueue, FeedbackDeadLetter string
@@ -74,8 +76,8 @@ type Observability struct {
 
 func (p *ObservabilityProps) validate() error {
 	var errs []error
-	if p.Prefix == "" || p.EnvironmentName == "" || p.ClusterName == "" || p.Queue == "" || p.DeadLetter == "" {
-		errs = append(errs, errors.New("Prefix, EnvironmentName, ClusterName, Queue and DeadLetter are required"))
+	if p.Prefix == "" || p.EnvironmentName == "" || p.ClusterName == "" || p.Queue == "" || p.DeadLetter == "" || p.Table == "" {
+		errs = append(errs, errors.New("Prefix, EnvironmentName, ClusterName, Queue, DeadLetter and Table are required"))
 	}
 	if p.LoadBalancerARNSuffix == nil || p.TargetGroupARNSuffix == nil {
 		errs = append(errs, errors.New("LoadBalancerARNSuffix and TargetGroupARNSuffix are required"))
@@ -236,6 +238,20 @@ func (o *Observability) newAlarms(c constructs.Construct, p *ObservabilityProps)
 			},
 		},
 	}
+	// An on-demand table throttles when traffic jumps past twice its
+	// previous peak, or at the account's table limits: throttling that
+	// lasts is the API answering 503 to keyed requests and the sender
+	// pausing.
+	table := map[string]*string{"TableName": jsii.String(p.Table)}
+	specs = append(specs, alarmSpec{
+		name: "store-throttled", description: "The state store's table throttles requests: keyed requests get 503, the sender pauses",
+		threshold: 0, comparison: "GreaterThanThreshold", periods: 5, points: 3, missing: "notBreaching",
+		queries: []*cloudwatchmetricalarm.CloudwatchMetricAlarmMetricQuery{
+			metricQuery("reads", "AWS/DynamoDB", "ReadThrottleEvents", "Sum", table),
+			metricQuery("writes", "AWS/DynamoDB", "WriteThrottleEvents", "Sum", table),
+			expressionQuery("throttled", "FILL(reads, 0) + FILL(writes, 0)", "throttled requests"),
+		},
+	})
 	if p.FeedbackQueue != "" {
 		specs = append(specs, feedbackAlarms(p)...)
 	}
@@ -403,6 +419,12 @@ func dashboard(p *ObservabilityProps) map[string]any {
 	add("CPU utilization (%)", cpu)
 	add("Memory utilization (%)", memory)
 	add("Running tasks", tasks)
+	add("State store (DynamoDB)", [][]any{
+		metricLine("AWS/DynamoDB", "ConsumedWriteCapacityUnits", statLabel("Sum", "write units"), "TableName", p.Table),
+		metricLine("AWS/DynamoDB", "ConsumedReadCapacityUnits", statLabel("Sum", "read units"), "TableName", p.Table),
+		metricLine("AWS/DynamoDB", "WriteThrottleEvents", map[string]any{"stat": "Sum", "label": "throttled writes", "yAxis": "right"}, "TableName", p.Table),
+		metricLine("AWS/DynamoDB", "ReadThrottleEvents", map[string]any{"stat": "Sum", "label": "throttled reads", "yAxis": "right"}, "TableName", p.Table),
+	})
 	if p.FeedbackQueue != "" {
 		// Reputation is an hourly ratio; the lines mark the alarms.
 		addWith("SES reputation", [][]any{
