@@ -14,26 +14,29 @@ import (
 // its tasks (issue 16; DESIGN.md "Rate buckets"). Each API key has one token
 // bucket in the item r#<API key id>. A task does not write per request: it
 // leases a slice of the bucket's tokens with one conditional UpdateItem and
-// spends them locally. The refill is computed by the task from the item's
-// last refill time and the configured rate and burst, and written with the
-// item's new random version; the condition is the version the task last
-// saw, so two tasks never both take the same tokens. A failed condition
-// returns the item as it is (ALL_OLD), and the lease is computed again from
-// it.
+// spends them locally.
+//
+// The bucket is kept as GCRA keeps it, as one time: the theoretical
+// arrival time (tat), when the bucket will be full again. With T = 1/rate
+// and tau = burst × T, a bucket holds min(burst, (now + tau - tat) / T)
+// tokens, and taking n adds n × T to max(tat, now). A lease of a bucket in
+// use is therefore "SET tat = tat + n×T" on the condition "now <= tat <=
+// now + tau - n×T": no version to match, so tasks leasing the same key do
+// not fail each other's writes, and one UpdateItem is one lease. A bucket
+// that is full (tat in the past, or no item) is written "SET tat = now +
+// n×T" on the condition that it is. A task that guessed the wrong case gets
+// the item back (ALL_OLD) and writes again.
 
 const (
 	rateItemPrefix = "r#" // rate buckets: r#<API key id>
-	attrTokens     = "milliTokens"
-	attrRefilledAt = "refilledAt"
-	attrVersion    = "version"
+	attrTAT        = "tat"
 	// maxLeaseAttempts bounds the conditional writes of one Lease: each
-	// failed one brings the item's current state, so a second attempt fails
-	// only when another task leased in between.
+	// failed one brings the item's current state.
 	maxLeaseAttempts = 4
 )
 
-// ErrContended: every attempt of a Lease met another task's lease of the
-// same bucket; the caller may try again.
+// ErrContended: every attempt of a Lease met another task's change of the
+// bucket; the caller may try again.
 var ErrContended = errors.New("store: the rate bucket kept changing under the lease")
 
 // Bucket is a token bucket's configuration.
@@ -43,57 +46,35 @@ type Bucket struct {
 	Burst int
 }
 
+// interval is T, the time one token takes to come back, in nanoseconds
+// (rounded up: never faster than the rate).
+func (b Bucket) interval() int64 { return int64(math.Ceil(1e9 / b.Rate)) }
+
 // BucketState is a bucket as a task last saw it. Other tasks only take
 // tokens, so the tokens it computes for a later time are an upper bound of
-// the bucket's: a task that sees too few need not ask.
+// the bucket's: a task that sees too few need not ask. The zero value is a
+// full bucket (no item).
 type BucketState struct {
-	// Exists is false for an absent (or expired) item: a full bucket.
-	Exists bool
-	// MilliTokens is the tokens × 1000 at RefilledAt.
-	MilliTokens int64
-	RefilledAt  time.Time
-	// Version is the item's random version, the next lease's condition.
-	Version string
-	// expiresAt is the item's TTL: past it the item reads as absent.
-	expiresAt time.Time
+	tat int64 // epoch ns; 0: none
 }
 
-// milliAt is the bucket's milli-tokens at now, and the refill time to
-// record: a clock behind the item's refills nothing.
-func (s BucketState) milliAt(b Bucket, now time.Time) (int64, time.Time) {
-	full := int64(b.Burst) * 1000
-	if !s.Exists || !now.Before(s.expiresAt) {
-		// Past expiresAt the item reads as absent (DESIGN.md); a lease
-		// still writes on the condition of its version.
-		return full, now
-	}
-	if !now.After(s.RefilledAt) {
-		return min(s.MilliTokens, full), s.RefilledAt
-	}
-	// Rate tokens a second are Rate milli-tokens a millisecond.
-	added := math.Floor(b.Rate * float64(now.Sub(s.RefilledAt).Milliseconds()))
-	if added >= float64(full) {
-		return full, now
-	}
-	return min(full, s.MilliTokens+int64(added)), now
+// tokensAt is the bucket's whole tokens at now.
+func (s BucketState) tokensAt(b Bucket, now int64) int64 {
+	t := b.interval()
+	return min(int64(b.Burst), (now+int64(b.Burst)*t-max(s.tat, now))/t)
 }
 
 // Available is the tokens at now as far as s tells (an upper bound).
-func (s BucketState) Available(b Bucket, now time.Time) float64 {
-	m, _ := s.milliAt(b, now)
-	return float64(m) / 1000
+func (s BucketState) Available(b Bucket, now time.Time) int {
+	return int(s.tokensAt(b, now.UnixNano()))
 }
 
 // WaitFor is how long from now until the bucket, as far as s tells, holds
 // n tokens (0 when it does). It is a lower bound: other tasks may take
 // tokens first.
 func (s BucketState) WaitFor(b Bucket, n int, now time.Time) time.Duration {
-	m, _ := s.milliAt(b, now)
-	missing := int64(n)*1000 - m
-	if missing <= 0 {
-		return 0
-	}
-	return time.Duration(math.Ceil(float64(missing)/b.Rate)) * time.Millisecond
+	t := b.interval()
+	return time.Duration(max(0, s.tat+int64(n)*t-int64(b.Burst)*t-now.UnixNano()))
 }
 
 // Grant is a Lease's outcome.
@@ -143,57 +124,45 @@ func (r *RateBuckets) Lease(ctx context.Context, keyID string, b Bucket, want, l
 	if err := checkText("key id", keyID, 200); err != nil {
 		return Grant{}, fmt.Errorf("store: rate lease: %w", err)
 	}
-	if !(b.Rate > 0) || b.Burst < 1 || least < 1 || want < least || want > b.Burst {
-		return Grant{}, fmt.Errorf("store: rate lease of %d (at least %d) from a bucket of rate %g, burst %d: need 0 < least <= want <= burst, rate > 0",
+	if !(b.Rate > 0 && b.Rate <= 1e6) || b.Burst < 1 || least < 1 || want < least || want > b.Burst {
+		return Grant{}, fmt.Errorf("store: rate lease of %d (at least %d) from a bucket of rate %g, burst %d: need 0 < least <= want <= burst, 0 < rate <= 1e6",
 			want, least, b.Rate, b.Burst)
 	}
+	t, tau := b.interval(), int64(b.Burst)*b.interval()
 	g := Grant{State: seen}
 	for range maxLeaseAttempts {
-		now := r.clock()
-		milli, at := g.State.milliAt(b, now)
-		n := min(int64(want), milli/1000)
+		now := r.clock().UnixNano()
+		n := min(int64(want), g.State.tokensAt(b, now))
 		if n < int64(least) {
 			return g, nil
 		}
-		left := milli - n*1000
-		// The item is worth keeping until the bucket is full again: an
-		// absent item is a full bucket. Whole seconds, rounded up.
-		fill := time.Duration(math.Ceil(float64(int64(b.Burst)*1000-left)/b.Rate)) * time.Millisecond
-		exp := at.Add(fill + time.Second).Truncate(time.Second)
-		next := BucketState{Exists: true, MilliTokens: left, RefilledAt: at, Version: newToken(), expiresAt: exp}
-		values := map[string]types.AttributeValue{
-			":tok": num(left), ":rat": num(at.UnixMilli()), ":ver": str(next.Version), ":exp": num(exp.Unix()),
+		inc := n * t
+		// The item is worth keeping until the bucket is full again (an
+		// absent item is a full bucket): tat is never past now + tau.
+		values := map[string]types.AttributeValue{":inc": num(inc), ":now": num(now), ":exp": num((now+tau)/1e9 + 2)}
+		var update, cond string
+		if g.State.tat > now {
+			// In use: add to tat where it is, if n tokens are left there.
+			update, cond = "SET #tat = #tat + :inc, #exp = :exp", "#tat >= :now AND #tat <= :max"
+			values[":max"] = num(now + tau - inc)
+		} else {
+			// Full: tat starts from now.
+			update, cond = "SET #tat = :now + :inc, #exp = :exp", "attribute_not_exists(#pk) OR #tat <= :now"
 		}
-		cond := "attribute_not_exists(#pk)"
-		if g.State.Exists {
-			cond = "#ver = :seen"
-			values[":seen"] = str(g.State.Version)
-		}
-		_, err := r.s.update(ctx, rateItemPrefix+keyID, "SET #tok = :tok, #rat = :rat, #ver = :ver, #exp = :exp", cond, values, false)
+		out, err := r.s.update(ctx, rateItemPrefix+keyID, update, cond, values, true)
 		g.Requests++
 		if err == nil {
-			g.Tokens, g.State = int(n), next
+			old := item(out.Attributes).num(attrTAT)
+			g.Tokens, g.State = int(n), BucketState{tat: max(old, now) + inc}
 			return g, nil
 		}
 		old, ok := conditionFailed(err)
 		if !ok {
 			return g, fmt.Errorf("store: rate lease for key %s: %w", keyID, err)
 		}
-		g.State = bucketOf(old)
+		// A bucket past its expiresAt reads as absent (DESIGN.md); its tat
+		// is in the past then, which reads the same.
+		g.State = BucketState{tat: item(old).num(attrTAT)}
 	}
 	return g, ErrContended
-}
-
-// bucketOf reads a rate item; nil is an absent bucket.
-func bucketOf(it item) BucketState {
-	if it == nil || !it.has(attrVersion) {
-		return BucketState{}
-	}
-	return BucketState{
-		Exists:      true,
-		MilliTokens: it.num(attrTokens),
-		RefilledAt:  it.millis(attrRefilledAt),
-		Version:     it.str(attrVersion),
-		expiresAt:   time.Unix(it.num(TTLAttribute), 0),
-	}
 }

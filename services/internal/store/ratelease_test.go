@@ -24,10 +24,12 @@ func newTestBuckets(t *testing.T, db *fakeDB, clock func() time.Time) *RateBucke
 }
 
 // rateItem is a bucket item as the table holds it.
-func rateItem(milli int64, refilled time.Time, version string) map[string]types.AttributeValue {
-	return attrs(KeyAttribute, "r#svc", attrTokens, milli, attrRefilledAt, refilled.UnixMilli(), attrVersion, version,
-		TTLAttribute, refilled.Add(time.Hour).Unix())
+func rateItem(tat time.Time) map[string]types.AttributeValue {
+	return attrs(KeyAttribute, "r#svc", attrTAT, tat.UnixNano(), TTLAttribute, tat.Unix()+2)
 }
+
+// testBucket's T is 100 ms, tau 2 s.
+func tatIn(d time.Duration) BucketState { return BucketState{tat: testNow.Add(d).UnixNano()} }
 
 func TestNewRateBucketsRefusesInvalidArguments(t *testing.T) {
 	if _, err := NewRateBuckets(nil, "a/b", nil); err == nil ||
@@ -58,44 +60,48 @@ func TestNewRateBucketsRefusesInvalidArguments(t *testing.T) {
 }
 
 func TestLeaseComputesTheRefill(t *testing.T) {
-	seen := BucketState{Exists: true, MilliTokens: 2500, RefilledAt: testNow.Add(-1500 * time.Millisecond), Version: "v1",
-		expiresAt: testNow.Add(time.Hour)}
+	const (
+		full   = "attribute_not_exists(#pk) OR #tat <= :now"
+		inUse  = "#tat >= :now AND #tat <= :max"
+		setNew = "SET #tat = :now + :inc, #exp = :exp"
+		add    = "SET #tat = #tat + :inc, #exp = :exp"
+	)
 	cases := map[string]struct {
 		seen        BucketState
 		want, least int
-		// the write: milli-tokens left, refill time, condition
-		left     int64
-		at       time.Time
-		cond     string
-		granted  int
-		requests int
+		// the write, and the tat it leaves
+		update, cond string
+		tatAfter     time.Duration
+		granted      int
+		requests     int
 	}{
-		// Given no item: a full bucket (20), created on the condition that
-		// none exists.
-		"absent": {seen: BucketState{}, want: 5, least: 1, left: 15000, at: testNow, cond: "attribute_not_exists(#pk)", granted: 5, requests: 1},
-		// 2.5 tokens 1.5 s ago at 10/s: 17.5 now; 5 leased leave 12.5.
-		"refilled": {seen: seen, want: 5, least: 1, left: 12500, at: testNow, cond: "#ver = :seen", granted: 5, requests: 1},
+		// Given no item: a full bucket (20), written on the condition that
+		// it is full.
+		"absent": {seen: BucketState{}, want: 5, least: 1, update: setNew, cond: full, tatAfter: 500 * time.Millisecond, granted: 5, requests: 1},
+		// tat in the past: full as well.
+		"refilled": {seen: tatIn(-time.Minute), want: 5, least: 1, update: setNew, cond: full, tatAfter: 500 * time.Millisecond, granted: 5, requests: 1},
+		// tat 1.5 s ahead: 5 tokens left (2 s - 1.5 s at 100 ms each); 3 of them.
+		"in use": {seen: tatIn(1500 * time.Millisecond), want: 3, least: 1, update: add, cond: inUse, tatAfter: 1800 * time.Millisecond, granted: 3, requests: 1},
 		// Fewer than wanted but at least least: all whole tokens.
-		"partial": {seen: func() BucketState { s := seen; s.RefilledAt = testNow; return s }(), want: 5, least: 2,
-			left: 500, at: testNow, cond: "#ver = :seen", granted: 2, requests: 1},
+		"partial": {seen: tatIn(1750 * time.Millisecond), want: 5, least: 2, update: add, cond: inUse, tatAfter: 1950 * time.Millisecond, granted: 2, requests: 1},
 		// Fewer than least: nothing asked, nothing granted.
-		"too few": {seen: func() BucketState { s := seen; s.RefilledAt = testNow; return s }(), want: 5, least: 3, granted: 0, requests: 0},
+		"too few": {seen: tatIn(1750 * time.Millisecond), want: 5, least: 3, granted: 0, requests: 0},
 		// Capped at the burst.
-		"capped": {seen: func() BucketState { s := seen; s.RefilledAt = testNow.Add(-time.Hour); return s }(), want: 20, least: 1,
-			left: 0, at: testNow, cond: "#ver = :seen", granted: 20, requests: 1},
-		// A clock behind the item's refills nothing and keeps its time.
-		"clock behind": {seen: func() BucketState { s := seen; s.RefilledAt = testNow.Add(time.Second); return s }(), want: 2, least: 1,
-			left: 500, at: testNow.Add(time.Second), cond: "#ver = :seen", granted: 2, requests: 1},
-		// Past expiresAt the item reads as a full bucket, written on its version.
-		"expired": {seen: func() BucketState { s := seen; s.MilliTokens = 0; s.expiresAt = testNow; return s }(), want: 4, least: 1,
-			left: 16000, at: testNow, cond: "#ver = :seen", granted: 4, requests: 1},
+		"capped": {seen: BucketState{}, want: 20, least: 1, update: setNew, cond: full, tatAfter: 2 * time.Second, granted: 20, requests: 1},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			var got *dynamodb.UpdateItemInput
 			db := &fakeDB{update: func(in *dynamodb.UpdateItemInput) (*dynamodb.UpdateItemOutput, error) {
 				got = in
-				return &dynamodb.UpdateItemOutput{}, nil
+				if in.ReturnValues != types.ReturnValueAllOld {
+					t.Errorf("ReturnValues %s, want ALL_OLD", in.ReturnValues)
+				}
+				var old map[string]types.AttributeValue
+				if tc.seen.tat != 0 {
+					old = rateItem(time.Unix(0, tc.seen.tat))
+				}
+				return &dynamodb.UpdateItemOutput{Attributes: old}, nil
 			}}
 			r := newTestBuckets(t, db, fixedClock)
 			g, err := r.Lease(context.Background(), "svc", testBucket, tc.want, tc.least, tc.seen)
@@ -115,60 +121,60 @@ func TestLeaseComputesTheRefill(t *testing.T) {
 			if k := valueS(got.Key, KeyAttribute); k != "r#svc" {
 				t.Errorf("key %s", k)
 			}
-			if *got.ConditionExpression != tc.cond || v.num(":tok") != tc.left || v.num(":rat") != tc.at.UnixMilli() {
-				t.Errorf("wrote %v on %q, want %d at %d on %q", v, *got.ConditionExpression, tc.left, tc.at.UnixMilli(), tc.cond)
+			if *got.UpdateExpression != tc.update || *got.ConditionExpression != tc.cond {
+				t.Errorf("wrote %q on %q, want %q on %q", *got.UpdateExpression, *got.ConditionExpression, tc.update, tc.cond)
 			}
-			if tc.cond == "#ver = :seen" && v.str(":seen") != "v1" {
-				t.Errorf("condition on version %s", v.str(":seen"))
+			if inc := v.num(":inc"); inc != int64(tc.granted)*int64(100*time.Millisecond) {
+				t.Errorf(":inc %d for %d tokens", inc, tc.granted)
 			}
-			// The item lasts until the bucket is full again, and no longer
-			// than a second more.
-			fill := time.Duration(float64(int64(testBucket.Burst)*1000-tc.left)/testBucket.Rate) * time.Millisecond
-			if exp := time.Unix(v.num(":exp"), 0); exp.Before(tc.at.Add(fill)) || exp.After(tc.at.Add(fill+time.Second)) {
-				t.Errorf("expiresAt %s, want within a second after full at %s", exp, tc.at.Add(fill))
+			if tc.cond == inUse && v.num(":max") != testNow.Add(2*time.Second).UnixNano()-v.num(":inc") {
+				t.Errorf(":max %d: not now + tau - inc", v.num(":max"))
 			}
-			if g.State.Version != v.str(":ver") || g.State.Version == "v1" || g.State.MilliTokens != tc.left || !g.State.Exists {
-				t.Errorf("state %+v after writing %v", g.State, v)
+			if want := testNow.Add(tc.tatAfter).UnixNano(); g.State.tat != want {
+				t.Errorf("tat after %s, want %s", time.Unix(0, g.State.tat).Sub(testNow), tc.tatAfter)
+			}
+			// The item lasts at least until the bucket can be full again.
+			if exp := time.Unix(v.num(":exp"), 0); exp.Before(testNow.Add(2 * time.Second)) {
+				t.Errorf("expiresAt %s, before tat can be", exp)
 			}
 		})
 	}
 }
 
-
 func TestLeaseRetriesOnTheItemAFailedConditionReturns(t *testing.T) {
-	// Given a task that believes the bucket absent, while another task left
-	// 3 tokens in it: the failed write brings the item, and the second
-	// write takes the 3 on its version.
+	// Given a task that believes the bucket full, while other tasks left 3
+	// tokens in it: the failed write brings the item, and the second
+	// write adds to its tat.
 	var conds []string
 	db := &fakeDB{update: func(in *dynamodb.UpdateItemInput) (*dynamodb.UpdateItemOutput, error) {
 		conds = append(conds, *in.ConditionExpression)
 		if len(conds) == 1 {
-			return nil, ccf(rateItem(3000, testNow, "other"))
+			return nil, ccf(rateItem(testNow.Add(1700 * time.Millisecond)))
 		}
-		if v := item(in.ExpressionAttributeValues); v.str(":seen") != "other" || v.num(":tok") != 0 {
-			t.Errorf("second write %v", v)
-		}
-		return &dynamodb.UpdateItemOutput{}, nil
+		return &dynamodb.UpdateItemOutput{Attributes: rateItem(testNow.Add(1700 * time.Millisecond))}, nil
 	}}
 	r := newTestBuckets(t, db, fixedClock)
 	g, err := r.Lease(context.Background(), "svc", testBucket, 10, 1, BucketState{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.Tokens != 3 || g.Requests != 2 || strings.Join(conds, " | ") != "attribute_not_exists(#pk) | #ver = :seen" {
+	if g.Tokens != 3 || g.Requests != 2 || strings.Join(conds, " | ") != "attribute_not_exists(#pk) OR #tat <= :now | #tat >= :now AND #tat <= :max" {
 		t.Fatalf("granted %d in %d requests, conditions %q", g.Tokens, g.Requests, conds)
 	}
 
 	// When the item returned has fewer than least, nothing more is written.
 	db.update = func(in *dynamodb.UpdateItemInput) (*dynamodb.UpdateItemOutput, error) {
-		return nil, ccf(rateItem(500, testNow, "drained"))
+		return nil, ccf(rateItem(testNow.Add(1950 * time.Millisecond)))
 	}
 	g, err = r.Lease(context.Background(), "svc", testBucket, 10, 1, BucketState{})
-	if err != nil || g.Tokens != 0 || g.Requests != 1 || g.State.Version != "drained" {
+	if err != nil || g.Tokens != 0 || g.Requests != 1 {
 		t.Fatalf("drained bucket: %+v, %v", g, err)
 	}
 	if w := g.State.WaitFor(testBucket, 1, testNow); w != 50*time.Millisecond {
 		t.Errorf("WaitFor(1) = %s, want 50ms (half a token at 10/s)", w)
+	}
+	if a := g.State.Available(testBucket, testNow.Add(time.Second)); a != 10 {
+		t.Errorf("Available a second later = %d, want 10", a)
 	}
 }
 
@@ -176,7 +182,11 @@ func TestLeaseGivesUpUnderContention(t *testing.T) {
 	n := 0
 	db := &fakeDB{update: func(in *dynamodb.UpdateItemInput) (*dynamodb.UpdateItemOutput, error) {
 		n++
-		return nil, ccf(rateItem(20000, testNow, "v"+string(rune('a'+n))))
+		// Full, then in use, and so on: each guess is wrong.
+		if n%2 == 1 {
+			return nil, ccf(rateItem(testNow.Add(time.Second)))
+		}
+		return nil, ccf(rateItem(testNow.Add(-time.Second)))
 	}}
 	r := newTestBuckets(t, db, fixedClock)
 	g, err := r.Lease(context.Background(), "svc", testBucket, 1, 1, BucketState{})
@@ -184,7 +194,6 @@ func TestLeaseGivesUpUnderContention(t *testing.T) {
 		t.Fatalf("%+v, %v; want ErrContended after %d requests", g, err, maxLeaseAttempts)
 	}
 }
-
 func TestLeaseStoreErrors(t *testing.T) {
 	cases := map[string]struct {
 		err         error
