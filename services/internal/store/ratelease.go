@@ -46,16 +46,18 @@ type Bucket struct {
 	Burst int
 }
 
-// interval is T, the time one token takes to come back, in nanoseconds
-// (rounded up: never faster than the rate).
-func (b Bucket) interval() int64 { return int64(math.Ceil(1e9 / b.Rate)) }
+// interval is T, the time one token takes to come back, in microseconds
+// (rounded up: never faster than the rate). Microseconds since the epoch
+// stay below 2^53, so an emulator that adds in float64 (dynalite) adds
+// them exactly, as DynamoDB does.
+func (b Bucket) interval() int64 { return int64(math.Ceil(1e6 / b.Rate)) }
 
 // BucketState is a bucket as a task last saw it. Other tasks only take
 // tokens, so the tokens it computes for a later time are an upper bound of
 // the bucket's: a task that sees too few need not ask. The zero value is a
 // full bucket (no item).
 type BucketState struct {
-	tat int64 // epoch ns; 0: none
+	tat int64 // epoch µs; 0: none
 }
 
 // tokensAt is the bucket's whole tokens at now.
@@ -66,7 +68,7 @@ func (s BucketState) tokensAt(b Bucket, now int64) int64 {
 
 // Available is the tokens at now as far as s tells (an upper bound).
 func (s BucketState) Available(b Bucket, now time.Time) int {
-	return int(s.tokensAt(b, now.UnixNano()))
+	return int(s.tokensAt(b, now.UnixMicro()))
 }
 
 // WaitFor is how long from now until the bucket, as far as s tells, holds
@@ -74,7 +76,7 @@ func (s BucketState) Available(b Bucket, now time.Time) int {
 // tokens first.
 func (s BucketState) WaitFor(b Bucket, n int, now time.Time) time.Duration {
 	t := b.interval()
-	return time.Duration(max(0, s.tat+int64(n)*t-int64(b.Burst)*t-now.UnixNano()))
+	return time.Duration(max(0, s.tat+int64(n)*t-int64(b.Burst)*t-now.UnixMicro())) * time.Microsecond
 }
 
 // Grant is a Lease's outcome.
@@ -131,7 +133,7 @@ func (r *RateBuckets) Lease(ctx context.Context, keyID string, b Bucket, want, l
 	t, tau := b.interval(), int64(b.Burst)*b.interval()
 	g := Grant{State: seen}
 	for range maxLeaseAttempts {
-		now := r.clock().UnixNano()
+		now := r.clock().UnixMicro()
 		n := min(int64(want), g.State.tokensAt(b, now))
 		if n < int64(least) {
 			return g, nil
@@ -139,7 +141,7 @@ func (r *RateBuckets) Lease(ctx context.Context, keyID string, b Bucket, want, l
 		inc := n * t
 		// The item is worth keeping until the bucket is full again (an
 		// absent item is a full bucket): tat is never past now + tau.
-		values := map[string]types.AttributeValue{":inc": num(inc), ":now": num(now), ":exp": num((now+tau)/1e9 + 2)}
+		values := map[string]types.AttributeValue{":inc": num(inc), ":now": num(now), ":exp": num((now+tau)/1e6 + 2)}
 		var update, cond string
 		if g.State.tat > now {
 			// In use: add to tat where it is, if n tokens are left there.

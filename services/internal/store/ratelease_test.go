@@ -25,11 +25,11 @@ func newTestBuckets(t *testing.T, db *fakeDB, clock func() time.Time) *RateBucke
 
 // rateItem is a bucket item as the table holds it.
 func rateItem(tat time.Time) map[string]types.AttributeValue {
-	return attrs(KeyAttribute, "r#svc", attrTAT, tat.UnixNano(), TTLAttribute, tat.Unix()+2)
+	return attrs(KeyAttribute, "r#svc", attrTAT, tat.UnixMicro(), TTLAttribute, tat.Unix()+2)
 }
 
 // testBucket's T is 100 ms, tau 2 s.
-func tatIn(d time.Duration) BucketState { return BucketState{tat: testNow.Add(d).UnixNano()} }
+func tatIn(d time.Duration) BucketState { return BucketState{tat: testNow.Add(d).UnixMicro()} }
 
 func TestNewRateBucketsRefusesInvalidArguments(t *testing.T) {
 	if _, err := NewRateBuckets(nil, "a/b", nil); err == nil ||
@@ -99,7 +99,7 @@ func TestLeaseComputesTheRefill(t *testing.T) {
 				}
 				var old map[string]types.AttributeValue
 				if tc.seen.tat != 0 {
-					old = rateItem(time.Unix(0, tc.seen.tat))
+					old = rateItem(time.UnixMicro(tc.seen.tat))
 				}
 				return &dynamodb.UpdateItemOutput{Attributes: old}, nil
 			}}
@@ -124,14 +124,14 @@ func TestLeaseComputesTheRefill(t *testing.T) {
 			if *got.UpdateExpression != tc.update || *got.ConditionExpression != tc.cond {
 				t.Errorf("wrote %q on %q, want %q on %q", *got.UpdateExpression, *got.ConditionExpression, tc.update, tc.cond)
 			}
-			if inc := v.num(":inc"); inc != int64(tc.granted)*int64(100*time.Millisecond) {
+			if inc := v.num(":inc"); inc != int64(tc.granted)*(100*time.Millisecond).Microseconds() {
 				t.Errorf(":inc %d for %d tokens", inc, tc.granted)
 			}
-			if tc.cond == inUse && v.num(":max") != testNow.Add(2*time.Second).UnixNano()-v.num(":inc") {
+			if tc.cond == inUse && v.num(":max") != testNow.Add(2*time.Second).UnixMicro()-v.num(":inc") {
 				t.Errorf(":max %d: not now + tau - inc", v.num(":max"))
 			}
-			if want := testNow.Add(tc.tatAfter).UnixNano(); g.State.tat != want {
-				t.Errorf("tat after %s, want %s", time.Unix(0, g.State.tat).Sub(testNow), tc.tatAfter)
+			if want := testNow.Add(tc.tatAfter).UnixMicro(); g.State.tat != want {
+				t.Errorf("tat after %s, want %s", time.UnixMicro(g.State.tat).Sub(testNow), tc.tatAfter)
 			}
 			// The item lasts at least until the bucket can be full again.
 			if exp := time.Unix(v.num(":exp"), 0); exp.Before(testNow.Add(2 * time.Second)) {
