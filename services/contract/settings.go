@@ -107,7 +107,7 @@ var (
 	}
 	RateLimit = Float{
 		Variable: Variable{Name: "HERALD_RATE_LIMIT", ReadBy: []Service{API}, Source: Tunable,
-			Meaning: "notifications per second per API key (a batch costs one per item, at most the burst); `0` turns limiting off"},
+			Meaning: "notifications per second per API key, for all API tasks together with the store, per process without it (a batch costs one per item, at most the burst); `0` turns limiting off"},
 		Default: 100, Min: 0, Max: 1e6,
 	}
 	RateBurst = Int{
