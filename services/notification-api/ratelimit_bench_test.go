@@ -37,7 +37,7 @@ func BenchmarkSharedRateLimit(b *testing.B) {
 		tasks, demand, lease := sc.tasks, sc.demand, sc.lease
 		{
 			b.Run(fmt.Sprintf("tasks=%d/demand=%gx/lease=%s", tasks, demand, lease), func(b *testing.B) {
-				emu, table := rateTable(b)
+				emu, table := dynamo.Table(b)
 				clock := &fakeClock{t: time.Unix(1700000000, 0)}
 				cfg := rateConfig(limit, burst, lease, tasks)
 				ts := make([]rateTask, tasks)

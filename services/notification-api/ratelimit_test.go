@@ -7,13 +7,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,57 +19,14 @@ import (
 
 	"herald/services/contract"
 	"herald/services/devstack/dynamolocal"
+	"herald/services/devstack/dynamolocal/dynamotest"
 	"herald/services/internal/herald"
 	"herald/services/internal/store"
 )
 
-var dynamo struct {
-	once   sync.Once
-	server *dynamolocal.Server
-	err    error
-	tables atomic.Int64
-}
+var dynamo = dynamotest.Emulator{Root: "../.."}
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if dynamo.server != nil {
-		if err := dynamo.server.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = max(code, 1)
-		}
-	}
-	os.Exit(code)
-}
-
-// rateTable starts the binary's dynalite on first use and makes a table of
-// the production shape.
-func rateTable(tb testing.TB) (*dynamolocal.Server, string) {
-	tb.Helper()
-	dynamo.once.Do(func() {
-		root, err := filepath.Abs("../..")
-		if err != nil {
-			dynamo.err = err
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		dynamo.server, dynamo.err = dynamolocal.Start(ctx, dynamolocal.Config{Root: root})
-	})
-	if errors.Is(dynamo.err, dynamolocal.ErrNotInstalled) {
-		tb.Skipf("skipped: %v", dynamo.err)
-	}
-	if dynamo.err != nil {
-		tb.Fatal(dynamo.err)
-	}
-	name := fmt.Sprintf("herald-rate-%d", dynamo.tables.Add(1))
-	err := dynamo.server.CreateTable(context.Background(), dynamolocal.Table{
-		Name: name, PartitionKey: store.KeyAttribute, TTLAttribute: store.TTLAttribute,
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return dynamo.server, name
-}
+func TestMain(m *testing.M) { os.Exit(dynamo.Run(m)) }
 
 // rateTask is one API task's limiter on the shared table, or on none
 // (table ""): the per-process limit.
@@ -147,7 +102,7 @@ func TestSharedRateLimitHoldsAcrossTasks(t *testing.T) {
 		{"per process, three times the limit", false, 150},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			emu, table := rateTable(t)
+			emu, table := dynamo.Table(t)
 			if !tc.shared {
 				emu, table = nil, ""
 			}
@@ -204,7 +159,7 @@ func TestSharedRateLimitHoldsAcrossTasks(t *testing.T) {
 // empty refuses with the Retry-After the bucket implies, and asks the
 // store nothing until then.
 func TestSharedRateLimitWaitsWithoutAsking(t *testing.T) {
-	emu, table := rateTable(t)
+	emu, table := dynamo.Table(t)
 	clock := &fakeClock{t: time.Unix(1700000000, 0)}
 	cfg := rateConfig(10, 10, time.Second, 2)
 	a, b := newRateTask(t, emu, table, cfg, clock.now), newRateTask(t, emu, table, cfg, clock.now)
@@ -238,7 +193,7 @@ func TestSharedRateLimitWaitsWithoutAsking(t *testing.T) {
 // TestSharedRateLimitDropsOldTokens: leased tokens not spent within the
 // lease period are dropped, not spent later.
 func TestSharedRateLimitDropsOldTokens(t *testing.T) {
-	emu, table := rateTable(t)
+	emu, table := dynamo.Table(t)
 	clock := &fakeClock{t: time.Unix(1700000000, 0)}
 	task := newRateTask(t, emu, table, rateConfig(1, 40, time.Second, 1), clock.now)
 	take := func() bool { _, ok := task.lim.take(context.Background(), "svc", 1); return ok }
@@ -268,7 +223,7 @@ func TestSharedRateLimitDropsOldTokens(t *testing.T) {
 // key to the rate and burst divided by HERALD_RATE_TASKS, counts it, and
 // asks the store again after rateStoreRetry.
 func TestSharedRateLimitFallsBack(t *testing.T) {
-	emu, table := rateTable(t)
+	emu, table := dynamo.Table(t)
 	clock := &fakeClock{t: time.Unix(1700000000, 0)}
 	cfg := rateConfig(10, 20, time.Second, 4) // fallback: 2.5/s, burst 5
 	task := newRateTask(t, emu, table, cfg, clock.now)
@@ -317,7 +272,7 @@ func TestRateLimitHoldsAcrossTwoServers(t *testing.T) {
 		limit, burst = 40.0, 40
 		run          = 2 * time.Second
 	)
-	emu, table := rateTable(t)
+	emu, table := dynamo.Table(t)
 	for _, shared := range []bool{true, false} {
 		t.Run(fmt.Sprintf("shared=%v", shared), func(t *testing.T) {
 			cfg := rateConfig(limit, burst, time.Second, 2)
