@@ -264,23 +264,26 @@ func TestSharedRateLimitFallsBack(t *testing.T) {
 }
 
 // TestRateLimitHoldsAcrossTwoServers is issue 16's acceptance: two API
-// servers sharing one table, real time, clients as fast as they go. The
-// key's accepted notifications stay within burst + rate × the time it ran,
-// where the per-process limit of two servers lets about twice through.
+// servers sharing one table, real time, eight clients as fast as they go
+// until 150 requests are sent. The key's accepted notifications stay within
+// burst + rate × the time it ran, where the per-process limits of two
+// servers let about twice that through. The limit is low against the
+// burst, so the bound holds whatever the machine's speed: a slow run only
+// raises both sides.
 func TestRateLimitHoldsAcrossTwoServers(t *testing.T) {
 	const (
-		limit, burst = 40.0, 40
-		run          = 2 * time.Second
+		limit, burst = 2.0, 40
+		requests     = 150
 	)
-	emu, table := dynamo.Table(t)
 	for _, shared := range []bool{true, false} {
 		t.Run(fmt.Sprintf("shared=%v", shared), func(t *testing.T) {
 			cfg := rateConfig(limit, burst, time.Second, 2)
 			var servers []*harness
+			_, table := dynamo.Table(t)
 			for range 2 {
 				d := deps{}
 				if shared {
-					b, err := store.NewRateBuckets(emu.Client(), table, time.Now)
+					b, err := store.NewRateBuckets(dynamo.Server(t).Client(), table, time.Now)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -293,13 +296,13 @@ func TestRateLimitHoldsAcrossTwoServers(t *testing.T) {
 				servers = append(servers, h)
 			}
 			var accepted, sent atomic.Int64
+			deadline := time.Now().Add(2 * time.Minute) // a bound on the loop, not a figure
 			start := time.Now()
 			var wg sync.WaitGroup
 			for i := range 8 {
 				h := servers[i%2]
 				wg.Go(func() {
-					for time.Since(start) < run {
-						sent.Add(1)
+					for sent.Add(1) <= requests && time.Now().Before(deadline) {
 						if rec := h.do(http.MethodPost, "/api/notifications", nil, valid(nil)); rec.Code == http.StatusAccepted {
 							accepted.Add(1)
 						} else if rec.Code != http.StatusTooManyRequests {
@@ -312,13 +315,18 @@ func TestRateLimitHoldsAcrossTwoServers(t *testing.T) {
 			wg.Wait()
 			elapsed := time.Since(start)
 			bound := burst + int(limit*elapsed.Seconds())
-			t.Logf("shared=%v: %d of %d accepted in %s by two servers; burst + rate × t = %d", shared, accepted.Load(), sent.Load(), elapsed.Round(time.Millisecond), bound)
+			t.Logf("shared=%v: %d of %d accepted in %s by two servers; burst + rate × t = %d",
+				shared, accepted.Load(), min(sent.Load(), requests), elapsed.Round(time.Millisecond), bound)
 			if shared {
 				if int(accepted.Load()) > bound {
 					t.Errorf("accepted %d, over %d", accepted.Load(), bound)
 				}
-				if accepted.Load() < burst {
-					t.Errorf("accepted %d, not even the burst", accepted.Load())
+				// Not closed. Leased tokens a slow client could not spend in
+				// a lease period are dropped, so a loaded machine accepts
+				// less than the burst; TestSharedRateLimitHoldsAcrossTasks
+				// bounds the loss in simulated time.
+				if accepted.Load() < burst/2 {
+					t.Errorf("accepted %d, under half the burst", accepted.Load())
 				}
 				for _, h := range servers {
 					if f := h.metrics.Totals()["RateFallback"]; f != 0 {
