@@ -141,15 +141,16 @@ func (r *RateBuckets) Lease(ctx context.Context, keyID string, b Bucket, want, l
 		inc := n * t
 		// The item is worth keeping until the bucket is full again (an
 		// absent item is a full bucket): tat is never past now + tau.
-		values := map[string]types.AttributeValue{":inc": num(inc), ":now": num(now), ":exp": num((now+tau)/1e6 + 2)}
+		values := map[string]types.AttributeValue{":now": num(now), ":exp": num((now+tau)/1e6 + 2)}
 		var update, cond string
 		if g.State.tat > now {
 			// In use: add to tat where it is, if n tokens are left there.
 			update, cond = "SET #tat = #tat + :inc, #exp = :exp", "#tat >= :now AND #tat <= :max"
-			values[":max"] = num(now + tau - inc)
+			values[":inc"], values[":max"] = num(inc), num(now+tau-inc)
 		} else {
 			// Full: tat starts from now.
-			update, cond = "SET #tat = :now + :inc, #exp = :exp", "attribute_not_exists(#pk) OR #tat <= :now"
+			update, cond = "SET #tat = :tat, #exp = :exp", "attribute_not_exists(#pk) OR #tat <= :now"
+			values[":tat"] = num(now + inc)
 		}
 		out, err := r.s.update(ctx, rateItemPrefix+keyID, update, cond, values, true)
 		g.Requests++

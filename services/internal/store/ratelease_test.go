@@ -63,7 +63,7 @@ func TestLeaseComputesTheRefill(t *testing.T) {
 	const (
 		full   = "attribute_not_exists(#pk) OR #tat <= :now"
 		inUse  = "#tat >= :now AND #tat <= :max"
-		setNew = "SET #tat = :now + :inc, #exp = :exp"
+		setNew = "SET #tat = :tat, #exp = :exp"
 		add    = "SET #tat = #tat + :inc, #exp = :exp"
 	)
 	cases := map[string]struct {
@@ -124,10 +124,14 @@ func TestLeaseComputesTheRefill(t *testing.T) {
 			if *got.UpdateExpression != tc.update || *got.ConditionExpression != tc.cond {
 				t.Errorf("wrote %q on %q, want %q on %q", *got.UpdateExpression, *got.ConditionExpression, tc.update, tc.cond)
 			}
-			if inc := v.num(":inc"); inc != int64(tc.granted)*(100*time.Millisecond).Microseconds() {
-				t.Errorf(":inc %d for %d tokens", inc, tc.granted)
+			inc := int64(tc.granted) * (100 * time.Millisecond).Microseconds()
+			if tc.update == add && v.num(":inc") != inc {
+				t.Errorf(":inc %d for %d tokens", v.num(":inc"), tc.granted)
 			}
-			if tc.cond == inUse && v.num(":max") != testNow.Add(2*time.Second).UnixMicro()-v.num(":inc") {
+			if tc.update == setNew && v.num(":tat") != testNow.UnixMicro()+inc {
+				t.Errorf(":tat %d, not now + %d tokens", v.num(":tat"), tc.granted)
+			}
+			if tc.cond == inUse && v.num(":max") != testNow.Add(2*time.Second).UnixMicro()-inc {
 				t.Errorf(":max %d: not now + tau - inc", v.num(":max"))
 			}
 			if want := testNow.Add(tc.tatAfter).UnixMicro(); g.State.tat != want {
