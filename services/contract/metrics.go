@@ -10,8 +10,9 @@ const (
 	// DimEnvironment holds HERALD_ENV, DimService the service's name.
 	DimEnvironment = "Environment"
 	DimService     = "Service"
-	// DimReason breaks Rejected and FeedbackDeadLettered down, DimClass
-	// breaks Failed down, DimEventType FeedbackEvents, DimBounceType Bounced.
+	// DimReason breaks Rejected, RateFallback and FeedbackDeadLettered
+	// down, DimClass Failed, DimEventType FeedbackEvents, DimBounceType
+	// Bounced.
 	DimReason     = "Reason"
 	DimClass      = "Class"
 	DimEventType  = "EventType"
