@@ -58,6 +58,11 @@ func (b Bucket) interval() int64 { return int64(math.Ceil(1e6 / b.Rate)) }
 // full bucket (no item).
 type BucketState struct {
 	tat int64 // epoch µs; 0: none
+	// busy: the bucket was in use (tat ahead of the clock) when last
+	// seen. The next lease guesses the same, even when tat has fallen
+	// behind the clock since: a key at its limit stays in use, and its
+	// tasks would otherwise each write "full" first and fail.
+	busy bool
 }
 
 // tokensAt is the bucket's whole tokens at now.
@@ -143,7 +148,7 @@ func (r *RateBuckets) Lease(ctx context.Context, keyID string, b Bucket, want, l
 		// absent item is a full bucket): tat is never past now + tau.
 		values := map[string]types.AttributeValue{":now": num(now), ":exp": num((now+tau)/1e6 + 2)}
 		var update, cond string
-		if g.State.tat > now {
+		if g.State.tat > now || g.State.busy {
 			// In use: add to tat where it is, if n tokens are left there.
 			update, cond = "SET #tat = #tat + :inc, #exp = :exp", "#tat >= :now AND #tat <= :max"
 			values[":inc"], values[":max"] = num(inc), num(now+tau-inc)
@@ -156,7 +161,7 @@ func (r *RateBuckets) Lease(ctx context.Context, keyID string, b Bucket, want, l
 		g.Requests++
 		if err == nil {
 			old := item(out.Attributes).num(attrTAT)
-			g.Tokens, g.State = int(n), BucketState{tat: max(old, now) + inc}
+			g.Tokens, g.State = int(n), BucketState{tat: max(old, now) + inc, busy: old > now}
 			return g, nil
 		}
 		old, ok := conditionFailed(err)
@@ -165,7 +170,8 @@ func (r *RateBuckets) Lease(ctx context.Context, keyID string, b Bucket, want, l
 		}
 		// A bucket past its expiresAt reads as absent (DESIGN.md); its tat
 		// is in the past then, which reads the same.
-		g.State = BucketState{tat: item(old).num(attrTAT)}
+		tat := item(old).num(attrTAT)
+		g.State = BucketState{tat: tat, busy: tat > now}
 	}
 	return g, ErrContended
 }

@@ -82,6 +82,10 @@ func TestLeaseComputesTheRefill(t *testing.T) {
 		"refilled": {seen: tatIn(-time.Minute), want: 5, least: 1, update: setNew, cond: full, tatAfter: 500 * time.Millisecond, granted: 5, requests: 1},
 		// tat 1.5 s ahead: 5 tokens left (2 s - 1.5 s at 100 ms each); 3 of them.
 		"in use": {seen: tatIn(1500 * time.Millisecond), want: 3, least: 1, update: add, cond: inUse, tatAfter: 1800 * time.Millisecond, granted: 3, requests: 1},
+		// tat fell behind the clock, but the bucket was in use when last
+		// seen: the lease guesses it still is.
+		"busy": {seen: BucketState{tat: testNow.Add(-time.Second).UnixMicro(), busy: true}, want: 5, least: 1, update: add, cond: inUse,
+			tatAfter: 500 * time.Millisecond, granted: 5, requests: 1},
 		// Fewer than wanted but at least least: all whole tokens.
 		"partial": {seen: tatIn(1750 * time.Millisecond), want: 5, least: 2, update: add, cond: inUse, tatAfter: 1950 * time.Millisecond, granted: 2, requests: 1},
 		// Fewer than least: nothing asked, nothing granted.
