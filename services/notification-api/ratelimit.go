@@ -85,6 +85,8 @@ type leasedKey struct {
 	// task's demand for the key, which sizes the next lease.
 	asked    int
 	leasedAt time.Time
+	// lost counts leases in a row that asked and got nothing.
+	lost int
 }
 
 // newRateLimiter returns nil (no limiting) when cfg.RateLimit is 0. With
@@ -178,6 +180,7 @@ func (l *rateLimiter) takeLeased(ctx context.Context, keyID string, cost int) (t
 
 	// A new lease; what is left of the old one is dropped, as above.
 	want, least := sh.leaseSize(k, now, cost)
+	hadView := k.seen != (store.BucketState{})
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sh.timeout)
 	g, err := sh.buckets.Lease(lctx, keyID, sh.bucket, want, least, k.seen)
 	cancel()
@@ -200,13 +203,21 @@ func (l *rateLimiter) takeLeased(ctx context.Context, keyID string, cost int) (t
 		return l.fallbackTake(k, now, cost, reason)
 	case g.Tokens == 0:
 		// Ask again when the bucket, as last seen, holds the least lease
-		// worth a write.
+		// worth a write. A task that asked and lost (others took the
+		// tokens its last view showed) waits a slice longer for each loss
+		// in a row, up to a lease period: tasks that all woke at once for
+		// the same tokens spread out instead of all asking again together.
 		wait := g.State.WaitFor(sh.bucket, least, now)
+		if g.Requests > 0 && hadView {
+			k.lost++
+			slice := time.Duration(float64(least) / sh.bucket.Rate * float64(time.Second))
+			wait = min(wait+time.Duration(k.lost)*slice, max(wait, sh.leaseFor))
+		}
 		k.waitUntil = now.Add(wait)
 		return wait, false
 	}
 	k.tokens, k.until = g.Tokens-cost, now.Add(sh.leaseFor)
-	k.asked, k.leasedAt = 0, now
+	k.asked, k.leasedAt, k.lost = 0, now, 0
 	return 0, true
 }
 

@@ -188,6 +188,22 @@ func TestSharedRateLimitWaitsWithoutAsking(t *testing.T) {
 	if _, ok := b.lim.take(context.Background(), "other", 5); !ok {
 		t.Fatal("another key refused")
 	}
+
+	// A second later both views show 10 tokens; a takes them all. b asks
+	// for the token its view shows, loses, and waits a slice (one token,
+	// 100 ms) longer than the bucket implies: tasks that lost together
+	// spread out.
+	clock.advance(time.Second)
+	if _, ok := a.lim.take(context.Background(), "svc", 10); !ok {
+		t.Fatal("a refused a refilled bucket")
+	}
+	before = emu.Stats()
+	if wait, ok := b.lim.take(context.Background(), "svc", 1); ok || wait != 200*time.Millisecond {
+		t.Fatalf("after losing the race: ok %v, retry after %s; want refused, 200ms", ok, wait)
+	}
+	if n := emu.Stats().Sub(before).Total(); n != 1 {
+		t.Errorf("%d DynamoDB requests for the lost lease, want 1", n)
+	}
 }
 
 // TestSharedRateLimitDropsOldTokens: leased tokens not spent within the
