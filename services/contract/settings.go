@@ -107,12 +107,22 @@ var (
 	}
 	RateLimit = Float{
 		Variable: Variable{Name: "HERALD_RATE_LIMIT", ReadBy: []Service{API}, Source: Tunable,
-			Meaning: "notifications per second per API key (a batch costs one per item, at most the burst); `0` turns limiting off"},
+			Meaning: "notifications per second per API key, for all API tasks together with the store, per process without it (a batch costs one per item, at most the burst); `0` turns limiting off"},
 		Default: 100, Min: 0, Max: 1e6,
 	}
 	RateBurst = Int{
 		Variable: Variable{Name: "HERALD_RATE_BURST", ReadBy: []Service{API}, Source: Tunable, Meaning: "burst of the per-key rate limit"},
 		Default:  200, Min: 1, Max: 1000000,
+	}
+	RateLease = Duration{
+		Variable: Variable{Name: "HERALD_RATE_LEASE", ReadBy: []Service{API}, Source: Tunable,
+			Meaning: "with the store: how much of its recent demand for a key a task leases from the key's shared bucket at once, and how long it may hold leased tokens; longer: fewer DynamoDB writes, and a key may pass its limit by at most the rate times this in any window"},
+		Default: time.Second, Min: 10 * time.Millisecond, Max: 10 * time.Second,
+	}
+	RateTasks = Int{
+		Variable: Variable{Name: "HERALD_RATE_TASKS", ReadBy: []Service{API}, Source: Set, When: "with the store",
+			Meaning: "with the store: while it cannot be used, each task limits a key to the rate and burst divided by this (the stacks set the API's maximum task count, so the tasks together stay under the limit)"},
+		Default: 1, Min: 1, Max: 1000,
 	}
 	BatchLinger = Duration{
 		Variable: Variable{Name: "HERALD_BATCH_LINGER", ReadBy: []Service{API}, Source: Tunable,
@@ -236,16 +246,44 @@ var (
 	}
 )
 
+// The state store (services/internal/store, DESIGN.md): Idempotency-Key
+// records and notification status.
+var (
+	EndpointDynamoDB = Text{
+		Variable: Variable{Name: "AWS_ENDPOINT_URL_DYNAMODB", ReadBy: both, Meaning: "endpoint override for DynamoDB (the local emulator)"},
+		Check:    checkURL,
+	}
+	StoreTable = Text{
+		Variable: Variable{Name: "HERALD_STORE_TABLE", ReadBy: both, Source: Set,
+			Meaning: "the DynamoDB table of idempotency keys and notification status; empty: no store (local use only: no `Idempotency-Key`, no status, no deduplication)"},
+	}
+	IDSecretID = Text{
+		Variable: Variable{Name: "HERALD_ID_SECRET_ID", ReadBy: []Service{API}, Source: SetSecret,
+			Meaning: "Secrets Manager secret whose string (at least 32 bytes, used as is) derives and signs notification ids; required with the store"},
+	}
+	IdempotencyTTL = Duration{
+		Variable: Variable{Name: "HERALD_IDEMPOTENCY_TTL", ReadBy: []Service{API}, Source: Tunable,
+			Meaning: "how long an `Idempotency-Key` stays bound to its first request and answer"},
+		Default: 24 * time.Hour, Min: time.Minute, Max: 7 * 24 * time.Hour,
+	}
+	StatusTTL = Duration{
+		Variable: Variable{Name: "HERALD_STATUS_TTL", ReadBy: both, Source: Set,
+			Meaning: "how long a notification's status is kept (and a redelivery recognised); at least the queue's retention plus the dead-letter queue's (checked at synth)"},
+		Default: 30 * 24 * time.Hour, Min: time.Hour, Max: 365 * 24 * time.Hour,
+	}
+)
+
 // Settings lists every setting, in the order services/README.md shows them.
 func Settings() []Setting {
 	return []Setting{
 		EnvironmentName, Region, EndpointSQS, EndpointSESv2, EndpointSecretsManager, QueueURL, HTTPAddr, LogLevel,
 		MetricsInterval, ShutdownTimeout, AllowedFrom,
-		DefaultFrom, APIKeyHashes, APIKeysSecretID, APIKeysRefresh, MaxMessageBytes, RateLimit, RateBurst,
+		DefaultFrom, APIKeyHashes, APIKeysSecretID, APIKeysRefresh, MaxMessageBytes, RateLimit, RateBurst, RateLease, RateTasks,
 		BatchLinger, ReadyCache, MaxConnections,
 		DLQURL, Transport, Pollers, Workers, ReceiveBatch, DeleteBatch, WaitTime, VisibilityTimeout, SendTimeout,
 		SendRate, SenderTasks, RetryBase, RetryMax, RetryWindow, SESConfigurationSet, SMTPAddr, SMTPUsername,
 		SMTPPassword, SMTPSecretID, SMTPTLS, SMTPCAFile, StallAfter,
+		EndpointDynamoDB, StoreTable, StatusTTL, IDSecretID, IdempotencyTTL,
 	}
 }
 

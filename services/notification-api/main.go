@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"herald/services/contract"
 	"herald/services/internal/herald"
+	"herald/services/internal/store"
 )
 
 func main() { herald.Main(string(contract.API), run) }
@@ -50,6 +52,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		d.secrets = secretsmanager.NewFromConfig(awsCfg, func(o *secretsmanager.Options) {
 			o.BaseEndpoint = herald.Endpoint(cfg.SecretsManagerEndpoint)
 		})
+	}
+	if cfg.StoreTable != "" {
+		db := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
+			o.BaseEndpoint = herald.Endpoint(cfg.DynamoDBEndpoint)
+		})
+		if d.rateBuckets, err = store.NewRateBuckets(db, cfg.StoreTable, time.Now); err != nil {
+			return err
+		}
 	}
 	return serve(ctx, cfg, d, log, metrics)
 }
