@@ -57,7 +57,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		d.secrets = secrets
 	}
 	if cfg.StoreTable != "" {
-		if d.state, d.ids, err = openStore(ctx, cfg, store.NewDynamoDB(awsCfg, cfg.DynamoDBEndpoint), secrets); err != nil {
+		db := store.NewDynamoDB(awsCfg, cfg.DynamoDBEndpoint)
+		if d.state, d.ids, err = openStore(ctx, cfg, db, secrets); err != nil {
+			return err
+		}
+		if d.rateBuckets, err = store.NewRateBuckets(db, cfg.StoreTable, time.Now); err != nil {
 			return err
 		}
 	} else {
