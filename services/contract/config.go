@@ -24,6 +24,12 @@ type Common struct {
 	// ("" for AWS's own).
 	SQSEndpoint            string
 	SecretsManagerEndpoint string
+	DynamoDBEndpoint       string
+	// StoreTable is the state store's table; "" runs without the store
+	// (local use only).
+	StoreTable string
+	// StatusTTL is how long a notification's status is kept.
+	StatusTTL time.Duration
 }
 
 func readCommon(r *Reader, svc Service) Common {
@@ -37,6 +43,9 @@ func readCommon(r *Reader, svc Service) Common {
 		ShutdownTimeout:        ShutdownTimeout.Read(r),
 		SQSEndpoint:            EndpointSQS.Read(r),
 		SecretsManagerEndpoint: EndpointSecretsManager.Read(r),
+		DynamoDBEndpoint:       EndpointDynamoDB.Read(r),
+		StoreTable:             StoreTable.Read(r),
+		StatusTTL:              StatusTTL.Read(r),
 	}
 }
 
@@ -51,6 +60,8 @@ func (c Common) logAttrs() []slog.Attr {
 		slog.String("logLevel", c.LogLevel),
 		slog.String("metricsInterval", c.MetricsInterval.String()),
 		slog.String("shutdownTimeout", c.ShutdownTimeout.String()),
+		slog.String("storeTable", c.StoreTable),
+		slog.String("statusTtl", c.StatusTTL.String()),
 	}
 }
 
@@ -72,6 +83,10 @@ type APIConfig struct {
 	BatchLinger    time.Duration
 	ReadyCache     time.Duration
 	MaxConnections int
+	// IDSecretID is the secret of the notification ids; required with
+	// StoreTable.
+	IDSecretID     string
+	IdempotencyTTL time.Duration
 }
 
 // ReadAPI reads and checks the API's configuration, reporting every problem
@@ -90,6 +105,8 @@ func ReadAPI(getenv func(string) string) (APIConfig, error) {
 		BatchLinger:     BatchLinger.Read(r),
 		ReadyCache:      ReadyCache.Read(r),
 		MaxConnections:  MaxConnections.Read(r),
+		IDSecretID:      IDSecretID.Read(r),
+		IdempotencyTTL:  IdempotencyTTL.Read(r),
 	}
 	if c.DefaultFrom != "" && mailaddr.CheckSender(c.DefaultFrom) == nil {
 		// The default sender is always allowed; the list adds to it.
@@ -101,6 +118,12 @@ func ReadAPI(getenv func(string) string) (APIConfig, error) {
 		c.KeyHashes, _ = ParseKeyHashes(raw) // checked by the read
 	} else if c.KeysSecretID == "" {
 		r.Failf(APIKeyHashes.Name, "no API keys: set it or %s", APIKeysSecretID.Name)
+	}
+	if c.StoreTable != "" && c.IDSecretID == "" {
+		r.Failf(IDSecretID.Name, "required with %s: the notification ids are derived and signed with it", StoreTable.Name)
+	}
+	if c.StatusTTL < c.IdempotencyTTL {
+		r.Failf(StatusTTL.Name, "%s is below %s (%s): a notification's status must outlive its key", c.StatusTTL, IdempotencyTTL.Name, c.IdempotencyTTL)
 	}
 	if err := r.Err(); err != nil {
 		return APIConfig{}, fmt.Errorf("configuration: %w", err)
@@ -127,6 +150,8 @@ func (c APIConfig) LogValue() slog.Value {
 		slog.String("batchLinger", c.BatchLinger.String()),
 		slog.String("readyCache", c.ReadyCache.String()),
 		slog.Int("maxConnections", c.MaxConnections),
+		slog.String("idSecretId", c.IDSecretID),
+		slog.String("idempotencyTtl", c.IdempotencyTTL.String()),
 	)...)
 }
 

@@ -60,6 +60,7 @@ func TestSenderDefaults(t *testing.T) {
 		Common: Common{
 			Environment: "local", Region: "eu-west-1", QueueURL: "http://127.0.0.1:9324/000000000000/herald", HTTPAddr: ":8081",
 			LogLevel: "info", MetricsInterval: 10 * time.Second, ShutdownTimeout: 25 * time.Second,
+			StatusTTL: 30 * 24 * time.Hour,
 		},
 		DLQURL: "http://127.0.0.1:9324/000000000000/herald-dlq", AllowedFrom: allowed, Transport: "ses", Pollers: 2, Workers: 32,
 		ReceiveBatch: 10, DeleteBatch: 10,
@@ -163,7 +164,8 @@ func TestAPIDefaults(t *testing.T) {
 	}
 	if c.HTTPAddr != ":8080" || c.MaxMessageBytes != 262144 || c.RateLimit != 100 || c.RateBurst != 200 ||
 		c.BatchLinger != 2*time.Millisecond || c.ReadyCache != 5*time.Second || c.KeysRefresh != 5*time.Minute ||
-		c.ShutdownTimeout != 25*time.Second || c.Environment != "local" || c.MaxConnections != 1024 {
+		c.ShutdownTimeout != 25*time.Second || c.Environment != "local" || c.MaxConnections != 1024 ||
+		c.StoreTable != "" || c.IdempotencyTTL != 24*time.Hour || c.StatusTTL != 30*24*time.Hour {
 		t.Errorf("defaults: %+v", c)
 	}
 	if got := c.AllowedFrom.Entries(); !slices.Equal(got, []string{"noreply@herald.test"}) {
@@ -201,6 +203,10 @@ func TestAPIErrorsNameTheVariable(t *testing.T) {
 		{"addr", map[string]string{"HERALD_HTTP_ADDR": "8080"}, []string{"HERALD_HTTP_ADDR"}},
 		{"log level", map[string]string{"HERALD_LOG_LEVEL": "loud"}, []string{"HERALD_LOG_LEVEL"}},
 		{"several at once", map[string]string{"AWS_REGION": "", "HERALD_RATE_BURST": "x"}, []string{"AWS_REGION", "HERALD_RATE_BURST"}},
+		{"store without id secret", map[string]string{"HERALD_STORE_TABLE": "herald-state"}, []string{"HERALD_ID_SECRET_ID"}},
+		{"status kept shorter than keys", map[string]string{"HERALD_STATUS_TTL": "2h", "HERALD_IDEMPOTENCY_TTL": "3h"}, []string{"HERALD_STATUS_TTL", "HERALD_IDEMPOTENCY_TTL"}},
+		{"idempotency ttl", map[string]string{"HERALD_IDEMPOTENCY_TTL": "10s"}, []string{"HERALD_IDEMPOTENCY_TTL"}},
+		{"dynamodb endpoint", map[string]string{"AWS_ENDPOINT_URL_DYNAMODB": "localhost:8000"}, []string{"AWS_ENDPOINT_URL_DYNAMODB"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := ReadAPI(getenvOf(with(apiVariables(), c.set)))

@@ -236,6 +236,33 @@ var (
 	}
 )
 
+// The state store (services/internal/store, DESIGN.md): Idempotency-Key
+// records and notification status.
+var (
+	EndpointDynamoDB = Text{
+		Variable: Variable{Name: "AWS_ENDPOINT_URL_DYNAMODB", ReadBy: both, Meaning: "endpoint override for DynamoDB (the local emulator)"},
+		Check:    checkURL,
+	}
+	StoreTable = Text{
+		Variable: Variable{Name: "HERALD_STORE_TABLE", ReadBy: both, Source: Set,
+			Meaning: "the DynamoDB table of idempotency keys and notification status; empty: no store (local use only: no `Idempotency-Key`, no status, no deduplication)"},
+	}
+	IDSecretID = Text{
+		Variable: Variable{Name: "HERALD_ID_SECRET_ID", ReadBy: []Service{API}, Source: SetSecret,
+			Meaning: "Secrets Manager secret whose string (at least 32 bytes, used as is) derives and signs notification ids; required with the store"},
+	}
+	IdempotencyTTL = Duration{
+		Variable: Variable{Name: "HERALD_IDEMPOTENCY_TTL", ReadBy: []Service{API}, Source: Tunable,
+			Meaning: "how long an `Idempotency-Key` stays bound to its first request and answer"},
+		Default: 24 * time.Hour, Min: time.Minute, Max: 7 * 24 * time.Hour,
+	}
+	StatusTTL = Duration{
+		Variable: Variable{Name: "HERALD_STATUS_TTL", ReadBy: both, Source: Set,
+			Meaning: "how long a notification's status is kept (and a redelivery recognised); at least the queue's retention plus the dead-letter queue's (checked at synth)"},
+		Default: 30 * 24 * time.Hour, Min: time.Hour, Max: 365 * 24 * time.Hour,
+	}
+)
+
 // Settings lists every setting, in the order services/README.md shows them.
 func Settings() []Setting {
 	return []Setting{
@@ -246,6 +273,7 @@ func Settings() []Setting {
 		DLQURL, Transport, Pollers, Workers, ReceiveBatch, DeleteBatch, WaitTime, VisibilityTimeout, SendTimeout,
 		SendRate, SenderTasks, RetryBase, RetryMax, RetryWindow, SESConfigurationSet, SMTPAddr, SMTPUsername,
 		SMTPPassword, SMTPSecretID, SMTPTLS, SMTPCAFile, StallAfter,
+		EndpointDynamoDB, StoreTable, StatusTTL, IDSecretID, IdempotencyTTL,
 	}
 }
 

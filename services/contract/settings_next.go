@@ -2,36 +2,9 @@ package contract
 
 import "time"
 
-// Settings declared for the state store (issue 11) and SES feedback
-// (issue 14). Each joins the list in Settings when a service reads it; the
+// Settings declared for SES feedback (issue 14). Each joins the list in Settings when a service reads it; the
 // engineer wiring a setting moves its declaration to settings.go then, and
 // this file goes when it is empty.
-
-// State store settings (services/internal/store, DESIGN.md).
-var (
-	EndpointDynamoDB = Text{
-		Variable: Variable{Name: "AWS_ENDPOINT_URL_DYNAMODB", ReadBy: both, Meaning: "endpoint override for DynamoDB (the local emulator)"},
-		Check:    checkURL,
-	}
-	StoreTable = Text{
-		Variable: Variable{Name: "HERALD_STORE_TABLE", ReadBy: both, Source: Set,
-			Meaning: "the DynamoDB table of idempotency keys and notification status; empty: no store (local use only: no `Idempotency-Key`, no status, no deduplication)"},
-	}
-	IDSecretID = Text{
-		Variable: Variable{Name: "HERALD_ID_SECRET_ID", ReadBy: []Service{API}, Source: SetSecret,
-			Meaning: "Secrets Manager secret holding the key that derives and signs notification ids; required with the store"},
-	}
-	IdempotencyTTL = Duration{
-		Variable: Variable{Name: "HERALD_IDEMPOTENCY_TTL", ReadBy: []Service{API}, Source: Tunable,
-			Meaning: "how long an `Idempotency-Key` stays bound to its first request and answer"},
-		Default: 24 * time.Hour, Min: time.Minute, Max: 7 * 24 * time.Hour,
-	}
-	StatusTTL = Duration{
-		Variable: Variable{Name: "HERALD_STATUS_TTL", ReadBy: both, Source: Set,
-			Meaning: "how long a notification's status is kept (and a redelivery recognised); at least the queue's retention plus the dead-letter queue's (checked at synth)"},
-		Default: 30 * 24 * time.Hour, Min: time.Hour, Max: 365 * 24 * time.Hour,
-	}
-)
 
 // SES feedback settings (services/email-sender/feedback, FEEDBACK.md).
 var (
@@ -83,7 +56,6 @@ var (
 // them before a service reads them), Settings and the README do not.
 func pending() []Setting {
 	return []Setting{
-		EndpointDynamoDB, StoreTable, IDSecretID, IdempotencyTTL, StatusTTL,
 		FeedbackQueueURL, FeedbackDLQURL, FeedbackTopicARN, FeedbackPollers, FeedbackWait,
 		FeedbackProcessTimeout, FeedbackVisibility, FeedbackRetryBase, FeedbackRetryMax,
 	}

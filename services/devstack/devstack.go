@@ -1,8 +1,9 @@
 // Package devstack runs Herald's whole pipeline on one machine, on loopback:
 // the SQS emulator (sqs-local, goaws), the SES v2 emulator (npm
 // aws-ses-v2-local) behind an SES gate (package sesgate), a Secrets Manager
-// emulator (package secretslocal) holding the API-key secret, the
-// notification API and the email sender. Each emulator and service is a child process of
+// emulator (package secretslocal) holding the API-key secret and the id
+// secret, the DynamoDB emulator (package dynamolocal, npm dynalite) holding
+// the state store's table, the notification API and the email sender. Each emulator and service is a child process of
 // its own, so a test can stop, kill (SIGKILL) and restart any of them while
 // the others run. The launcher `herald-dev` (make dev) and the end-to-end
 // tests in tests/ both use it.
@@ -15,6 +16,8 @@ package devstack
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,10 +37,12 @@ import (
 	"time"
 
 	"herald/services/contract"
+	"herald/services/devstack/dynamolocal"
 	"herald/services/devstack/secretslocal"
 	"herald/services/devstack/sesgate"
 	"herald/services/devstack/sqslocal"
 	"herald/services/internal/herald"
+	"herald/services/internal/store"
 )
 
 // Component names one process of the stack.
@@ -120,6 +125,12 @@ type Config struct {
 	// KeysRefresh is the API's HERALD_API_KEYS_REFRESH; 0 means 10s, the
 	// shortest the API takes.
 	KeysRefresh time.Duration
+	// StoreTable is the state store's table (HERALD_STORE_TABLE), created
+	// in the DynamoDB emulator at start; "" means herald-local-state.
+	StoreTable string
+	// IDSecret names the id secret (HERALD_ID_SECRET_ID), random bytes made
+	// at start; "" means herald-local/id-secret.
+	IDSecret string
 	// APIVariables and SenderVariables add to or override the services'
 	// variables (by the names of services/contract).
 	APIVariables, SenderVariables map[string]string
@@ -147,6 +158,8 @@ type Stack struct {
 
 	gate        *sesgate.Server
 	secrets     *secretslocal.Server
+	dynamo      *dynamolocal.Server
+	dynamoLog   *os.File
 	apiKey      string
 	apiKeyHash  string
 	allowedFrom string // HERALD_ALLOWED_FROM of both services
@@ -237,6 +250,8 @@ func (cfg *Config) defaults() error {
 	def(&cfg.DLQName, "herald-notifications-dlq")
 	def(&cfg.DefaultFrom, "noreply@example.com")
 	def(&cfg.KeysSecret, "herald-local/api-key-hashes")
+	def(&cfg.StoreTable, "herald-local-state")
+	def(&cfg.IDSecret, "herald-local/id-secret")
 	if cfg.KeysRefresh == 0 {
 		cfg.KeysRefresh = 10 * time.Second
 	}
@@ -341,11 +356,16 @@ func (s *Stack) startAll(ctx context.Context) error {
 	if secretsAddr == "" {
 		secretsAddr = "127.0.0.1:0"
 	}
+	idSecret, err := newIDSecret()
+	if err != nil {
+		return err
+	}
 	// The API-key secret starts with no key: the dev key is in
-	// HERALD_API_KEY_HASHES, and herald-ops keys adds the others.
+	// HERALD_API_KEY_HASHES, and herald-ops keys adds the others. The id
+	// secret is random, as the stacks generate it.
 	secrets, err := secretslocal.Start(secretsAddr, secretslocal.Config{
 		Region:  s.cfg.Region,
-		Secrets: map[string]string{s.cfg.KeysSecret: "{}"},
+		Secrets: map[string]string{s.cfg.KeysSecret: "{}", s.cfg.IDSecret: idSecret},
 		Logger:  s.log.With("component", "secretslocal"),
 	})
 	if err != nil {
@@ -353,6 +373,9 @@ func (s *Stack) startAll(ctx context.Context) error {
 	}
 	s.secrets = secrets
 	s.log.Info("ready", "component", "secretslocal", "url", secrets.URL)
+	if err := s.startDynamo(ctx); err != nil {
+		return err
+	}
 	if s.cfg.EmulatorsOnly {
 		return nil
 	}
@@ -364,6 +387,37 @@ func (s *Stack) startAll(ctx context.Context) error {
 		}
 	}
 	return s.launch(ctx, API)
+}
+
+// startDynamo starts the DynamoDB emulator and creates the store's table in
+// it, as the stacks do in AWS: a string key, and TTL on. Callers hold s.mu.
+func (s *Stack) startDynamo(ctx context.Context) error {
+	logFile, err := os.OpenFile(filepath.Join(s.cfg.LogDir, "dynamodb.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("devstack: dynamodb log: %w", err)
+	}
+	s.dynamoLog = logFile
+	out := &lineWriter{sink: &lineSink{file: logFile, echo: s.cfg.Echo, prefix: "[dynamodb] "}}
+	dyn, err := dynamolocal.Start(ctx, dynamolocal.Config{Root: s.cfg.Root, Node: s.cfg.Node, Output: out, StartTimeout: s.cfg.StartTimeout})
+	if err != nil {
+		return fmt.Errorf("devstack: %w", err)
+	}
+	s.dynamo = dyn
+	err = dyn.CreateTable(ctx, dynamolocal.Table{Name: s.cfg.StoreTable, PartitionKey: store.KeyAttribute, TTLAttribute: store.TTLAttribute})
+	if err != nil {
+		return fmt.Errorf("devstack: %w", err)
+	}
+	s.log.Info("ready", "component", "dynamolocal", "url", dyn.Endpoint, "table", s.cfg.StoreTable)
+	return nil
+}
+
+// newIDSecret is a local id secret: 256 random bits in hex.
+func newIDSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("devstack: id secret: %w", err)
+	}
+	return hex.EncodeToString(b), nil
 }
 
 // launch starts one component and waits until it is ready. A service whose
@@ -524,6 +578,10 @@ func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error,
 		contract.ShutdownTimeout.Name: contract.ShutdownTimeout.Format(5 * time.Second),
 		// The same list for both, the default sender in it, as the stacks set it.
 		contract.AllowedFrom.Name: s.allowedFrom,
+		// The state store, in the DynamoDB emulator.
+		contract.EndpointDynamoDB.Name: s.dynamo.Endpoint,
+		contract.StoreTable.Name:       s.cfg.StoreTable,
+		contract.StatusTTL.Name:        contract.StatusTTL.Format(contract.StatusTTL.Default),
 	}
 	bin, path := BinNotificationAPI, contract.ReadyPath
 	extra := s.cfg.APIVariables
@@ -533,6 +591,7 @@ func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error,
 		env[contract.EndpointSecretsManager.Name] = s.secrets.URL
 		env[contract.APIKeysSecretID.Name] = s.cfg.KeysSecret
 		env[contract.APIKeysRefresh.Name] = contract.APIKeysRefresh.Format(s.cfg.KeysRefresh)
+		env[contract.IDSecretID.Name] = s.cfg.IDSecret
 	} else {
 		bin, path = BinEmailSender, contract.LivePath
 		extra = s.cfg.SenderVariables

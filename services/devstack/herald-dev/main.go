@@ -212,7 +212,8 @@ Herald is running locally. Press Ctrl-C to stop everything.
   Queue               %s
   Dead-letter queue   %s
   Secrets Manager     %s   (API-key secret %s, read every %s)
-  Logs                %s/{api,sender,sqs,ses}.log
+  DynamoDB            %s   (state store table %s)
+  Logs                %s/{api,sender,sqs,ses,dynamodb}.log
 
   Dev API key         %s
   On-call tool        %s dlq list   (dlq redrive, keys add <id>, ...: -h lists them)
@@ -226,6 +227,7 @@ its notification ends in the dead-letter queue (the on-call tool's dlq list show
 `,
 		s.APIURL(), s.SenderURL(), s.SESURL(), s.GateURL(), strings.Join(cfg.Verified, ", "), cfg.MaxSendRate,
 		s.SQSEndpoint(), s.QueueURL(), s.DLQURL(), s.SecretsURL(), s.KeysSecretID(), cfg.KeysRefresh,
+		s.Dynamo().Endpoint, s.StoreTable(),
 		rel(s.LogDir()), s.APIKey(), rel(ops),
 		CurlLine(s.APIURL(), s.APIKey()))
 }
