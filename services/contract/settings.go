@@ -264,6 +264,11 @@ var (
 	}
 )
 
+// FeedbackMaxReceiveCount is the feedback queue's redrive count: with the
+// consumer's backoff up to HERALD_FEEDBACK_RETRY_MAX between receives, about
+// 1.5 h of store outage before SQS moves an event to the feedback DLQ.
+const FeedbackMaxReceiveCount = 20
+
 // SES feedback (services/email-sender/feedback, FEEDBACK.md): the sender's
 // consumer of the events SES publishes, on when the queue is set.
 var (

@@ -58,6 +58,19 @@ func storeScope(env *herald.Envelope) (string, *transport.Failure) {
 	return scope, nil
 }
 
+// leaseTime is how long a claim holds a notification: it ends before SQS
+// can deliver the message again after a crash, so the redelivery's claim
+// takes over at once instead of finding the dead sender's lease (Busy) and
+// putting the message back, one receive more towards maxReceiveCount. The
+// heartbeat renews the visibility every half timeout, so the message stays
+// hidden at least half a visibility timeout past any moment; the lease is a
+// second shorter. A send (SendTimeout, well inside) fits in it; a message
+// held longer (throttled, paused) keeps its claim, and only a duplicate
+// delivery of SQS's own could then take it over (MarkSent reports that).
+func (c *Consumer) leaseTime() time.Duration {
+	return max(c.cfg.Visibility/2-time.Second, time.Second)
+}
+
 // claimed is what a claim decided.
 type claimed int
 
@@ -76,7 +89,7 @@ const (
 // sent unclaimed and nothing is dead-lettered for the store's sake.
 func (c *Consumer) claim(lt lifetimes, m *message, env *herald.Envelope, probe bool, log *slog.Logger) (claimed, outcome) {
 	ctx, cancel := context.WithTimeout(lt.final, storeCallTimeout)
-	cl, err := c.store.Claim(ctx, env.ID, m.scope, c.cfg.Visibility)
+	cl, err := c.store.Claim(ctx, env.ID, m.scope, c.leaseTime())
 	cancel()
 	if err != nil && !errors.Is(err, store.ErrOwnerMismatch) {
 		c.metrics.Count(contract.StoreErrors, 1)
