@@ -174,8 +174,8 @@ type Stack struct {
 	// The SES feedback queue and its DLQ: the gate publishes the events of
 	// the configuration set there, the sender consumes them.
 	feedbackURL, feedbackDLQURL string
-	sesURL      string
-	closed      bool
+	sesURL                      string
+	closed                      bool
 
 	sqsReady chan sqslocal.Ready
 	sesPort  chan int
