@@ -171,11 +171,11 @@ type Stack struct {
 	sqsEndpoint string
 	queueURL    string
 	dlqURL      string
+	sesURL      string
+	closed      bool
 	// The SES feedback queue and its DLQ: the gate publishes the events of
 	// the configuration set there, the sender consumes them.
 	feedbackURL, feedbackDLQURL string
-	sesURL                      string
-	closed                      bool
 
 	sqsReady chan sqslocal.Ready
 	sesPort  chan int
