@@ -176,10 +176,13 @@ func TestFeedbackStatuses(t *testing.T) {
 		strings.Join(seen, " "), simulated.Round(time.Millisecond), r.String(), m["FeedbackEvents"], m["Bounced.Permanent"], m["Complained"], m["Delivered"]))
 	// Each outcome counted once per recipient it raised: bounce@,
 	// suppressionlist@ and the bouncing mailbox twice; complaint@; success@,
-	// ooto@ and complaint@ (delivered before its complaint). Every event at
-	// least once: 15 (Send for each of 7, Delivery x3, Bounce x4, Complaint).
-	if m["Bounced.Permanent"] != 4 || m["Complained"] != 1 || m["Delivered"] != 3 || m["FeedbackEvents"] < 15 {
-		t.Errorf("Bounced.Permanent %g (want 4), Complained %g (1), Delivered %g (3), FeedbackEvents %g (at least 15)",
+	// ooto@, and complaint@ when its Delivery was applied before its
+	// Complaint (SQS keeps no order, and a batch's events are applied at
+	// once: a delivery after the complaint raises nothing and is not
+	// counted). Every event at least once: 15 (Send for each of 7, Delivery
+	// x3, Bounce x4, Complaint).
+	if m["Bounced.Permanent"] != 4 || m["Complained"] != 1 || m["Delivered"] < 2 || m["Delivered"] > 3 || m["FeedbackEvents"] < 15 {
+		t.Errorf("Bounced.Permanent %g (want 4), Complained %g (1), Delivered %g (2 or 3), FeedbackEvents %g (at least 15)",
 			m["Bounced.Permanent"], m["Complained"], m["Delivered"], m["FeedbackEvents"])
 	}
 	if fb, err := s.QueueDepth(context.Background(), s.FeedbackDLQURL()); err != nil || fb.Total() != 0 {

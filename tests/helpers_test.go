@@ -14,6 +14,10 @@
 //	TestSESFaultsDuringSteadyFlow, TestSendersShareTheAccountQuota,
 //	TestRetryWindowRunsOut, TestCrashingMessageIsRedriven
 //	                                retry_test.go
+//	TestSendersKilledEvery10s, TestStoreOutage
+//	                                dedup_test.go (the state store)
+//	TestFeedbackStatuses, TestFeedbackEventsTwiceAndReordered
+//	                                feedback_test.go (SES feedback)
 //	TestBadInputQueuesNothing       badinput_test.go
 //	TestRedriveDeliversOnce, TestKeysReachTheRunningAPI
 //	                                ops_test.go (the built herald-ops)
