@@ -255,12 +255,7 @@ func (c *compat) changeVisibilityBatch(w http.ResponseWriter, r *http.Request) {
 		// visible again) with MessageNotInFlight; SQS names it so too.
 		out.Failed = append(out.Failed, batchFailure{Id: e.Id, Code: goawsErrorCode(rec.body.Bytes()), Message: "the message is not in flight", SenderFault: true})
 	}
-	b, _ := json.Marshal(out)
-	w.Header().Set("Content-Type", jsonContentType)
-	w.Header().Set("x-amzn-RequestId", zeroRequestID)
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(http.StatusOK)
-	w.Write(b)
+	writeJSON(w, out)
 }
 
 // goawsErrorCode is the code of a goaws JSON error ({"__type": "...#Code"}

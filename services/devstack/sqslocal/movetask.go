@@ -189,13 +189,18 @@ func (mv *mover) wrap(next http.Handler) http.Handler {
 			writeAPIError(w, apiErr)
 			return
 		}
-		b, _ := json.Marshal(out)
-		w.Header().Set("Content-Type", jsonContentType)
-		w.Header().Set("x-amzn-RequestId", zeroRequestID)
-		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-		w.WriteHeader(http.StatusOK)
-		w.Write(b)
+		writeJSON(w, out)
 	})
+}
+
+// writeJSON answers 200 with v as an SQS JSON-protocol result.
+func writeJSON(w http.ResponseWriter, v any) {
+	b, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", jsonContentType)
+	w.Header().Set("x-amzn-RequestId", zeroRequestID)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
 }
 
 // apiError is an SQS JSON-protocol error: the shape name in __type (the
