@@ -21,6 +21,9 @@
 //	TestBadInputQueuesNothing       badinput_test.go
 //	TestRedriveDeliversOnce, TestKeysReachTheRunningAPI
 //	                                ops_test.go (the built herald-ops)
+//	TestIdempotencyKeySameRequestTwice, TestIdempotencyKeyReusedWithAnotherBody,
+//	TestAPIKilledClientsRetryWithKeys, TestStoreOutage
+//	                                idempotency_test.go (the state store)
 //
 // The deployed-stack suite lives in tests/aws (README.md).
 package tests

@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"herald/services/contract"
 	"herald/services/internal/herald"
+	"herald/services/internal/store"
 )
 
 func main() { herald.Main(string(contract.API), run) }
@@ -46,12 +48,41 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	d := deps{sqs: sqs.NewFromConfig(awsCfg, func(o *sqs.Options) {
 		o.BaseEndpoint = herald.Endpoint(cfg.SQSEndpoint)
 	})}
+	secrets := secretsmanager.NewFromConfig(awsCfg, func(o *secretsmanager.Options) {
+		o.BaseEndpoint = herald.Endpoint(cfg.SecretsManagerEndpoint)
+	})
 	if cfg.KeysSecretID != "" {
-		d.secrets = secretsmanager.NewFromConfig(awsCfg, func(o *secretsmanager.Options) {
-			o.BaseEndpoint = herald.Endpoint(cfg.SecretsManagerEndpoint)
-		})
+		d.secrets = secrets
+	}
+	if cfg.StoreTable != "" {
+		if d.state, d.ids, err = openStore(ctx, cfg, store.NewDynamoDB(awsCfg, cfg.DynamoDBEndpoint), secrets); err != nil {
+			return err
+		}
+	} else {
+		log.Warn("no state store: Idempotency-Key and status lookups are refused (local use only)", "variable", contract.StoreTable.Name)
 	}
 	return serve(ctx, cfg, d, log, metrics)
+}
+
+// openStore reads the id secret and opens the state store.
+func openStore(ctx context.Context, cfg config, db store.Client, secrets secretsAPI) (stateStore, *store.IDs, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(cfg.IDSecretID)})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the id secret %s (%s): %w", cfg.IDSecretID, contract.IDSecretID.Name, err)
+	}
+	ids, err := store.NewIDs([]byte(aws.ToString(out.SecretString)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("the id secret %s (%s): %w", cfg.IDSecretID, contract.IDSecretID.Name, err)
+	}
+	st, err := store.New(db, store.Config{
+		Table: cfg.StoreTable, IdempotencyTTL: cfg.IdempotencyTTL, StatusTTL: cfg.StatusTTL, IDs: ids, Clock: time.Now,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, ids, nil
 }
 
 // httpServer is the API's HTTP server with its timeouts.
