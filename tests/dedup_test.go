@@ -159,7 +159,7 @@ func getSenderHealth(s *devstack.Stack) (senderHealth, error) {
 // claim, dead-letters nothing, stays healthy (ECS must not replace tasks
 // for a dependency's outage) and says it is paused and why; it resumes
 // when the store is back. Every notification is then delivered once.
-func TestStoreOutage(t *testing.T) {
+func TestStoreOutageSenderPauses(t *testing.T) {
 	const outage = 20 * time.Second
 	s := startStack(t, devstack.Config{APIVariables: fastPosting})
 	a := newAPI(s)

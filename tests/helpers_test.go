@@ -14,7 +14,7 @@
 //	TestSESFaultsDuringSteadyFlow, TestSendersShareTheAccountQuota,
 //	TestRetryWindowRunsOut, TestCrashingMessageIsRedriven
 //	                                retry_test.go
-//	TestSendersKilledEvery10s, TestStoreOutage
+//	TestSendersKilledEvery10s, TestStoreOutageSenderPauses
 //	                                dedup_test.go (the state store)
 //	TestFeedbackStatuses, TestFeedbackEventsTwiceAndReordered
 //	                                feedback_test.go (SES feedback)
