@@ -210,18 +210,19 @@ func TestStoreOutageSenderPauses(t *testing.T) {
 	l.waitAllDelivered(t, s, 2*time.Minute)
 	waitDrained(t, s, time.Minute)
 
-	// A send claimed just before the fault may finish in its first moment.
+	// A send claimed just before the fault may finish in its first
+	// seconds (a slow SES emulator on a loaded machine).
 	during, firstAfter := 0, time.Duration(-1)
 	for _, at := range sendTimes(s, l) {
 		switch {
-		case at.After(faultAt.Add(time.Second)) && at.Before(faultEnd):
+		case at.After(faultAt.Add(5*time.Second)) && at.Before(faultEnd):
 			during++
 		case at.After(faultEnd) && firstAfter < 0:
 			firstAfter = at.Sub(faultEnd)
 		}
 	}
 	m := senderMetrics(t, s)
-	l.report(t, s, "store outage", start, 0, fmt.Sprintf("%d posted at 10/s; store down %s: %d sends during it, paused after %s, first send %s after it, StoreErrors %g, PausedTime %s, StatusNotRecorded %g",
+	l.report(t, s, "store outage", start, 0, fmt.Sprintf("%d posted at 10/s; store down %s: %d sends from 5 s into it to its end, paused after %s, first send %s after it, StoreErrors %g, PausedTime %s, StatusNotRecorded %g",
 		posted, outage, during, pausedAfter.Round(time.Millisecond), firstAfter.Round(time.Millisecond), m["StoreErrors"],
 		(time.Duration(m["PausedTime.sumMs"]) * time.Millisecond).Round(time.Second), m["StatusNotRecorded"]))
 	if during != 0 {
