@@ -8,7 +8,9 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"reflect"
 	"sort"
 	"strings"
@@ -82,24 +84,54 @@ func readRecord(s *devstack.Stack, id string) (record, error) {
 	return r, nil
 }
 
-// outcome is what a recipient's record must show.
+// outcome is what a recipient's status must show.
 type outcome struct{ outcome, typ, subType string }
 
-// waitOutcome waits until the notification is recorded sent and its
-// recipient has the outcome wanted.
-func waitOutcome(t *testing.T, s *devstack.Stack, id, address string, want outcome) record {
+// apiStatus is the answer of GET /api/notifications/{id}.
+type apiStatus struct {
+	ID         string `json:"id"`
+	Status     string `json:"status"`
+	Recipients []struct {
+		Address, Outcome, Type, SubType string
+		Permanent                       bool
+	} `json:"recipients"`
+}
+
+func (st apiStatus) String() string {
+	var parts []string
+	for _, r := range st.Recipients {
+		parts = append(parts, fmt.Sprintf("%s=%s/%s/%s permanent=%v", r.Address, r.Outcome, r.Type, r.SubType, r.Permanent))
+	}
+	return fmt.Sprintf("%s [%s]", st.Status, strings.Join(parts, " "))
+}
+
+// waitStatus polls the API's GET /api/notifications/{id} until the
+// notification is sent and its recipient has the outcome wanted, and
+// returns the answer.
+func waitStatus(t *testing.T, a *api, id, address string, want outcome) apiStatus {
 	t.Helper()
-	var r record
+	var st apiStatus
 	waitFor(t, time.Minute, fmt.Sprintf("%s of %s", want.outcome, address), func() (bool, string) {
-		var err error
-		r, err = readRecord(s, id)
-		if err != nil {
+		r, err := a.request(context.Background(), http.MethodGet, "/api/notifications/"+id, map[string]string{"Authorization": "Bearer " + a.key}, nil)
+		if err != nil || r.Status != http.StatusOK {
+			return false, fmt.Sprintf("%v %s", err, r)
+		}
+		st = apiStatus{}
+		if err := json.Unmarshal(r.Body, &st); err != nil {
 			return false, err.Error()
 		}
-		got := r.recipients[address]
-		return r.sent && r.status == "sent" && got["outcome"] == want.outcome && got["type"] == want.typ && got["subType"] == want.subType, r.String()
+		for _, x := range st.Recipients {
+			if x.Address == address && st.Status == "sent" && x.Outcome == want.outcome && x.Type == want.typ && x.SubType == want.subType {
+				// SES will not deliver it: a bounce (Permanent) or a rejection.
+				if x.Permanent != (want.outcome == "bounced" && want.typ == "Permanent") {
+					t.Fatalf("%s: permanent %v for %+v", id, x.Permanent, want)
+				}
+				return true, st.String()
+			}
+		}
+		return false, st.String()
 	})
-	return r
+	return st
 }
 
 // postTo posts one notification to one address and returns its id.
@@ -110,7 +142,7 @@ func postTo(t *testing.T, a *api, l *ledger, i int, to string) (id, subject stri
 }
 
 // Mail to each of SES's mailbox simulator addresses reaches the status SES
-// would give it; then a hard bounce from a real mailbox puts the address on
+// would give it, as the API's GET /api/notifications/{id} shows it; then a hard bounce from a real mailbox puts the address on
 // the account's suppression list, and a second send to it is accepted by
 // SES, not delivered, and recorded as a permanent failure
 // (OnAccountSuppressionList).
@@ -137,16 +169,16 @@ func TestFeedbackStatuses(t *testing.T) {
 	var seen []string
 	for i, c := range cases {
 		addr := c.local + "@" + sesgate.SimulatorDomain
-		r := waitOutcome(t, s, ids[i], addr, c.want)
-		seen = append(seen, fmt.Sprintf("%s=%s", c.local, r.recipients[addr]["outcome"]))
+		st := waitStatus(t, a, ids[i], addr, c.want)
+		seen = append(seen, fmt.Sprintf("%s=%s", c.local, st.Recipients[0].Outcome))
 	}
 	simulated := time.Since(start)
 
 	// A real mailbox that bounces: the address goes on the suppression list.
 	first, _ := postTo(t, a, l, len(cases), gone)
-	waitOutcome(t, s, first, gone, outcome{"bounced", "Permanent", "General"})
+	waitStatus(t, a, first, gone, outcome{"bounced", "Permanent", "General"})
 	second, subject := postTo(t, a, l, len(cases)+1, gone)
-	r := waitOutcome(t, s, second, gone, outcome{"bounced", "Permanent", "OnAccountSuppressionList"})
+	r := waitStatus(t, a, second, gone, outcome{"bounced", "Permanent", "OnAccountSuppressionList"})
 	var notSent []string
 	for _, x := range s.Gate().Sends() {
 		if x.Subject == subject {
