@@ -140,7 +140,7 @@ func TestSendersKilledEvery10s(t *testing.T) {
 
 // senderHealth is the sender's health answer.
 type senderHealth struct {
-	code                     int
+	code                      int
 	Status, Sending, PausedBy string
 }
 
@@ -224,7 +224,7 @@ func TestStoreOutageSenderPauses(t *testing.T) {
 	m := senderMetrics(t, s)
 	l.report(t, s, "store outage", start, 0, fmt.Sprintf("%d posted at 10/s; store down %s: %d sends from 5 s into it to its end, paused after %s, first send %s after it, StoreErrors %g, PausedTime %s, StatusNotRecorded %g",
 		posted, outage, during, pausedAfter.Round(time.Millisecond), firstAfter.Round(time.Millisecond), m["StoreErrors"],
-		(time.Duration(m["PausedTime.sumMs"]) * time.Millisecond).Round(time.Second), m["StatusNotRecorded"]))
+		(time.Duration(m["PausedTime.sumMs"])*time.Millisecond).Round(time.Second), m["StatusNotRecorded"]))
 	if during != 0 {
 		t.Errorf("%d sends while the store was down: nothing may be sent unclaimed", during)
 	}
