@@ -83,6 +83,38 @@ func forEach(n, clients int, f func(i int)) {
 	wg.Wait()
 }
 
+// scenario is what each scenario starts with: a pipeline, its API, a ledger
+// and a key prefix unique to the run.
+type scenario struct {
+	s   *devstack.Stack
+	a   *api
+	l   *ledger
+	key string
+	mu  sync.Mutex
+	bad []string // failures, from any client
+}
+
+func startScenario(t *testing.T, name string) *scenario {
+	s := startStack(t, devstack.Config{APIVariables: fastPosting})
+	return &scenario{s: s, a: newAPI(s), l: newLedger(name), key: runID()}
+}
+
+func (sc *scenario) fail(format string, args ...any) {
+	sc.mu.Lock()
+	sc.bad = append(sc.bad, fmt.Sprintf(format, args...))
+	sc.mu.Unlock()
+}
+
+// failures is an error naming the first failure, nil for none.
+func (sc *scenario) failures() error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if len(sc.bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d failures; first: %s", len(sc.bad), sc.bad[0])
+}
+
 // senderDeduplicates reports whether the running sender claims each
 // notification id before sending (it tags every send with the id then).
 func senderDeduplicates(s *devstack.Stack, prefix string) bool {
@@ -97,32 +129,26 @@ func senderDeduplicates(s *devstack.Stack, prefix string) bool {
 // The same request posted twice with one key: the same id both times, one
 // mail per notification.
 func TestIdempotencyKeySameRequestTwice(t *testing.T) {
-	s := startStack(t, devstack.Config{APIVariables: fastPosting})
-	a := newAPI(s)
+	sc := startScenario(t, "idem-twice")
+	s, a, l := sc.s, sc.a, sc.l
 	ctx := context.Background()
-	l := newLedger("idem-twice")
-	key := runID()
 	start := time.Now()
-	var mu sync.Mutex
-	var failures []string
 	forEach(idemTotal, 8, func(i int) {
 		n := simple(l, i, 1)[0]
 		l.post()
-		r1, err1 := a.postKeyed(ctx, key+strconv.Itoa(i), n)
+		r1, err1 := a.postKeyed(ctx, sc.key+strconv.Itoa(i), n)
 		l.post()
-		r2, err2 := a.postKeyed(ctx, key+strconv.Itoa(i), n)
+		r2, err2 := a.postKeyed(ctx, sc.key+strconv.Itoa(i), n)
 		var a1, a2 accepted
 		if err1 != nil || err2 != nil || r1.Status != 202 || r2.Status != 202 ||
 			json.Unmarshal(r1.Body, &a1) != nil || json.Unmarshal(r2.Body, &a2) != nil || a1.ID == "" || a1 != a2 {
-			mu.Lock()
-			failures = append(failures, fmt.Sprintf("%d: %v %s / %v %s", i, err1, r1, err2, r2))
-			mu.Unlock()
+			sc.fail("%d: %v %s / %v %s", i, err1, r1, err2, r2)
 			return
 		}
 		l.accept(n.Subject, a1.ID)
 	})
-	if len(failures) > 0 {
-		t.Fatalf("%d of %d pairs not answered 202 with one id; first: %s", len(failures), idemTotal, failures[0])
+	if err := sc.failures(); err != nil {
+		t.Fatalf("pairs not answered 202 with one id: %v", err)
 	}
 	l.waitAllDelivered(t, s, 2*time.Minute)
 	waitDrained(t, s, 30*time.Second)
@@ -134,42 +160,33 @@ func TestIdempotencyKeySameRequestTwice(t *testing.T) {
 
 // A key reused with another body: 422, and that body is never queued.
 func TestIdempotencyKeyReusedWithAnotherBody(t *testing.T) {
-	s := startStack(t, devstack.Config{APIVariables: fastPosting})
-	a := newAPI(s)
+	sc := startScenario(t, "idem-reuse")
+	s, a, l := sc.s, sc.a, sc.l
 	ctx := context.Background()
-	l := newLedger("idem-reuse")
-	key := runID()
 	start := time.Now()
 	var unprocessable atomic.Int64
-	var mu sync.Mutex
-	var failures []string
-	fail := func(f string, args ...any) {
-		mu.Lock()
-		failures = append(failures, fmt.Sprintf(f, args...))
-		mu.Unlock()
-	}
 	forEach(idemTotal, 8, func(i int) {
 		n := simple(l, i, 1)[0]
 		l.post()
-		r, err := a.postKeyed(ctx, key+strconv.Itoa(i), n)
+		r, err := a.postKeyed(ctx, sc.key+strconv.Itoa(i), n)
 		var acc accepted
 		if err != nil || r.Status != 202 || json.Unmarshal(r.Body, &acc) != nil {
-			fail("%d: %v %s", i, err, r)
+			sc.fail("%d: %v %s", i, err, r)
 			return
 		}
 		l.accept(n.Subject, acc.ID)
 		other := n
 		other.Subject = l.prefix + "other-" + strconv.Itoa(i)
-		r, err = a.postKeyed(ctx, key+strconv.Itoa(i), other)
+		r, err = a.postKeyed(ctx, sc.key+strconv.Itoa(i), other)
 		var p struct{ Type string }
 		if err != nil || r.Status != http.StatusUnprocessableEntity || json.Unmarshal(r.Body, &p) != nil || p.Type != "urn:herald:problem:idempotency-key-reused" {
-			fail("%d reused: %v %s", i, err, r)
+			sc.fail("%d reused: %v %s", i, err, r)
 			return
 		}
 		unprocessable.Add(1)
 	})
-	if len(failures) > 0 {
-		t.Fatalf("%d failures; first: %s", len(failures), failures[0])
+	if err := sc.failures(); err != nil {
+		t.Fatal(err)
 	}
 	l.waitAllDelivered(t, s, 2*time.Minute)
 	waitDrained(t, s, 30*time.Second)

@@ -138,7 +138,7 @@ type keyedRefusal struct {
 func (s *server) refusal(r *http.Request, k *keyed) (keyedRefusal, bool) {
 	if k.err != nil {
 		level, status := slog.LevelWarn, http.StatusServiceUnavailable
-		if !store.Unavailable(k.err) {
+		if !store.Unavailable(k.err) && !errors.Is(k.err, context.Canceled) {
 			// Access denied, no such table: not fixed by waiting.
 			level, status = slog.LevelError, http.StatusInternalServerError
 		}

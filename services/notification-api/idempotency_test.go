@@ -15,9 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"herald/services/devstack/dynamolocal"
+	"herald/services/devstack/secretslocal"
 	"herald/services/internal/store"
 )
 
@@ -453,5 +457,45 @@ func TestGetNotification(t *testing.T) {
 	}
 	if rec := get(keyed, otherKey); rec.Code != 404 {
 		t.Errorf("other key, sent: %d", rec.Code)
+	}
+}
+
+// The id secret's previous version still checks ids after a rotation; the
+// current one mints.
+func TestOpenStoreReadsTheIDSecretAcrossARotation(t *testing.T) {
+	old, rotated := strings.Repeat("o", 40), strings.Repeat("n", 40)
+	sm, err := secretslocal.Start("127.0.0.1:0", secretslocal.Config{Secrets: map[string]string{"herald/id": old}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sm.Close()
+	client := secretsmanager.New(secretsmanager.Options{Region: "us-east-1", BaseEndpoint: aws.String(sm.URL),
+		Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")})
+	cfg := testConfig()
+	cfg.StoreTable, cfg.IDSecretID, cfg.IdempotencyTTL, cfg.StatusTTL = "herald-test", "herald/id", time.Hour, time.Hour
+	db := dynamodb.New(dynamodb.Options{Region: "us-east-1"})
+	ctx := context.Background()
+
+	_, before, err := openStore(ctx, cfg, db, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued, _ := before.New(testKeyID)
+	if _, err := client.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String("herald/id"), SecretString: aws.String(rotated)}); err != nil {
+		t.Fatal(err)
+	}
+	_, after, err := openStore(ctx, cfg, db, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	minted, _ := after.New(testKeyID)
+	onlyNew, _ := store.NewIDs([]byte(rotated))
+	if !after.Owns(testKeyID, issued) || !onlyNew.Owns(testKeyID, minted) || onlyNew.Owns(testKeyID, issued) {
+		t.Errorf("after the rotation: the old id is checked %t, the new one minted with the new secret %t",
+			after.Owns(testKeyID, issued), onlyNew.Owns(testKeyID, minted))
+	}
+	cfg.IDSecretID = "herald/missing"
+	if _, _, err := openStore(ctx, cfg, db, client); err == nil || !strings.Contains(err.Error(), "HERALD_ID_SECRET_ID") {
+		t.Errorf("missing secret: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"herald/services/contract"
@@ -64,15 +66,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	return serve(ctx, cfg, d, log, metrics)
 }
 
-// openStore reads the id secret and opens the state store.
+// openStore reads the id secret and opens the state store. The secret's
+// current version mints and checks ids; its previous version, if any, checks
+// them too, so ids issued before a rotation stay the caller's (a second
+// rotation within HERALD_STATUS_TTL drops the oldest: their GET is 404).
 func openStore(ctx context.Context, cfg config, db store.Client, secrets secretsAPI) (stateStore, *store.IDs, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	out, err := secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(cfg.IDSecretID)})
-	if err != nil {
-		return nil, nil, fmt.Errorf("read the id secret %s (%s): %w", cfg.IDSecretID, contract.IDSecretID.Name, err)
+	var keys [][]byte
+	for _, stage := range []string{"AWSCURRENT", "AWSPREVIOUS"} {
+		out, err := secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(cfg.IDSecretID), VersionStage: aws.String(stage)})
+		var nf *smtypes.ResourceNotFoundException
+		switch {
+		case stage == "AWSPREVIOUS" && errors.As(err, &nf):
+			continue // never rotated
+		case err != nil:
+			return nil, nil, fmt.Errorf("read the id secret %s (%s), %s: %w", cfg.IDSecretID, contract.IDSecretID.Name, stage, err)
+		}
+		keys = append(keys, []byte(aws.ToString(out.SecretString)))
 	}
-	ids, err := store.NewIDs([]byte(aws.ToString(out.SecretString)))
+	ids, err := store.NewIDs(keys...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("the id secret %s (%s): %w", cfg.IDSecretID, contract.IDSecretID.Name, err)
 	}

@@ -130,15 +130,8 @@ func (s *server) postNotification(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	key, hasKey, bad := idempotencyKeyOf(r)
-	if bad != "" {
-		s.reject("validation", 1)
-		writeProblem(w, headerProblem(bad))
-		return
-	}
-	if hasKey && s.state == nil {
-		s.reject("validation", 1)
-		writeProblem(w, noStore("an Idempotency-Key"))
+	key, hasKey, ok := s.idempotencyHeader(w, r)
+	if !ok {
 		return
 	}
 	if d, ok := s.limiter.take(keyID, 1); !ok {
@@ -215,6 +208,23 @@ func (s *server) answerRefusal(w http.ResponseWriter, r *http.Request, ref keyed
 	writeProblem(w, newProblem(ref.status, ref.kind, ref.detail))
 }
 
+// idempotencyHeader reads the Idempotency-Key header, and answers a request
+// whose key is not valid, or that has one when there is no store.
+func (s *server) idempotencyHeader(w http.ResponseWriter, r *http.Request) (key string, present, ok bool) {
+	key, present, bad := idempotencyKeyOf(r)
+	switch {
+	case bad != "":
+		s.reject("validation", 1)
+		writeProblem(w, headerProblem(bad))
+		return "", false, false
+	case present && s.state == nil:
+		s.reject("validation", 1)
+		writeProblem(w, noStore("an Idempotency-Key"))
+		return "", false, false
+	}
+	return key, present, true
+}
+
 // headerProblem refuses a request for its Idempotency-Key header.
 func headerProblem(detail string) problem {
 	pr := newProblem(http.StatusBadRequest, "validation", "the Idempotency-Key header is not valid")
@@ -225,7 +235,7 @@ func headerProblem(detail string) problem {
 // noStore refuses what needs the state store when the API runs without.
 func noStore(what string) problem {
 	return newProblem(http.StatusNotImplemented, "no-store",
-		"this API runs without a state store (HERALD_STORE_TABLE, local use only): it cannot honour "+what)
+		"this API runs without a state store ("+contract.StoreTable.Name+" unset, local use only): it cannot honour "+what)
 }
 
 // refuse answers a request that prepare found invalid or too large.
@@ -289,15 +299,8 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	batchKey, batchKeyed, bad := idempotencyKeyOf(r)
-	if bad != "" {
-		s.reject("validation", 1)
-		writeProblem(w, headerProblem(bad))
-		return
-	}
-	if batchKeyed && s.state == nil {
-		s.reject("validation", 1)
-		writeProblem(w, noStore("an Idempotency-Key"))
+	batchKey, batchKeyed, ok := s.idempotencyHeader(w, r)
+	if !ok {
 		return
 	}
 	body, ok := s.readJSON(w, r, sqsMaxBatch*int64(s.cfg.MaxMessageBytes))
