@@ -70,8 +70,9 @@ fuzz:
 # fresh pipeline, its figures, ratios and targets. Flags through BENCH_FLAGS,
 # e.g. make bench BENCH_FLAGS='-n 5000 -modes on'.
 BENCH_FLAGS ?=
-bench: tools ## the pipeline benchmark (BENCHMARKS.md): throughput, latency, SQS requests, CPU and RSS, batching on vs off
+bench: tools ## the pipeline benchmark (BENCHMARKS.md): throughput, latency, SQS requests, CPU and RSS, batching on vs off; the shared rate limit's DynamoDB requests
 	$(GO) run ./tests/bench $(BENCH_FLAGS)
+	$(GO) test -run='^$$' -bench=SharedRateLimit ./services/notification-api
 
 bench-go: tools ## the Go micro-benchmarks (API enqueue, pipeline mails per second), with their figures
 	$(GO) test -run='^$$' -bench=. -benchmem -timeout $(TEST_TIMEOUT) ./...

@@ -219,6 +219,7 @@ var ciUnscoped = map[string]string{
 	"ecr":                  "the registry login token is account-wide",
 	"tag":                  "the tagging API lists the account's resources",
 	"iam":                  "service-linked roles are AWS's own",
+	"secretsmanager":       "GetRandomPassword (the generated id secret) has no resource type",
 }
 
 // ciNeverUnscoped actions must name their resource in the CI policy.
@@ -241,6 +242,7 @@ func ciUnscopedAction(action string) bool {
 		"kms:CreateKey", "kms:ListAliases",
 		"ecr:GetAuthorizationToken",
 		"tag:GetResources",
+		"secretsmanager:GetRandomPassword",
 		"route53:CreateHostedZone", "route53:DeleteHostedZone", "route53:GetHostedZone", "route53:ListHostedZonesByName", "route53:GetChange", "route53:AssociateVPCWithHostedZone",
 	}, action)
 }
@@ -291,7 +293,8 @@ func checkCIStatements(statements []Statement) error {
 			taggedCopies := slices.ContainsFunc(s.Conditions, func(c Condition) bool {
 				return c.Variable == "aws:ResourceTag/"+CopyTag || c.Variable == "aws:RequestTag/"+CopyTag
 			})
-			if !strings.Contains(r, copies+"*") && !taggedCopies && !strings.HasSuffix(r, ":role/aws-service-role/*") {
+			published := strings.HasSuffix(r, ":parameter"+ParameterPath(CICopyPrefix)+"*") // the copies' /herald/e2e... parameters
+			if !strings.Contains(r, copies+"*") && !published && !taggedCopies && !strings.HasSuffix(r, ":role/aws-service-role/*") {
 				errs = append(errs, fmt.Errorf("%s: wildcard resource %q names no copies (%s*) and has no %s condition", name, r, copies, CopyTag))
 			}
 		}
@@ -323,7 +326,11 @@ func CIStatements(p *CIRoleProps) []Statement {
 		{Sid: "CopiesQueues", Actions: []string{"sqs:*"}, Resources: []string{arn("sqs", r, copies)}},
 		{Sid: "CopiesRepositories", Actions: []string{"ecr:*"}, Resources: []string{arn("ecr", r, "repository/"+copies)}},
 		{Sid: "CopiesSecrets", Actions: []string{"secretsmanager:*"}, Resources: []string{arn("secretsmanager", r, "secret:"+copies)}},
-		{Sid: "CopiesParameters", Actions: []string{"ssm:*"}, Resources: []string{arn("ssm", r, "parameter/"+copies)}},
+		// The stack's own parameters, and those it publishes for service
+		// teams under /herald/<environment> (a copy's environment is
+		// named e2e...).
+		{Sid: "CopiesParameters", Actions: []string{"ssm:*"}, Resources: []string{arn("ssm", r, "parameter/"+copies), arn("ssm", r, "parameter"+ParameterPath(CICopyPrefix)+"*")}},
+		{Sid: "CopiesTables", Actions: []string{"dynamodb:*"}, Resources: []string{arn("dynamodb", r, "table/"+copies)}},
 		{Sid: "CopiesLogGroups", Actions: []string{"logs:*"}, Resources: []string{arn("logs", r, "log-group:/herald/"+copies)}},
 		{Sid: "CopiesTopics", Actions: []string{"sns:*"}, Resources: []string{arn("sns", r, copies)}},
 		{Sid: "CopiesAlarmsAndDashboards", Actions: []string{"cloudwatch:*"}, Resources: []string{arn("cloudwatch", r, "alarm:"+copies), arn("cloudwatch", "", "dashboard/"+copies)}},
@@ -390,7 +397,7 @@ func CIStatements(p *CIRoleProps) []Statement {
 			"elasticloadbalancing:DescribeListenerAttributes", "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroupAttributes",
 			"elasticloadbalancing:DescribeTags", "elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTargetHealth",
 			"logs:DescribeLogGroups", "cloudwatch:GetMetricStatistics", "cloudwatch:GetMetricData", "cloudwatch:ListMetrics",
-			"tag:GetResources"}},
+			"tag:GetResources", "secretsmanager:GetRandomPassword"}},
 		// The target group is named with a short generated prefix: tagged
 		// as a copy when created, changed and deleted only while it is.
 		{Sid: "CreateTaggedTargetGroups", Actions: []string{"elasticloadbalancing:CreateTargetGroup", "elasticloadbalancing:AddTags"},

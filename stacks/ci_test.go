@@ -310,6 +310,9 @@ func namedARNs(t *testing.T, doc tfDoc, acct, region string) []namedARN {
 	for _, r := range doc.resources("aws_kms_alias") {
 		add("aws_kms_alias", "kms", "DeleteAlias", arn("kms", r["name"].(string)))
 	}
+	for _, r := range doc.resources("aws_dynamodb_table") {
+		add("aws_dynamodb_table", "dynamodb", "DeleteTable", arn("dynamodb", "table/"+r["name"].(string)))
+	}
 	for _, r := range doc.resources("aws_sesv2_configuration_set") {
 		add("aws_sesv2_configuration_set", "ses", "DeleteConfigurationSet", arn("ses", "configuration-set/"+r["configuration_set_name"].(string)))
 	}

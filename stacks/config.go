@@ -53,6 +53,7 @@ type Environment struct {
 	Mesh          MeshConfig
 	Ingress       IngressConfig
 	Queue         QueueConfig
+	Store         StoreConfig
 	Email         EmailConfig
 	Repositories  RepositoryConfig
 	API           ServiceConfig
@@ -184,6 +185,21 @@ type QueueConfig struct {
 	// message after its first attempt (HERALD_RETRY_WINDOW); default 12h.
 	// Retention must exceed it by a day (retry.go).
 	RetryWindow time.Duration
+}
+
+// StoreConfig shapes the state store, one DynamoDB table of Idempotency-Key
+// records and notification status (services/internal/store/DESIGN.md).
+type StoreConfig struct {
+	// StatusTTL is HERALD_STATUS_TTL: how long a notification's status is
+	// kept, and a redelivered message recognised as sent. Default the
+	// contract's (30 days); at least Queue.Retention + Queue.DLQRetention,
+	// the longest a message can come back (redriven from the DLQ).
+	StatusTTL time.Duration
+	// PointInTimeRecovery keeps continuous backups (35 days).
+	PointInTimeRecovery bool
+	// DeletionProtection refuses to delete the table (a destroy) until it
+	// is turned off and deployed.
+	DeletionProtection bool
 }
 
 // EmailConfig is how mail leaves Herald.
@@ -343,6 +359,8 @@ func (e Environment) WithDefaults() Environment {
 	q.MaxMessageBytes = orInt(q.MaxMessageBytes, contract.MaxMessageBytes.Default)
 	q.RetryWindow = orDuration(q.RetryWindow, contract.RetryWindow.Default)
 
+	e.Store.StatusTTL = orDuration(e.Store.StatusTTL, contract.StatusTTL.Default)
+
 	em := &e.Email
 	em.Transport = orString(em.Transport, "ses")
 	em.SendTimeout = orDuration(em.SendTimeout, contract.SendTimeout.Default)
@@ -489,6 +507,7 @@ func (e Environment) validate() error {
 	e.validateIngress(p)
 	e.validateQueue(p)
 	e.validateRetry(p)
+	e.validateStore(p)
 	e.validateEmail(p)
 	e.validateRepositories(p)
 	validateService(p, "API", e.API, false)
@@ -679,6 +698,27 @@ func (e Environment) validateQueue(p *problems) {
 	} else if q.MaxMessageBytes > maxQueueMessageBytes {
 		p.add("Queue.MaxMessageBytes", "%d is over %d, the largest queue message the AWS provider takes", q.MaxMessageBytes, maxQueueMessageBytes)
 	}
+}
+
+// validateStore checks the status TTL with the setting's own bounds, and
+// against the queues: a message can come back for as long as the queue and
+// then the DLQ keep it (redriven after it was sent but not deleted), and
+// the sender must still recognise it as sent.
+func (e Environment) validateStore(p *problems) {
+	ttl := e.Store.StatusTTL
+	if err := contract.StatusTTL.Check(ttl); err != nil {
+		p.addErr("Store.StatusTTL", err)
+		return
+	}
+	if back := e.Queue.Retention + e.Queue.DLQRetention; ttl < back {
+		p.add("Store.StatusTTL", "%s is shorter than Queue.Retention + Queue.DLQRetention (%s): a message redriven from the DLQ after its status expired would be sent again", ttl, back)
+	}
+}
+
+// FeedbackEnabled reports whether SES's events reach the sender: with the
+// SES transport and the stack's configuration set, whose events they are.
+func (em EmailConfig) FeedbackEnabled() bool {
+	return em.Transport == "ses" && em.ConfigurationSet
 }
 
 func checkRetention(p *problems, field string, d time.Duration) {

@@ -62,6 +62,8 @@ func TestDefaults(t *testing.T) {
 		{"ingress CIDRs with a certificate", strings.Join(e.Ingress.AllowedCIDRs, ","), "0.0.0.0/0"},
 		{"image tag", e.Repositories.DefaultTag, "initial"},
 		{"tag", e.Tags["Environment"], "test"},
+		{"status TTL", e.Store.StatusTTL, 30 * 24 * time.Hour},
+		{"point-in-time recovery", e.Store.PointInTimeRecovery, false},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -85,6 +87,14 @@ func TestDefaults(t *testing.T) {
 	logs.Ingress.AccessLogs.Enabled = true
 	if got := logs.WithDefaults().Ingress.AccessLogs.RetentionDays; got != 90 {
 		t.Errorf("access logs kept %d days by default, want 90", got)
+	}
+	// SES feedback comes with the configuration set, over SES only.
+	withSet := validEnv()
+	withSet.Email.ConfigurationSet = true
+	smtp := withSet
+	smtp.Email.Transport = "smtp"
+	if !withSet.WithDefaults().Email.FeedbackEnabled() || smtp.WithDefaults().Email.FeedbackEnabled() || e.Email.FeedbackEnabled() {
+		t.Error("feedback is on exactly with the ses transport and a configuration set")
 	}
 	appmesh := validEnv()
 	appmesh.Mesh.Mode = MeshAppMesh
@@ -128,6 +138,8 @@ func TestValidationNamesTheField(t *testing.T) {
 			e.Network.CIDR = "10.1.0.0/16"
 			e.Network.Existing = &ExistingNetwork{VPCID: "vpc-01234567", PublicSubnetIDs: []string{"subnet-01234567", "subnet-89abcdef"}, PrivateSubnetIDs: []string{"subnet-01234568", "subnet-89abcdee"}, PrivateRouteTableIDs: []string{"rtb-01234567"}}
 		}, "Network.Existing", "leave them unset"},
+		{"status TTL under the queues' retention", func(e *Environment) { e.Store.StatusTTL = 10 * 24 * time.Hour }, "Store.StatusTTL", "shorter than Queue.Retention + Queue.DLQRetention (432h0m0s)"},
+		{"status TTL over the setting's bound", func(e *Environment) { e.Store.StatusTTL = 400 * 24 * time.Hour }, "Store.StatusTTL", "HERALD_STATUS_TTL"},
 		{"bad account", func(e *Environment) { e.Account = "12345" }, "Account", "12-digit"},
 		{"bad region", func(e *Environment) { e.Region = "europe" }, "Region", "not an AWS region"},
 		{"bad name", func(e *Environment) { e.Name = "Production-1" }, "Name", "lower-case"},

@@ -565,11 +565,14 @@ func TestObservability(t *testing.T) {
 					Prefix: "herald-test", EnvironmentName: "test", Account: testAccount, Region: testRegion,
 					ClusterName: "herald-test",
 					Services:    []MonitoredService{{Name: "notification-api", MinTasks: 2}, {Name: "email-sender", MinTasks: 1}},
-					Queue:       "q", DeadLetter: "q-dlq",
+					Queue:       "q", DeadLetter: "q-dlq", Table: "herald-test-state",
 					LoadBalancerARNSuffix: jsii.String("app/x/1"), TargetGroupARNSuffix: jsii.String("targetgroup/y/2"),
 					AlarmEmail: email, OldestMessageAge: 10 * time.Minute, API5xxPercent: 5, SenderFailurePercent: 5,
+					// the second case with SES feedback
+					FeedbackQueue: map[bool]string{true: "fq"}[email != ""], FeedbackDeadLetter: map[bool]string{true: "fq-dlq"}[email != ""],
 				})
 			})
+			feedback := email != ""
 			alarms := map[string]map[string]any{}
 			for _, a := range doc.resources("aws_cloudwatch_metric_alarm") {
 				alarms[a["alarm_name"].(string)] = a
@@ -577,10 +580,38 @@ func TestObservability(t *testing.T) {
 					t.Errorf("alarm %s notifies nobody", a["alarm_name"])
 				}
 			}
-			for _, name := range []string{"dlq-not-empty", "oldest-message-age", "api-5xx-rate", "sender-failure-rate", "notification-api-tasks-below-minimum", "email-sender-tasks-below-minimum"} {
+			for _, name := range []string{"dlq-not-empty", "oldest-message-age", "api-5xx-rate", "sender-failure-rate", "notification-api-tasks-below-minimum", "email-sender-tasks-below-minimum", "store-throttled"} {
 				if alarms["herald-test-"+name] == nil {
 					t.Errorf("no alarm %s (have %v)", name, keys(alarms))
 				}
+			}
+			if q := mustJSON(alarms["herald-test-store-throttled"]["metric_query"]); !strings.Contains(q, `"TableName":"herald-test-state"`) ||
+				!strings.Contains(q, "ReadThrottleEvents") || !strings.Contains(q, "WriteThrottleEvents") {
+				t.Errorf("store alarm queries %s", q)
+			}
+			// SES reputation: account-wide hourly ratios, alarmed before
+			// SES's review at 5 % and 0.1 %; the feedback queues.
+			for name, want := range map[string]struct {
+				metric    string
+				threshold float64
+			}{
+				"ses-bounce-rate":             {"Reputation.BounceRate", 0.04},
+				"ses-complaint-rate":          {"Reputation.ComplaintRate", 0.0008},
+				"feedback-dlq-not-empty":      {"ApproximateNumberOfMessagesVisible", 0},
+				"feedback-oldest-message-age": {"ApproximateAgeOfOldestMessage", 900},
+			} {
+				a := alarms["herald-test-"+name]
+				if (a != nil) != feedback {
+					t.Errorf("alarm %s exists %v with feedback %v", name, a != nil, feedback)
+					continue
+				}
+				if a != nil && (a["metric_name"] != want.metric || num(a["threshold"]) != want.threshold) {
+					t.Errorf("alarm %s: %v >= %v, want %s at %v", name, a["metric_name"], a["threshold"], want.metric, want.threshold)
+				}
+			}
+			if a := alarms["herald-test-ses-bounce-rate"]; feedback && (a["namespace"] != "AWS/SES" || a["statistic"] != "Maximum" || num(a["period"]) != 3600 ||
+				a["comparison_operator"] != "GreaterThanOrEqualToThreshold" || a["dimensions"] != nil && len(a["dimensions"].(map[string]any)) != 0 || a["treat_missing_data"] != "notBreaching") {
+				t.Errorf("bounce rate alarm %v", a)
 			}
 			// The DLQ alarm fires on the first message, be it moved by SQS
 			// redrive (the DLQ's depth) or by the sender (its DeadLettered).
@@ -601,9 +632,14 @@ func TestObservability(t *testing.T) {
 				t.Errorf("%d subscriptions", got)
 			}
 			body := mustJSON(doc.only(t, "aws_cloudwatch_dashboard")["dashboard_body"])
-			for _, metric := range []string{"ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible", "ApproximateAgeOfOldestMessage", "RequestCount", "TargetResponseTime", "HTTPCode_Target_5XX_Count", "EnqueueLatency", "Sent", "Failed", "Retried", "Throttled", "PausedTime", "ProcessingTime", "p99", "CPUUtilization", "MemoryUtilization", "RunningTaskCount"} {
+			for _, metric := range []string{"ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible", "ApproximateAgeOfOldestMessage", "RequestCount", "TargetResponseTime", "HTTPCode_Target_5XX_Count", "EnqueueLatency", "Sent", "Failed", "Retried", "Throttled", "PausedTime", "ProcessingTime", "p99", "CPUUtilization", "MemoryUtilization", "RunningTaskCount", "ConsumedWriteCapacityUnits", "WriteThrottleEvents"} {
 				if !strings.Contains(body, metric) {
 					t.Errorf("the dashboard lacks %s", metric)
+				}
+			}
+			for _, metric := range []string{"Reputation.BounceRate", "Reputation.ComplaintRate", "Delivered", "Bounced", "Complained", "SESRejected", "Delayed", "DuplicateSends", "FeedbackDeadLettered", "bounce rate alarm", "complaint rate alarm", "0.0008"} {
+				if strings.Contains(body, metric) != feedback {
+					t.Errorf("the dashboard shows %s: %v, with feedback %v", metric, !feedback, feedback)
 				}
 			}
 		})
@@ -821,6 +857,21 @@ func TestConstructsRefuseBadProps(t *testing.T) {
 			p.TaskGrants = []Statement{{Actions: []string{"sqs:*"}, Resources: []string{"arn:q"}}}
 			NewFargateService(s, "svc", p)
 		}, "wildcard"},
+		{"table name", func(s cdktf.TerraformStack) {
+			NewTable(s, "t", &TableProps{Name: "x", Account: testAccount, Region: testRegion})
+		}, `Name "x": 3..255`},
+		{"feedback visibility", func(s cdktf.TerraformStack) {
+			NewFeedback(s, "f", &FeedbackProps{Prefix: "herald-test", Account: testAccount, Region: testRegion, ConfigurationSetName: "herald-test", Visibility: time.Second})
+		}, "HERALD_FEEDBACK_VISIBILITY"},
+		{"feedback without a configuration set", func(s cdktf.TerraformStack) {
+			NewFeedback(s, "f", &FeedbackProps{Prefix: "herald-test", Account: testAccount, Region: testRegion, Visibility: 30 * time.Second})
+		}, "ConfigurationSetName are required"},
+		{"published path with a trailing slash", func(s cdktf.TerraformStack) {
+			NewPublished(s, "p", &PublishedProps{Path: "/herald/test/", Parameters: []PublishedParameter{{Name: "a", Description: "a", Value: jsii.String("x")}}})
+		}, "without a trailing slash"},
+		{"generated secret too short", func(s cdktf.TerraformStack) {
+			NewSecrets(s, "s", &SecretsProps{Prefix: "p", Account: testAccount, Region: testRegion, RecoveryWindowDays: 7, Secrets: []SecretSpec{{Name: "id", Generate: 16}}})
+		}, "Generate 16: 32..4096"},
 		{"queue retention", func(s cdktf.TerraformStack) {
 			p := queueProps(10 * time.Second)
 			p.Retention, p.DLQRetention = 14*24*time.Hour, 7*24*time.Hour
@@ -844,7 +895,7 @@ func TestConstructsRefuseBadProps(t *testing.T) {
 			NewFargateService(s, "svc", p)
 		}, "MinTasks 0"},
 		{"observability without thresholds", func(s cdktf.TerraformStack) {
-			NewObservability(s, "o", &ObservabilityProps{Prefix: "p", EnvironmentName: "e", Account: testAccount, Region: testRegion, ClusterName: "c", Queue: "q", DeadLetter: "d",
+			NewObservability(s, "o", &ObservabilityProps{Prefix: "p", EnvironmentName: "e", Account: testAccount, Region: testRegion, ClusterName: "c", Queue: "q", DeadLetter: "d", Table: "t",
 				LoadBalancerARNSuffix: jsii.String("a"), TargetGroupARNSuffix: jsii.String("t")})
 		}, "OldestMessageAge 0s is under a minute"},
 		{"secrets without a recovery window", func(s cdktf.TerraformStack) {

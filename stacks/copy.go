@@ -17,7 +17,8 @@ const CopyVariable = contract.SynthCopy
 // the same account and destroyed without leftovers: the stack is
 // "herald-<name>" and every resource name follows from it; the SES identity
 // is used but never managed (it belongs to e and must already be verified);
-// state is local; the load balancer has no deletion protection and no alias
+// state is local; the load balancer and the table have no deletion
+// protection, the load balancer no alias
 // record (the domain is e's); the repositories and the access log bucket
 // are deleted with their contents; no address is subscribed to the alarms. mode, when set, replaces the mesh mode (its Envoy settings
 // reset to the defaults when the mode changes). Construct ids do not depend
@@ -29,6 +30,7 @@ func (e Environment) Copy(name string, mode MeshMode) Environment {
 	c.State = StateConfig{}
 	c.Email.ManageIdentity = false
 	c.Ingress.DeletionProtection = false
+	c.Store.DeletionProtection = false
 	// The original owns its domain's record; the copy is reached under
 	// its load balancer's own name (with the original's certificate).
 	c.Ingress.Domain, c.Ingress.HostedZoneID = "", ""

@@ -30,7 +30,7 @@ func TestSelectCopy(t *testing.T) {
 		t.Fatalf("SelectCopy: %v %v", got, err)
 	}
 	c := got[0]
-	if c.Name != "e2eabc123" || c.State != (StateConfig{}) || c.Email.ManageIdentity || c.Ingress.DeletionProtection ||
+	if c.Name != "e2eabc123" || c.State != (StateConfig{}) || c.Email.ManageIdentity || c.Ingress.DeletionProtection || c.Store.DeletionProtection ||
 		!c.Repositories.ForceDelete || c.Observability.AlarmEmail != "" || c.Mesh.Mode != MeshAppMesh || c.Tags["HeraldCopyOf"] != "prod" {
 		t.Errorf("copy of prod: %+v", c)
 	}

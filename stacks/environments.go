@@ -72,6 +72,9 @@ func Environments() []Environment {
 				AccessLogs:         AccessLogConfig{Enabled: true, RetentionDays: 90},
 			},
 			Queue: QueueConfig{MaxReceiveCount: 5},
+			// Idempotency records and statuses survive a careless destroy
+			// and can be restored to any second of the last 35 days.
+			Store: StoreConfig{PointInTimeRecovery: true, DeletionProtection: true},
 			Email: EmailConfig{
 				Transport:        "ses",
 				Identity:         "herald.example.com", // set for your organisation

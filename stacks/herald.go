@@ -25,6 +25,14 @@ const (
 	// name (HERALD_API_KEYS_SECRET_ID).
 	apiKeysSecretIDName = "api-keys-secret-id"
 	sendRateName        = "send-rate"
+	// idSecret holds the key that derives and signs notification ids
+	// (HERALD_ID_SECRET_ID names it, through the parameter idSecretIDName);
+	// idSecretLength random letters and digits, about 380 bits.
+	idSecret       = "id-secret"
+	idSecretIDName = "id-secret-id"
+	idSecretLength = 64
+	// tableSuffix names the state store "<stack>-state".
+	tableSuffix = "-state"
 	// secretRecoveryWindowDays is how long a deleted secret can be
 	// restored: a week, the shortest, so a stack destroyed and deployed
 	// again soon after does not find its secrets' names taken for long.
@@ -48,14 +56,17 @@ type HeraldStack struct {
 	Cluster       *Cluster
 	Repositories  *Repositories
 	Queue         *Queue
+	Table         *Table
 	Secrets       *Secrets
-	SES           *SES // nil without an SES identity
+	SES           *SES      // nil without an SES identity
+	Feedback      *Feedback // nil without feedback (Email.FeedbackEnabled)
 	Mesh          *AppMesh
 	AccessLogs    *AccessLogBucket // nil without access logs
 	Ingress       *Ingress
 	API           *FargateService
 	Sender        *FargateService
 	Observability *Observability
+	Published     *Published
 	CI            *CIRole // nil unless Environment.CI is set
 	// Warnings for the person synthesizing (also cdktf annotations).
 	Warnings []string
@@ -96,6 +107,14 @@ func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackPro
 		}},
 	})
 
+	h.Table = NewTable(stack, "table", &TableProps{
+		Name:                id + tableSuffix,
+		Account:             env.Account,
+		Region:              env.Region,
+		PointInTimeRecovery: env.Store.PointInTimeRecovery,
+		DeletionProtection:  env.Store.DeletionProtection,
+	})
+
 	var extraEndpoints []string
 	switch env.Mesh.Mode {
 	case MeshServiceConnect:
@@ -113,6 +132,7 @@ func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackPro
 		ExtraEndpoints:   extraEndpoints,
 		LogKeyARN:        h.LogKey.Key.Arn(),
 		LogRetentionDays: env.Observability.LogRetentionDays,
+		DynamoDBPolicy:   []Statement{h.Table.EndpointStatement()},
 	})
 	h.Discovery = NewDiscovery(stack, "discovery", &DiscoveryProps{Name: id + ".internal", VPCID: h.Network.VPCID})
 	clusterProps := &ClusterProps{Name: id}
@@ -146,11 +166,13 @@ func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackPro
 		Secrets: []SecretSpec{
 			{Name: apiKeysSecret, Description: "API key hashes of Herald's clients: " + contract.KeySetShape, InitialValue: contract.EmptyKeySet},
 			{Name: smtpSecret, Description: `SMTP relay credentials: JSON {"username": "...", "password": "..."}`},
+			{Name: idSecret, Description: "Key that derives and signs notification ids (the API's); generated", Generate: idSecretLength},
 		},
 		Parameters: []ParameterSpec{
 			{Name: defaultFromName, Description: "Sender address used when a request has none", Value: env.Email.DefaultFrom},
 			{Name: sendRateName, Description: "Sends per second; 0 uses the SES account's maximum", Value: strconv.FormatFloat(env.Email.SendRate, 'f', -1, 64)},
 			{Name: apiKeysSecretIDName, Description: "Name of the secret holding the API key hashes", Value: id + "/" + apiKeysSecret},
+			{Name: idSecretIDName, Description: "Name of the secret holding the notification id key", Value: id + "/" + idSecret},
 		},
 	})
 	if env.Email.Identity != "" {
@@ -165,6 +187,16 @@ func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackPro
 			Account:          env.Account,
 			Region:           env.Region,
 		})
+		if env.Email.FeedbackEnabled() {
+			h.Feedback = NewFeedback(stack, "feedback", &FeedbackProps{
+				Prefix:               id,
+				Account:              env.Account,
+				Region:               env.Region,
+				ConfigurationSetName: h.SES.ConfigurationSetName,
+				ConfigurationSet:     h.SES.ConfigurationSet,
+				Visibility:           contract.FeedbackVisibility.Default,
+			})
+		}
 	}
 	if env.Mesh.Mode == MeshAppMesh {
 		h.warn(AppMeshDeprecation)
@@ -211,7 +243,7 @@ func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackPro
 	h.Network.AllowEndpointAccess(apiService, h.API.SecurityGroup.Id(), "Tasks of "+apiService+" reach AWS APIs")
 	h.Network.AllowEndpointAccess(senderService, h.Sender.SecurityGroup.Id(), "Tasks of "+senderService+" reach AWS APIs")
 
-	h.Observability = NewObservability(stack, "observability", &ObservabilityProps{
+	obs := &ObservabilityProps{
 		Prefix:          id,
 		EnvironmentName: env.Name,
 		Account:         env.Account,
@@ -223,13 +255,19 @@ func NewHeraldStack(scope constructs.Construct, id string, props *HeraldStackPro
 		},
 		Queue:                 h.Queue.Name,
 		DeadLetter:            h.Queue.DeadLetterName,
+		Table:                 h.Table.Name,
 		LoadBalancerARNSuffix: h.Ingress.LoadBalancer.ArnSuffix(),
 		TargetGroupARNSuffix:  h.Ingress.TargetGroup.ArnSuffix(),
 		AlarmEmail:            env.Observability.AlarmEmail,
 		OldestMessageAge:      env.Observability.OldestMessageAge,
 		API5xxPercent:         env.Observability.API5xxPercent,
 		SenderFailurePercent:  env.Observability.SenderFailurePercent,
-	})
+	}
+	if h.Feedback != nil {
+		obs.FeedbackQueue, obs.FeedbackDeadLetter = h.Feedback.Queue.Name, h.Feedback.Queue.DeadLetterName
+	}
+	h.Observability = NewObservability(stack, "observability", obs)
+	h.Published = NewPublished(stack, "published", &PublishedProps{Path: ParameterPath(env.Name), Parameters: h.published()})
 	if env.CI.Enabled() {
 		h.CI = NewCIRole(stack, "ci", h.ciProps(id, env))
 	}
@@ -305,6 +343,14 @@ func (h *HeraldStack) variables(env Environment) map[contract.Service]taskVariab
 		sendRateParameter:     h.Secrets.ParameterARNs[sendRateName],
 		keysSecretName:        h.Secrets.SecretNames[apiKeysSecret],
 		smtpSecretARN:         *h.Secrets.Secrets[smtpSecret].Arn(),
+		tableName:             h.Table.Name,
+		idSecretIDParameter:   h.Secrets.ParameterARNs[idSecretIDName],
+		idSecretName:          h.Secrets.SecretNames[idSecret],
+	}
+	if f := h.Feedback; f != nil {
+		src.feedbackQueueURL, src.feedbackDLQURL = f.Queue.URL, f.Queue.DeadLetterURL
+		src.feedbackTopicARN = f.TopicARN
+		src.feedbackVisibility = f.Queue.VisibilityTimeout
 	}
 	if h.SES != nil && env.Email.Transport == "ses" {
 		src.configurationSet = h.SES.ConfigurationSetName
@@ -332,6 +378,7 @@ func (h *HeraldStack) egress(service string, public []EgressRule) []EgressRule {
 	return append([]EgressRule{
 		{ID: "endpoints", Description: service + " reaches AWS APIs through the VPC endpoints", Port: 443, SecurityGroupID: n.EndpointSecurityGroup.Id()},
 		{ID: "s3-layers", Description: service + " pulls image layers through the S3 gateway endpoint", Port: 443, PrefixListID: n.S3PrefixListID},
+		{ID: "dynamodb", Description: service + " reaches the state store through the DynamoDB gateway endpoint", Port: 443, PrefixListID: n.DynamoDBPrefixListID},
 	}, public...)
 }
 
@@ -362,9 +409,11 @@ func (h *HeraldStack) serviceBase(id string, env Environment, name string, svc S
 
 func (h *HeraldStack) apiProps(id string, env Environment, vars taskVariables) *FargateServiceProps {
 	props := h.serviceBase(id, env, apiService, env.API, vars, "http", nil)
-	props.ExecutionGrants = []Statement{h.Secrets.GrantReadParameters("OwnParameters", defaultFromName, apiKeysSecretIDName)}
+	props.ExecutionGrants = []Statement{h.Secrets.GrantReadParameters("OwnParameters", defaultFromName, apiKeysSecretIDName, idSecretIDName)}
 	// Queue.GrantSend's GetQueueAttributes answers /readyz.
 	props.TaskGrants = append(h.Queue.GrantSend(), h.Secrets.GrantRead("ApiKeyHashes", apiKeysSecret)...)
+	props.TaskGrants = append(props.TaskGrants, h.Secrets.GrantRead("IdSecret", idSecret)...)
+	props.TaskGrants = append(props.TaskGrants, h.Table.GrantAPI()...)
 	props.LoadBalancer = &LoadBalancerTarget{TargetGroupARN: h.Ingress.TargetGroup.Arn(), SecurityGroupID: h.Ingress.SecurityGroup.Id()}
 	props.DependsOn = h.Ingress.Listeners
 	h.meshSettings(props, env, nil)
@@ -374,7 +423,7 @@ func (h *HeraldStack) apiProps(id string, env Environment, vars taskVariables) *
 func (h *HeraldStack) senderProps(id string, env Environment, vars taskVariables) *FargateServiceProps {
 	var public []EgressRule
 	var extraIgnored []int
-	grants := h.Queue.GrantConsume()
+	grants := append(h.Queue.GrantConsume(), h.Table.GrantSender()...)
 	execution := []Statement{h.Secrets.GrantReadParameters("OwnParameters", sendRateName)}
 	switch env.Email.Transport {
 	case "ses":
@@ -387,6 +436,9 @@ func (h *HeraldStack) senderProps(id string, env Environment, vars taskVariables
 			panic(fmt.Errorf("herald: Email.AllowedFrom: %w", err))
 		}
 		grants = append(grants, h.SES.GrantSend(from, env.Email.SandboxRecipients)...)
+		if h.Feedback != nil {
+			grants = append(grants, h.Feedback.GrantConsume()...)
+		}
 		if env.Email.SendRate == 0 {
 			grants = append(grants, h.SES.GrantReadQuota())
 		}
@@ -459,6 +511,15 @@ func (h *HeraldStack) newOutputs(env Environment) {
 	out("sender_repository_url", "ECR repository of the email-sender image", jsii.String(h.Repositories.ByImage[senderService].URL))
 	out("api_keys_secret_arn", "Secret holding the API key hashes (set its value after deploy)", h.Secrets.Secrets[apiKeysSecret].Arn())
 	out("smtp_secret_arn", "Secret holding the SMTP credentials (smtp transport)", h.Secrets.Secrets[smtpSecret].Arn())
+	out("dashboard_url", "CloudWatch console address of the dashboard", jsii.String(dashboardURL(env.Region, h.Observability.DashboardName)))
+	out("table_name", "DynamoDB table of idempotency keys and notification status", jsii.String(h.Table.Name))
+	out("table_arn", "ARN of the state store's table", h.Table.Table.Arn())
+	out("parameter_path", "SSM path of the parameters published for service teams", jsii.String(h.Published.Path))
+	if f := h.Feedback; f != nil {
+		out("feedback_queue_url", "Queue SES's events reach the sender on", f.Queue.Queue.Url())
+		out("feedback_dlq_url", "Dead-letter queue of SES events that could not be applied", f.Queue.DeadLetter.Url())
+		out("feedback_topic_arn", "SNS topic the configuration set publishes SES's events to", f.Topic.Arn())
+	}
 	if h.SES != nil && h.SES.ConfigurationSetName != "" {
 		out("ses_configuration_set", "SES configuration set the sender uses", jsii.String(h.SES.ConfigurationSetName))
 	}
@@ -469,6 +530,33 @@ func (h *HeraldStack) newOutputs(env Environment) {
 		out("mesh_name", "App Mesh mesh of the services (cannot be deployed since AWS ended App Mesh on 2026-09-30)", h.Mesh.Mesh.Name())
 		out("mesh_notice", "Why this stack cannot be deployed", jsii.String(AppMeshDeprecation))
 	}
+}
+
+// published are the values service teams read from SSM (issue 15): where
+// to call, what to watch, which secret holds their key's hash. Names are a
+// contract like the outputs' (the README's snippets read them): never
+// rename one.
+func (h *HeraldStack) published() []PublishedParameter {
+	ps := []PublishedParameter{
+		{"api-url", "Base URL of the notification API", h.Ingress.URL},
+		{"queue-url", "URL of the notification queue", h.Queue.Queue.Url()},
+		{"queue-arn", "ARN of the notification queue", h.Queue.Queue.Arn()},
+		{"dlq-url", "URL of the dead-letter queue", h.Queue.DeadLetter.Url()},
+		{"dlq-arn", "ARN of the dead-letter queue", h.Queue.DeadLetter.Arn()},
+		{"api-keys-secret-arn", "ARN of the secret holding the API key hashes (not a key)", h.Secrets.Secrets[apiKeysSecret].Arn()},
+		{"api-log-group", "Log group of the notification API", jsii.String(h.API.LogGroup.Name)},
+		{"sender-log-group", "Log group of the email sender", jsii.String(h.Sender.LogGroup.Name)},
+		{"dashboard-url", "CloudWatch dashboard of the environment", jsii.String(dashboardURL(h.Environment.Region, h.Observability.DashboardName))},
+		{"table-name", "DynamoDB table of idempotency keys and notification status", jsii.String(h.Table.Name)},
+		{"table-arn", "ARN of the state store's table", h.Table.Table.Arn()},
+	}
+	if f := h.Feedback; f != nil {
+		ps = append(ps,
+			PublishedParameter{"feedback-queue-url", "Queue SES's events reach the sender on", f.Queue.Queue.Url()},
+			PublishedParameter{"feedback-dlq-url", "Dead-letter queue of SES events that could not be applied", f.Queue.DeadLetter.Url()},
+		)
+	}
+	return ps
 }
 
 // StackSpec is one stack main.go synthesizes.

@@ -47,6 +47,16 @@ type KeyProps struct {
 	DeletionWindowDays int
 }
 
+// keyFor are the props of a key for one resource of Herald's: its alias,
+// what it encrypts, and the services that use it themselves, deleted after
+// keyDeletionWindowDays.
+func keyFor(alias, description, account, region string, serviceGrants ...Statement) *KeyProps {
+	return &KeyProps{
+		Alias: alias, Description: description, Account: account, Region: region,
+		DeletionWindowDays: keyDeletionWindowDays, ServiceGrants: serviceGrants,
+	}
+}
+
 // Key is a rotating customer managed key with an alias.
 type Key struct {
 	constructs.Construct

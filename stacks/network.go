@@ -9,6 +9,7 @@ import (
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/dataawsavailabilityzones"
+	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/dataawsiampolicydocument"
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/defaultsecuritygroup"
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/eip"
 	"github.com/cdktf/cdktf-provider-aws-go/aws/v19/flowlog"
@@ -43,6 +44,9 @@ type NetworkProps struct {
 	LogKeyARN *string
 	// LogRetentionDays of the flow log group (with flow logs).
 	LogRetentionDays int
+	// DynamoDBPolicy, when set, adds a DynamoDB gateway endpoint on the
+	// private route tables with this policy (the state store's table).
+	DynamoDBPolicy []Statement
 }
 
 // Network is a VPC (new or existing) with its subnets and endpoints.
@@ -59,6 +63,9 @@ type Network struct {
 	// S3PrefixListID is the S3 gateway endpoint's prefix list (image
 	// layers), nil without endpoints.
 	S3PrefixListID *string
+	// DynamoDBPrefixListID is the DynamoDB gateway endpoint's prefix list,
+	// nil without it.
+	DynamoDBPrefixListID *string
 	// FlowLogs is nil when flow logs are off.
 	FlowLogs *LogGroup
 }
@@ -274,15 +281,27 @@ func (n *Network) newEndpoints(c constructs.Construct, p *NetworkProps, privateR
 		Principals:     []Principal{{Type: "*", Identifiers: []string{"*"}}},
 		WildcardReason: "image layers are objects of the ECR layer bucket",
 	}}, resourcePolicy)
-	s3 := vpcendpoint.NewVpcEndpoint(c, jsii.String("endpoint-s3"), &vpcendpoint.VpcEndpointConfig{
+	n.S3PrefixListID = n.gatewayEndpoint(c, p, "s3", privateRouteTables, layers)
+	if len(p.DynamoDBPolicy) == 0 {
+		return
+	}
+	// The state store is reached through a gateway endpoint (free, no NAT
+	// traffic); its policy admits the table's item actions only.
+	table := newPolicyDocument(c, "dynamodb-endpoint-policy", p.DynamoDBPolicy, resourcePolicy)
+	n.DynamoDBPrefixListID = n.gatewayEndpoint(c, p, "dynamodb", privateRouteTables, table)
+}
+
+// gatewayEndpoint puts a gateway endpoint of service on the private route
+// tables, under policy, and returns its prefix list.
+func (n *Network) gatewayEndpoint(c constructs.Construct, p *NetworkProps, service string, routeTables []*string, policy dataawsiampolicydocument.DataAwsIamPolicyDocument) *string {
+	return vpcendpoint.NewVpcEndpoint(c, jsii.String("endpoint-"+service), &vpcendpoint.VpcEndpointConfig{
 		VpcId:           n.VPCID,
-		ServiceName:     jsii.String(fmt.Sprintf("com.amazonaws.%s.s3", p.Region)),
+		ServiceName:     jsii.String(fmt.Sprintf("com.amazonaws.%s.%s", p.Region, service)),
 		VpcEndpointType: jsii.String("Gateway"),
-		RouteTableIds:   &privateRouteTables,
-		Policy:          layers.Json(),
-		Tags:            nameTag(p.Name + "-s3"),
-	})
-	n.S3PrefixListID = s3.PrefixListId()
+		RouteTableIds:   &routeTables,
+		Policy:          policy.Json(),
+		Tags:            nameTag(p.Name + "-" + service),
+	}).PrefixListId()
 }
 
 // AllowEndpointAccess lets members of securityGroupID reach the interface

@@ -3,6 +3,7 @@ package stacks
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/aws/constructs-go/constructs/v10"
@@ -44,7 +45,22 @@ type ObservabilityProps struct {
 	OldestMessageAge     time.Duration
 	API5xxPercent        float64
 	SenderFailurePercent float64
+	// Table is the state store's table name.
+	Table string
+	// FeedbackQueue and FeedbackDeadLetter name the SES feedback queues;
+	// empty without feedback. With them come the SES reputation alarms.
+	FeedbackQueue, FeedbackDeadLetter string
 }
+
+// SES reviews an account at a bounce rate of 5 % and a complaint rate of
+// 0.1 % (SES developer guide, "Reputation metrics"); Herald alarms before.
+const (
+	bounceRateAlarm    = 0.04
+	complaintRateAlarm = 0.0008
+	// feedbackOldestAge: an event older than this means the consumer is
+	// stuck or the store is down.
+	feedbackOldestAge = 15 * time.Minute
+)
 
 // Observability is the dashboard, the alarms and the encrypted alarm topic.
 type Observability struct {
@@ -60,8 +76,8 @@ type Observability struct {
 
 func (p *ObservabilityProps) validate() error {
 	var errs []error
-	if p.Prefix == "" || p.EnvironmentName == "" || p.ClusterName == "" || p.Queue == "" || p.DeadLetter == "" {
-		errs = append(errs, errors.New("Prefix, EnvironmentName, ClusterName, Queue and DeadLetter are required"))
+	if p.Prefix == "" || p.EnvironmentName == "" || p.ClusterName == "" || p.Queue == "" || p.DeadLetter == "" || p.Table == "" {
+		errs = append(errs, errors.New("Prefix, EnvironmentName, ClusterName, Queue, DeadLetter and Table are required"))
 	}
 	if p.LoadBalancerARNSuffix == nil || p.TargetGroupARNSuffix == nil {
 		errs = append(errs, errors.New("LoadBalancerARNSuffix and TargetGroupARNSuffix are required"))
@@ -151,8 +167,9 @@ type alarmSpec struct {
 	comparison        string
 	periods, points   int
 	missing           string
-	// single metric
+	// single metric, over period seconds (default 60)
 	namespace, metric, statistic string
+	period                       int
 	dimensions                   map[string]*string
 	// metric math: queries, the last one returned
 	queries []*cloudwatchmetricalarm.CloudwatchMetricAlarmMetricQuery
@@ -221,6 +238,23 @@ func (o *Observability) newAlarms(c constructs.Construct, p *ObservabilityProps)
 			},
 		},
 	}
+	// An on-demand table throttles when traffic jumps past twice its
+	// previous peak, or at the account's table limits: throttling that
+	// lasts is the API answering 503 to keyed requests and the sender
+	// pausing.
+	table := map[string]*string{"TableName": jsii.String(p.Table)}
+	specs = append(specs, alarmSpec{
+		name: "store-throttled", description: "The state store's table throttles requests: keyed requests get 503, the sender pauses",
+		threshold: 0, comparison: "GreaterThanThreshold", periods: 5, points: 3, missing: "notBreaching",
+		queries: []*cloudwatchmetricalarm.CloudwatchMetricAlarmMetricQuery{
+			metricQuery("reads", "AWS/DynamoDB", "ReadThrottleEvents", "Sum", table),
+			metricQuery("writes", "AWS/DynamoDB", "WriteThrottleEvents", "Sum", table),
+			expressionQuery("throttled", "FILL(reads, 0) + FILL(writes, 0)", "throttled requests"),
+		},
+	})
+	if p.FeedbackQueue != "" {
+		specs = append(specs, feedbackAlarms(p)...)
+	}
 	for _, s := range p.Services {
 		specs = append(specs, alarmSpec{
 			name: s.Name + "-tasks-below-minimum", description: fmt.Sprintf("%s runs fewer than its minimum of %d tasks", s.Name, s.MinTasks),
@@ -251,10 +285,38 @@ func (o *Observability) newAlarms(c constructs.Construct, p *ObservabilityProps)
 			cfg.Namespace = jsii.String(s.namespace)
 			cfg.MetricName = jsii.String(s.metric)
 			cfg.Statistic = jsii.String(s.statistic)
-			cfg.Period = jsii.Number(60)
+			cfg.Period = jsii.Number(float64(max(s.period, 60)))
 			cfg.Dimensions = &s.dimensions
 		}
 		o.Alarms[name] = cloudwatchmetricalarm.NewCloudwatchMetricAlarm(c, jsii.String(s.name), cfg)
+	}
+}
+
+// feedbackAlarms watch SES's reputation (account-wide ratios, without
+// dimensions, published about hourly) and the feedback path.
+func feedbackAlarms(p *ObservabilityProps) []alarmSpec {
+	reputation := func(name, metric, what string, threshold float64) alarmSpec {
+		return alarmSpec{
+			name: name, description: fmt.Sprintf("SES's %s rate reached %g %%: SES reviews the account at %s", what, threshold*100, map[string]string{"bounce": "5 %", "complaint": "0.1 %"}[what]),
+			namespace: "AWS/SES", metric: metric, statistic: "Maximum", period: 3600,
+			threshold: threshold, comparison: "GreaterThanOrEqualToThreshold", periods: 1, points: 1, missing: "notBreaching",
+		}
+	}
+	return []alarmSpec{
+		reputation("ses-bounce-rate", "Reputation.BounceRate", "bounce", bounceRateAlarm),
+		reputation("ses-complaint-rate", "Reputation.ComplaintRate", "complaint", complaintRateAlarm),
+		{
+			name: "feedback-dlq-not-empty", description: "SES events reached the feedback dead-letter queue: an event could not be applied",
+			namespace: "AWS/SQS", metric: "ApproximateNumberOfMessagesVisible", statistic: "Maximum",
+			dimensions: map[string]*string{"QueueName": jsii.String(p.FeedbackDeadLetter)},
+			threshold:  0, comparison: "GreaterThanThreshold", periods: 1, points: 1, missing: "notBreaching",
+		},
+		{
+			name: "feedback-oldest-message-age", description: fmt.Sprintf("An SES event waits longer than %s: the feedback consumer is stuck or the store is down", feedbackOldestAge),
+			namespace: "AWS/SQS", metric: "ApproximateAgeOfOldestMessage", statistic: "Maximum",
+			dimensions: map[string]*string{"QueueName": jsii.String(p.FeedbackQueue)},
+			threshold:  feedbackOldestAge.Seconds(), comparison: "GreaterThanThreshold", periods: 5, points: 5, missing: "notBreaching",
+		},
 	}
 }
 
@@ -292,13 +354,17 @@ func dashboard(p *ObservabilityProps) map[string]any {
 		return [][]any{line(statLabel("p50", "p50")), line(statLabel("p90", "p90")), line(statLabel("p99", "p99"))}
 	}
 	var widgets []widget
-	add := func(title string, metrics [][]any) {
+	// addWith adds a widget; extra properties override the defaults.
+	addWith := func(title string, metrics [][]any, extra map[string]any) {
 		i := len(widgets)
+		properties := map[string]any{"title": title, "region": p.Region, "view": "timeSeries", "period": 60, "metrics": metrics}
+		maps.Copy(properties, extra)
 		widgets = append(widgets, widget{
 			Type: "metric", X: (i % 3) * 8, Y: (i / 3) * 6, Width: 8, Height: 6,
-			Properties: map[string]any{"title": title, "region": p.Region, "view": "timeSeries", "period": 60, "metrics": metrics},
+			Properties: properties,
 		})
 	}
+	add := func(title string, metrics [][]any) { addWith(title, metrics, nil) }
 	add("Queue length", [][]any{
 		metricLine("AWS/SQS", "ApproximateNumberOfMessagesVisible", statLabel("Maximum", "visible"), "QueueName", p.Queue),
 		metricLine("AWS/SQS", "ApproximateNumberOfMessagesNotVisible", statLabel("Maximum", "in flight"), "QueueName", p.Queue),
@@ -353,5 +419,35 @@ func dashboard(p *ObservabilityProps) map[string]any {
 	add("CPU utilization (%)", cpu)
 	add("Memory utilization (%)", memory)
 	add("Running tasks", tasks)
+	add("State store (DynamoDB)", [][]any{
+		metricLine("AWS/DynamoDB", "ConsumedWriteCapacityUnits", statLabel("Sum", "write units"), "TableName", p.Table),
+		metricLine("AWS/DynamoDB", "ConsumedReadCapacityUnits", statLabel("Sum", "read units"), "TableName", p.Table),
+		metricLine("AWS/DynamoDB", "WriteThrottleEvents", map[string]any{"stat": "Sum", "label": "throttled writes", "yAxis": "right"}, "TableName", p.Table),
+		metricLine("AWS/DynamoDB", "ReadThrottleEvents", map[string]any{"stat": "Sum", "label": "throttled reads", "yAxis": "right"}, "TableName", p.Table),
+	})
+	if p.FeedbackQueue != "" {
+		// Reputation is an hourly ratio; the lines mark the alarms.
+		addWith("SES reputation", [][]any{
+			metricLine("AWS/SES", "Reputation.BounceRate", statLabel("Maximum", "bounce rate")),
+			metricLine("AWS/SES", "Reputation.ComplaintRate", map[string]any{"stat": "Maximum", "label": "complaint rate", "yAxis": "right"}),
+		}, map[string]any{"period": 3600, "annotations": map[string]any{"horizontal": []any{
+			map[string]any{"value": bounceRateAlarm, "label": "bounce rate alarm"},
+			map[string]any{"value": complaintRateAlarm, "label": "complaint rate alarm", "yAxis": "right"},
+		}}})
+		add("SES feedback per recipient", [][]any{
+			heraldLine(contract.Delivered, statLabel("Sum", "delivered")),
+			heraldLine(contract.Bounced, statLabel("Sum", "bounced")),
+			metricLine(contract.Namespace, contract.Bounced.Name, statLabel("Sum", "bounced, permanent"), contract.DimEnvironment, p.EnvironmentName, contract.DimService, string(contract.Bounced.Service), contract.DimBounceType, "Permanent"),
+			heraldLine(contract.Complained, statLabel("Sum", "complained")),
+			heraldLine(contract.SESRejected, statLabel("Sum", "rejected by SES")),
+			heraldLine(contract.Delayed, statLabel("Sum", "delayed")),
+		})
+		add("SES feedback problems", [][]any{
+			heraldLine(contract.DuplicateSends, statLabel("Sum", "duplicate sends")),
+			heraldLine(contract.FeedbackDeadLettered, statLabel("Sum", "events dead-lettered")),
+			metricLine("AWS/SQS", "ApproximateNumberOfMessagesVisible", statLabel("Maximum", "feedback DLQ depth"), "QueueName", p.FeedbackDeadLetter),
+			metricLine("AWS/SQS", "ApproximateAgeOfOldestMessage", map[string]any{"stat": "Maximum", "label": "oldest event (s)", "yAxis": "right"}, "QueueName", p.FeedbackQueue),
+		})
+	}
 	return map[string]any{"widgets": widgets}
 }

@@ -198,9 +198,12 @@ func TestPolicyIAM(t *testing.T) {
 						}
 					}
 					if effect == "Allow" && slices.Contains(principals["*"], "*") {
-						// only the S3 gateway endpoint admits anyone, and only
-						// to ECR's layer bucket
-						if len(resources) != 1 || !strings.Contains(resources[0], "starport-layer-bucket/*") || !slices.Equal(actions, []string{"s3:GetObject"}) {
+						// only the gateway endpoints admit anyone: S3 to ECR's
+						// layer bucket, DynamoDB to the state store's items
+						s3 := len(resources) == 1 && strings.Contains(resources[0], "starport-layer-bucket/*") && slices.Equal(actions, []string{"s3:GetObject"})
+						table := slices.Equal(resources, []string{TableARN(s.env.Region, s.env.Account, s.id+tableSuffix)}) &&
+							slices.Equal(actions, []string{"dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"})
+						if !s3 && !table {
 							t.Errorf("%s: allows anyone %v on %v", where, actions, resources)
 						}
 					}
@@ -270,17 +273,25 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 				t.Errorf("the API may %s", a)
 			}
 		}
-		if got := api["secretsmanager:GetSecretValue"]; len(got) != 1 || !strings.Contains(got[0], "api-key-hashes") {
-			t.Errorf("the API reads secrets %v", got)
+		if got := api["secretsmanager:GetSecretValue"]; len(got) != 2 || !strings.Contains(got[0], "api-key-hashes") || !strings.Contains(got[1], "id-secret") {
+			t.Errorf("the API reads secrets %v, want the key hashes and the id secret", got)
+		}
+		// With SES feedback the sender consumes the feedback queue too,
+		// and dead-letters events it cannot apply; it never sends to the
+		// feedback queue (only the topic may).
+		consumed, sendsTo := []string{queue}, []string{"${aws_sqs_queue.queue_dead-letter_5134C399.arn}", queue}
+		if s.env.Email.FeedbackEnabled() {
+			consumed = append(consumed, "${aws_sqs_queue.feedback_queue_49D47F21.arn}")
+			sendsTo = append(sendsTo, "${aws_sqs_queue.feedback_queue_dead-letter_1905897D.arn}")
 		}
 		for _, a := range []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"} {
-			if !slices.Equal(sender[a], []string{queue}) {
-				t.Errorf("the sender may %s on %v", a, sender[a])
+			if !slices.Equal(sender[a], consumed) {
+				t.Errorf("the sender may %s on %v, want %v", a, sender[a], consumed)
 			}
 		}
 		// The DLQ, and the queue itself: a transient failure is re-queued as a copy.
-		if got := sender["sqs:SendMessage"]; len(got) != 2 || !slices.Contains(got, queue) || !strings.Contains(strings.Join(got, " "), "dead-letter") {
-			t.Errorf("the sender sends to %v, want the queue and the DLQ only", got)
+		if got := sender["sqs:SendMessage"]; !slices.Equal(got, sendsTo) {
+			t.Errorf("the sender sends to %v, want %v", got, sendsTo)
 		}
 		want := []string{"arn:aws:ses:" + s.env.Region + ":" + s.env.Account + ":identity/" + s.env.Email.Identity}
 		if s.env.Email.ConfigurationSet {
@@ -314,6 +325,37 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 		}
 		if sender["secretsmanager:GetSecretValue"] != nil {
 			t.Error("the sender's task role reads secrets; ECS injects them")
+		}
+		// The state store: each role its item actions, on the table only,
+		// each limited to its items' key prefix (DESIGN.md's IAM table).
+		table := TableARN(s.env.Region, s.env.Account, s.id+tableSuffix)
+		for role, want := range map[string]map[string]string{
+			"api_task-role":    {"dynamodb:PutItem": "k#*", "dynamodb:DeleteItem": "k#*", "dynamodb:UpdateItem": "k#* r#*", "dynamodb:GetItem": "n#* r#*"},
+			"sender_task-role": {"dynamodb:UpdateItem": "n#*"},
+		} {
+			got := map[string]string{}
+			for _, st := range roleStatements(t, s.doc, role) {
+				for _, a := range strs(t, st["actions"]) {
+					if !strings.HasPrefix(a, "dynamodb:") {
+						continue
+					}
+					cond := block(st["condition"])
+					if !slices.Equal(strs(t, st["resources"]), []string{table}) || cond["test"] != "ForAllValues:StringLike" || cond["variable"] != "dynamodb:LeadingKeys" {
+						t.Errorf("%s: %s on %v with %v, want the table with dynamodb:LeadingKeys", role, a, st["resources"], cond)
+					}
+					got[a] = strings.TrimSpace(got[a] + " " + strings.Join(strs(t, cond["values"]), " "))
+				}
+			}
+			if !maps.Equal(got, want) {
+				t.Errorf("%s: DynamoDB %v, want %v", role, got, want)
+			}
+		}
+		for _, role := range []string{"api_execution-role", "sender_execution-role"} {
+			for a := range grants(t, roleStatements(t, s.doc, role)) {
+				if strings.HasPrefix(a, "dynamodb:") {
+					t.Errorf("%s may %s", role, a)
+				}
+			}
 		}
 	})
 }
@@ -351,6 +393,19 @@ func TestEverythingEncrypted(t *testing.T) {
 			if k["enable_key_rotation"] != true {
 				t.Errorf("key %s does not rotate", name)
 			}
+		}
+		for name, tb := range s.doc.resources("aws_dynamodb_table") {
+			if sse := block(tb["server_side_encryption"]); sse["enabled"] != true || !keyRef.MatchString(str(sse["kms_key_arn"])) {
+				t.Errorf("table %s is not encrypted with a key of the stack: %v", name, sse)
+			}
+			// prod keeps its records through a careless destroy and restores them
+			pitr := block(tb["point_in_time_recovery"])["enabled"] == true
+			if pitr != s.env.Store.PointInTimeRecovery || tb["deletion_protection_enabled"] != s.env.Store.DeletionProtection {
+				t.Errorf("table %s: point-in-time recovery %v, deletion protection %v; environment %+v", name, pitr, tb["deletion_protection_enabled"], s.env.Store)
+			}
+		}
+		if n := len(s.doc.resources("aws_dynamodb_table")); n != 1 {
+			t.Errorf("%d tables, want the state store", n)
 		}
 	})
 }
@@ -515,11 +570,13 @@ func TestHealthChecksAndDeployments(t *testing.T) {
 func TestServiceContract(t *testing.T) {
 	want := map[string]struct{ env, secrets []string }{
 		apiService: {
-			env:     []string{"AWS_REGION", "HERALD_ALLOWED_FROM", "HERALD_ENV", "HERALD_HTTP_ADDR", "HERALD_LOG_LEVEL", "HERALD_MAX_MESSAGE_BYTES", "HERALD_QUEUE_URL", "HERALD_SHUTDOWN_TIMEOUT"},
-			secrets: []string{"HERALD_API_KEYS_SECRET_ID", "HERALD_DEFAULT_FROM"},
+			env:     []string{"AWS_REGION", "HERALD_ALLOWED_FROM", "HERALD_ENV", "HERALD_HTTP_ADDR", "HERALD_LOG_LEVEL", "HERALD_MAX_MESSAGE_BYTES", "HERALD_QUEUE_URL", "HERALD_SHUTDOWN_TIMEOUT", "HERALD_STATUS_TTL", "HERALD_STORE_TABLE"},
+			secrets: []string{"HERALD_API_KEYS_SECRET_ID", "HERALD_DEFAULT_FROM", "HERALD_ID_SECRET_ID"},
 		},
 		senderService: {
-			env:     []string{"AWS_REGION", "HERALD_ALLOWED_FROM", "HERALD_DLQ_URL", "HERALD_ENV", "HERALD_HTTP_ADDR", "HERALD_LOG_LEVEL", "HERALD_QUEUE_URL", "HERALD_RETRY_WINDOW", "HERALD_SENDER_TASKS", "HERALD_SEND_TIMEOUT", "HERALD_SES_CONFIGURATION_SET", "HERALD_SHUTDOWN_TIMEOUT", "HERALD_TRANSPORT", "HERALD_VISIBILITY_TIMEOUT", "HERALD_WAIT_TIME"},
+			env: []string{"AWS_REGION", "HERALD_ALLOWED_FROM", "HERALD_DLQ_URL", "HERALD_ENV", "HERALD_FEEDBACK_DLQ_URL", "HERALD_FEEDBACK_QUEUE_URL", "HERALD_FEEDBACK_TOPIC_ARN", "HERALD_FEEDBACK_VISIBILITY",
+				"HERALD_HTTP_ADDR", "HERALD_LOG_LEVEL", "HERALD_QUEUE_URL", "HERALD_RETRY_WINDOW", "HERALD_SENDER_TASKS", "HERALD_SEND_TIMEOUT", "HERALD_SES_CONFIGURATION_SET", "HERALD_SHUTDOWN_TIMEOUT",
+				"HERALD_STATUS_TTL", "HERALD_STORE_TABLE", "HERALD_TRANSPORT", "HERALD_VISIBILITY_TIMEOUT", "HERALD_WAIT_TIME"},
 			secrets: []string{"HERALD_SEND_RATE"},
 		},
 	}
@@ -527,7 +584,7 @@ func TestServiceContract(t *testing.T) {
 	forEachStack(t, func(t *testing.T, s builtStack) {
 		var queue map[string]any
 		for _, q := range s.doc.resources("aws_sqs_queue") {
-			if !strings.HasSuffix(q["name"].(string), "-dlq") {
+			if q["name"] == s.id+"-notifications" {
 				queue = q
 			}
 		}
@@ -638,29 +695,46 @@ func TestServiceContract(t *testing.T) {
 
 func TestNoSecretValues(t *testing.T) {
 	forEachStack(t, func(t *testing.T, s builtStack) {
-		// The one secret version is the API key set's placeholder, no key.
-		for name, v := range s.doc.resources("aws_secretsmanager_secret_version") {
-			if v["secret_string"] != "{}" || !strings.Contains(v["secret_id"].(string), "api-key-hashes") {
-				t.Errorf("secret version %s holds %v: a secret value is in the stack", name, v["secret_string"])
+		// Two secret versions: the API key set's placeholder, no key; and
+		// the id secret's, generated by Secrets Manager at plan time: the
+		// stack holds a reference to the generator, never a value.
+		versions := s.doc.resources("aws_secretsmanager_secret_version")
+		for name, v := range versions {
+			generated := regexp.MustCompile(`^\$\{data\.aws_secretsmanager_random_password\.secrets_id-secret-value_[0-9A-F]{8}\.random_password\}$`)
+			switch id := v["secret_id"].(string); {
+			case strings.Contains(id, "api-key-hashes") && v["secret_string"] == "{}":
+			case strings.Contains(id, "_id-secret_") && generated.MatchString(str(v["secret_string"])):
+			default:
+				t.Errorf("secret version %s of %s holds %v: a secret value is in the stack", name, id, v["secret_string"])
 			}
 		}
-		if n := len(s.doc.resources("aws_secretsmanager_secret_version")); n != 1 {
-			t.Errorf("%d secret versions, want the API key set's placeholder only", n)
+		if len(versions) != 2 {
+			t.Errorf("%d secret versions, want the API key set's placeholder and the generated id secret", len(versions))
+		}
+		for name, g := range s.doc.data("aws_secretsmanager_random_password") {
+			if num(g["password_length"]) < 32 {
+				t.Errorf("%s: %v characters, the id secret needs at least 32 bytes", name, g["password_length"])
+			}
 		}
 		// Parameters hold settings, not secrets: the default sender, the
-		// send rate, and the name of the key-hash secret.
+		// send rate, and the names of the key-hash and id secrets. The
+		// published ones: TestPublishedParametersHoldNoSecrets.
 		want := map[string]string{
 			"/" + s.id + "/default-from":       s.env.Email.DefaultFrom,
 			"/" + s.id + "/send-rate":          strconv.FormatFloat(s.env.Email.SendRate, 'f', -1, 64),
 			"/" + s.id + "/api-keys-secret-id": s.id + "/api-key-hashes",
+			"/" + s.id + "/id-secret-id":       s.id + "/id-secret",
 		}
 		for name, p := range s.doc.resources("aws_ssm_parameter") {
+			if strings.HasPrefix(p["name"].(string), ParameterPath(s.env.Name)+"/") {
+				continue
+			}
 			if p["type"] != "String" || want[p["name"].(string)] != p["value"] {
 				t.Errorf("parameter %s %v = %v is not one of the known settings", name, p["name"], p["value"])
 			}
 		}
 		text := mustJSON(s.doc)
-		for _, leak := range []string{"secret_binary", "PRIVATE KEY", "AKIA", "password\":"} {
+		for _, leak := range []string{"secret_binary", "PRIVATE KEY", "AKIA", "\"password\":"} {
 			if strings.Contains(text, leak) {
 				t.Errorf("the stack contains %q", leak)
 			}
@@ -726,11 +800,14 @@ func TestMeshModes(t *testing.T) {
 func TestOutputsAndBackends(t *testing.T) {
 	forEachStack(t, func(t *testing.T, s builtStack) {
 		outputs, _ := s.doc["output"].(map[string]any)
-		want := []string{"alarm_topic_arn", "api_keys_secret_arn", "api_log_group_name", "api_repository_url", "api_service_name", "api_url", "cluster_name", "dashboard_name", "dlq_arn", "dlq_url", "mesh_mode", "namespace_name", "queue_arn", "queue_url", "sender_log_group_name", "sender_repository_url", "sender_service_name", "ses_configuration_set", "smtp_secret_arn"}
+		want := []string{"alarm_topic_arn", "api_keys_secret_arn", "api_log_group_name", "api_repository_url", "api_service_name", "api_url", "cluster_name", "dashboard_name", "dashboard_url", "dlq_arn", "dlq_url", "mesh_mode", "namespace_name", "parameter_path", "queue_arn", "queue_url", "sender_log_group_name", "sender_repository_url", "sender_service_name", "ses_configuration_set", "smtp_secret_arn", "table_arn", "table_name"}
 		if s.env.Mesh.Mode == MeshAppMesh {
 			want = append(want, "mesh_name", "mesh_notice")
-			slices.Sort(want)
 		}
+		if s.env.Email.FeedbackEnabled() {
+			want = append(want, "feedback_dlq_url", "feedback_queue_url", "feedback_topic_arn")
+		}
+		slices.Sort(want)
 		// With a domain the API is called on it, over HTTPS.
 		url, _ := block(outputs["api_url"])["value"].(string)
 		if d := s.env.Ingress.Domain; d != "" && url != "https://"+d {

@@ -42,6 +42,16 @@ type QueueProps struct {
 	// SendTimeout is the sender's timeout for one send; the visibility
 	// timeout is derived from it.
 	SendTimeout time.Duration
+	// Visibility, when set, is the visibility timeout instead (a queue
+	// whose consumer is not the sender's send loop); SendTimeout is then
+	// unused.
+	Visibility time.Duration
+	// KeyServiceGrants are key-policy statements for AWS services that
+	// write to the queues themselves (SNS); see KeyProps.
+	KeyServiceGrants []Statement
+	// QueuePolicy and DeadLetterPolicy are further statements of each
+	// queue's resource policy, beside the TLS-only deny.
+	QueuePolicy, DeadLetterPolicy []Statement
 }
 
 // Queue is the encrypted queue pair.
@@ -112,6 +122,15 @@ func (p *QueueProps) validate() error {
 		Email: EmailConfig{SendTimeout: p.SendTimeout},
 	}
 	pr := &problems{env: p.Name}
+	if p.Visibility != 0 {
+		if p.Visibility < time.Second || p.Visibility > contract.SQSMaxVisibility || p.Visibility%time.Second != 0 {
+			pr.add("Visibility", "%s is not whole seconds within 1s..%s", p.Visibility, contract.SQSMaxVisibility)
+		}
+		// validateQueue reads the visibility as 6 x the send timeout
+		env.Email.SendTimeout = p.Visibility / visibilityPerSend
+		env.validateQueue(pr)
+		return errors.Join(append(errs, pr.errs...)...)
+	}
 	env.validateQueue(pr)
 	if err := contract.VisibilityTimeout.Check(env.Email.VisibilityTimeout()); err != nil || p.SendTimeout < time.Second {
 		pr.add("SendTimeout", "%s gives a visibility timeout of %s, outside %s", p.SendTimeout, env.Email.VisibilityTimeout(), contract.VisibilityTimeout.Values())
@@ -129,24 +148,23 @@ func NewQueue(scope constructs.Construct, id string, props *QueueProps) *Queue {
 		panic(fmt.Errorf("herald: queue %s: %w", id, err))
 	}
 	c := constructs.NewConstruct(scope, &id)
+	visibility := visibilityPerSend * p.SendTimeout
+	if p.Visibility != 0 {
+		visibility = p.Visibility
+	}
 	q := &Queue{
 		Construct:         c,
 		Name:              p.Name,
 		DeadLetterName:    p.Name + "-dlq",
-		VisibilityTimeout: visibilityPerSend * p.SendTimeout,
+		VisibilityTimeout: visibility,
 		region:            p.Region,
 		WaitTime:          queueWaitTime,
 		MaxMessageBytes:   p.MaxMessageBytes,
 	}
 	// Producers and consumers use the key through SQS with their own IAM
-	// permissions; the key policy needs no service statement.
-	q.Key = NewKey(c, "key", &KeyProps{
-		Alias:              p.Name,
-		Description:        "Encrypts the messages of " + p.Name + " and its dead-letter queue",
-		Account:            p.Account,
-		Region:             p.Region,
-		DeletionWindowDays: keyDeletionWindowDays,
-	})
+	// permissions; the key policy needs a service statement only for a
+	// service that sends on its own (KeyServiceGrants).
+	q.Key = NewKey(c, "key", keyFor(p.Name, "Encrypts the messages of "+p.Name+" and its dead-letter queue", p.Account, p.Region, p.KeyServiceGrants...))
 	// Both queues share every setting but name and retention.
 	queueConfig := func(name string, retention time.Duration) *sqsqueue.SqsQueueConfig {
 		return &sqsqueue.SqsQueueConfig{
@@ -186,15 +204,16 @@ func NewQueue(scope constructs.Construct, id string, props *QueueProps) *Queue {
 	for _, target := range []struct {
 		id    string
 		queue sqsqueue.SqsQueue
-	}{{"queue", q.Queue}, {"dead-letter", q.DeadLetter}} {
-		doc := newPolicyDocument(c, target.id+"-policy-document", []Statement{{
+		extra []Statement
+	}{{"queue", q.Queue, p.QueuePolicy}, {"dead-letter", q.DeadLetter, p.DeadLetterPolicy}} {
+		doc := newPolicyDocument(c, target.id+"-policy-document", append([]Statement{{
 			Sid:        "RefuseUnencryptedTransport",
 			Deny:       true,
 			Actions:    sqsActions,
 			Resources:  []string{*target.queue.Arn()},
 			Principals: []Principal{{Type: "*", Identifiers: []string{"*"}}},
 			Conditions: []Condition{{Test: "Bool", Variable: "aws:SecureTransport", Values: []string{"false"}}},
-		}}, resourcePolicy)
+		}}, target.extra...), resourcePolicy)
 		sqsqueuepolicy.NewSqsQueuePolicy(c, jsii.String(target.id+"-policy"), &sqsqueuepolicy.SqsQueuePolicyConfig{
 			QueueUrl: target.queue.Url(),
 			Policy:   doc.Json(),

@@ -48,6 +48,14 @@ type variableSources struct {
 	keysSecretName                                                 string
 	// smtpSecretARN holds the SMTP credentials (smtp only).
 	smtpSecretARN string
+	// tableName is the state store; idSecretIDParameter (an ARN) holds the
+	// name of the id secret, idSecretName.
+	tableName                         string
+	idSecretIDParameter, idSecretName string
+	// The SES feedback path ("" without feedback) and the feedback queue's
+	// visibility timeout.
+	feedbackQueueURL, feedbackDLQURL, feedbackTopicARN string
+	feedbackVisibility                                 time.Duration
 }
 
 // placeholderSources stand in for the stack's resources when an environment
@@ -59,11 +67,20 @@ func placeholderSources(e Environment) variableSources {
 	src := variableSources{
 		queueURL: queue, dlqURL: queue + "-dlq",
 		defaultFromParameter: param + defaultFromName, keysSecretIDParameter: param + apiKeysSecretIDName, sendRateParameter: param + sendRateName,
-		keysSecretName: StackID(e.Name, "") + "/" + apiKeysSecret,
-		smtpSecretARN:  fmt.Sprintf("arn:%s:secretsmanager:%s:%s:secret:%s/%s", partition(e.Region), e.Region, e.Account, StackID(e.Name, ""), smtpSecret),
+		keysSecretName:      StackID(e.Name, "") + "/" + apiKeysSecret,
+		smtpSecretARN:       fmt.Sprintf("arn:%s:secretsmanager:%s:%s:secret:%s/%s", partition(e.Region), e.Region, e.Account, StackID(e.Name, ""), smtpSecret),
+		tableName:           StackID(e.Name, "") + tableSuffix,
+		idSecretIDParameter: param + idSecretIDName,
+		idSecretName:        StackID(e.Name, "") + "/" + idSecret,
 	}
 	if e.Email.ConfigurationSet {
 		src.configurationSet = StackID(e.Name, "")
+	}
+	if e.Email.FeedbackEnabled() {
+		src.feedbackQueueURL = queue[:strings.LastIndex(queue, "/")+1] + StackID(e.Name, "") + "-feedback"
+		src.feedbackDLQURL = src.feedbackQueueURL + "-dlq"
+		src.feedbackTopicARN = fmt.Sprintf("arn:%s:sns:%s:%s:%s-feedback", partition(e.Region), e.Region, e.Account, StackID(e.Name, ""))
+		src.feedbackVisibility = contract.FeedbackVisibility.Default
 	}
 	return src
 }
@@ -96,6 +113,8 @@ func serviceVariables(e Environment, src variableSources) (map[contract.Service]
 				contract.LogLevel.Name:        svc.LogLevel,
 				contract.ShutdownTimeout.Name: contract.ShutdownTimeout.Format(shutdownTimeout),
 				contract.AllowedFrom.Name:     allowed.String(),
+				contract.StoreTable.Name:      src.tableName,
+				contract.StatusTTL.Name:       contract.StatusTTL.Format(e.Store.StatusTTL),
 			},
 			secrets:  map[string]string{},
 			resolved: map[string]string{},
@@ -109,6 +128,7 @@ func serviceVariables(e Environment, src variableSources) (map[contract.Service]
 	// check stays on for the rest.
 	api.secret(contract.DefaultFrom.Name, src.defaultFromParameter, e.Email.DefaultFrom)
 	api.secret(contract.APIKeysSecretID.Name, src.keysSecretIDParameter, src.keysSecretName)
+	api.secret(contract.IDSecretID.Name, src.idSecretIDParameter, src.idSecretName)
 
 	sender := common(e.Sender, contract.Sender)
 	maps.Copy(sender.plain, map[string]string{
@@ -127,6 +147,14 @@ func serviceVariables(e Environment, src variableSources) (map[contract.Service]
 	case "ses":
 		if src.configurationSet != "" {
 			sender.plain[contract.SESConfigurationSet.Name] = src.configurationSet
+		}
+		if src.feedbackQueueURL != "" {
+			maps.Copy(sender.plain, map[string]string{
+				contract.FeedbackQueueURL.Name:   src.feedbackQueueURL,
+				contract.FeedbackDLQURL.Name:     src.feedbackDLQURL,
+				contract.FeedbackTopicARN.Name:   src.feedbackTopicARN,
+				contract.FeedbackVisibility.Name: contract.FeedbackVisibility.Format(src.feedbackVisibility),
+			})
 		}
 	case "smtp":
 		sender.plain[contract.SMTPAddr.Name] = e.Email.SMTPAddr

@@ -17,6 +17,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"herald/services/contract"
+	"herald/services/email-sender/feedback"
 )
 
 // wired is one synthesized stack as the wiring checks read it.
@@ -34,6 +37,7 @@ var wiringChecks = []struct {
 	{"egress", checkEgress},
 	{"references", checkReferences},
 	{"ordering", checkOrdering},
+	{"feedback", checkFeedback},
 }
 
 func wiredStacks(t *testing.T) []wired {
@@ -75,7 +79,7 @@ func TestWiringChecksFail(t *testing.T) {
 			doc["statement"] = blocks(doc["statement"])[:1]
 		}},
 		{"a log group encrypted with the queue's key", "herald-prod", "keys", func(t *testing.T, d tfDoc) {
-			d.named(t, "aws_cloudwatch_log_group", "sender_logs")["kms_key_id"] = "${aws_kms_key." + logicalName(t, d, "aws_kms_key", "queue_key") + ".arn}"
+			d.named(t, "aws_cloudwatch_log_group", "sender_logs")["kms_key_id"] = "${aws_kms_key.queue_key_9CF19E08.arn}"
 		}},
 		{"the API cannot make data keys for the queue", "herald-dev", "keys", func(t *testing.T, d tfDoc) {
 			dropAction(t, d, "api_task-role", "kms:GenerateDataKey")
@@ -93,7 +97,28 @@ func TestWiringChecksFail(t *testing.T) {
 			doc := d.data("aws_iam_policy_document")[docOf(t, d.named(t, "aws_kms_key", "observability_key")["policy"])]
 			doc["statement"] = blocks(doc["statement"])[:1]
 		}},
+		{"the sender cannot encrypt with the table's key", "herald-dev", "keys", func(t *testing.T, d tfDoc) {
+			dropAction(t, d, "sender_task-role", "kms:Encrypt")
+		}},
+		{"the table encrypted with the queue's key, which the roles may not use through DynamoDB", "herald-prod", "keys", func(t *testing.T, d tfDoc) {
+			block(d.only(t, "aws_dynamodb_table")["server_side_encryption"])["kms_key_arn"] = "${aws_kms_key.queue_key_9CF19E08.arn}"
+		}},
+		{"SES may not use the feedback key", "herald-dev", "keys", func(t *testing.T, d tfDoc) {
+			dropStatement(t, d, d.named(t, "aws_kms_key", "feedback_queue_key")["policy"], "SESPublishesThisSetsEvents")
+		}},
+		{"SNS may not use the feedback key", "herald-prod", "keys", func(t *testing.T, d tfDoc) {
+			dropStatement(t, d, d.named(t, "aws_kms_key", "feedback_queue_key")["policy"], "SNSDeliversThisTopicsEvents")
+		}},
 		// egress
+		{"the DynamoDB gateway endpoint removed", "herald-prod", "egress", func(t *testing.T, d tfDoc) {
+			remove(t, d, "aws_vpc_endpoint", "endpoint-dynamodb")
+		}},
+		{"the API's egress to the DynamoDB prefix list removed", "herald-dev", "egress", func(t *testing.T, d tfDoc) {
+			remove(t, d, "aws_security_group_rule", "api_egress-dynamodb")
+		}},
+		{"the DynamoDB gateway endpoint off the private route tables", "herald-dev-appmesh", "egress", func(t *testing.T, d tfDoc) {
+			d.named(t, "aws_vpc_endpoint", "endpoint-dynamodb")["route_table_ids"] = []any{}
+		}},
 		{"the S3 prefix-list egress image pulls need removed", "herald-dev", "egress", func(t *testing.T, d tfDoc) {
 			remove(t, d, "aws_security_group_rule", "api_egress-s3-layers")
 		}},
@@ -148,19 +173,16 @@ func TestWiringChecksFail(t *testing.T) {
 		}},
 		// ordering
 		{"the API service no longer waits for its listeners", "herald-dev", "ordering", func(t *testing.T, d tfDoc) {
-			svc := d.named(t, "aws_ecs_service", "api_service")
-			svc["depends_on"] = without(strs(t, svc["depends_on"]), "aws_lb_listener.")
+			dropDependency(t, d.named(t, "aws_ecs_service", "api_service"), "aws_lb_listener.")
 		}},
 		{"a service no longer waits for its task role's policy", "herald-prod", "ordering", func(t *testing.T, d tfDoc) {
-			svc := d.named(t, "aws_ecs_service", "sender_service")
-			svc["depends_on"] = without(strs(t, svc["depends_on"]), "aws_iam_role_policy.sender_task-role")
+			dropDependency(t, d.named(t, "aws_ecs_service", "sender_service"), "aws_iam_role_policy.sender_task-role")
 		}},
 		{"a task definition no longer waits for its log group", "herald-dev", "ordering", func(t *testing.T, d tfDoc) {
 			delete(d.named(t, "aws_ecs_task_definition", "sender_task"), "depends_on")
 		}},
 		{"the load balancer no longer waits for the log bucket's policy", "herald-prod", "ordering", func(t *testing.T, d tfDoc) {
-			lb := d.only(t, "aws_lb")
-			lb["depends_on"] = without(strs(t, lb["depends_on"]), "aws_s3_bucket_policy.")
+			dropDependency(t, d.only(t, "aws_lb"), "aws_s3_bucket_policy.")
 		}},
 		{"the queue no longer waits for its dead-letter queue", "herald-prod", "ordering", func(t *testing.T, d tfDoc) {
 			for _, q := range d.resources("aws_sqs_queue") {
@@ -175,6 +197,41 @@ func TestWiringChecksFail(t *testing.T) {
 		}},
 		{"the routed virtual service no longer waits for its route", "herald-dev-appmesh", "ordering", func(t *testing.T, d tfDoc) {
 			delete(d.named(t, "aws_appmesh_virtual_service", "notification-api-service"), "depends_on")
+		}},
+		// feedback
+		{"the topic's policy no longer lets SES publish", "herald-dev", "feedback", func(t *testing.T, d tfDoc) {
+			dropStatement(t, d, d.named(t, "aws_sns_topic_policy", "feedback_topic-policy")["policy"], "SESPublishesThisSetsEvents")
+		}},
+		{"SES may publish for another configuration set only", "herald-prod", "feedback", func(t *testing.T, d tfDoc) {
+			d.named(t, "aws_sesv2_configuration_set_event_destination", "feedback_event-destination")["configuration_set_name"] = "other"
+		}},
+		{"the event destination no longer waits for the topic's policy", "herald-prod", "feedback", func(t *testing.T, d tfDoc) {
+			dropDependency(t, d.named(t, "aws_sesv2_configuration_set_event_destination", "feedback_event-destination"), "aws_sns_topic_policy.")
+		}},
+		{"bounces no longer published", "herald-dev", "feedback", func(t *testing.T, d tfDoc) {
+			ed := block(d.named(t, "aws_sesv2_configuration_set_event_destination", "feedback_event-destination")["event_destination"])
+			ed["matching_event_types"] = without(strs(t, ed["matching_event_types"]), "BOUNCE")
+		}},
+		{"the feedback queue's policy no longer admits the topic", "herald-dev", "feedback", func(t *testing.T, d tfDoc) {
+			dropStatement(t, d, d.named(t, "aws_sqs_queue_policy", "feedback_queue_queue-policy")["policy"], "TopicDeliversEvents")
+		}},
+		{"the feedback DLQ's policy no longer admits the topic", "herald-prod-appmesh", "feedback", func(t *testing.T, d tfDoc) {
+			dropStatement(t, d, d.named(t, "aws_sqs_queue_policy", "feedback_queue_dead-letter-policy")["policy"], "TopicDeadLettersUndeliverable")
+		}},
+		{"raw message delivery", "herald-dev", "feedback", func(t *testing.T, d tfDoc) {
+			d.named(t, "aws_sns_topic_subscription", "feedback_subscription")["raw_message_delivery"] = true
+		}},
+		{"the sender reads feedback from another queue", "herald-prod", "feedback", func(t *testing.T, d tfDoc) {
+			setContainerEnv(t, d, "sender_task", senderService, "HERALD_FEEDBACK_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/222222222222/herald-prod-feedback-dlq")
+		}},
+		{"the sender's feedback visibility differs from the queue's", "herald-dev", "feedback", func(t *testing.T, d tfDoc) {
+			setContainerEnv(t, d, "sender_task", senderService, "HERALD_FEEDBACK_VISIBILITY", "60s")
+		}},
+		{"the sender checks another topic", "herald-dev", "feedback", func(t *testing.T, d tfDoc) {
+			setContainerEnv(t, d, "sender_task", senderService, "HERALD_FEEDBACK_TOPIC_ARN", "arn:aws:sns:eu-west-1:111111111111:herald-dev-alarms")
+		}},
+		{"the sender may not receive from the feedback queue", "herald-prod", "feedback", func(t *testing.T, d tfDoc) {
+			dropStatementOfRole(t, d, "sender_task-role", "ConsumeFeedback")
 		}},
 	}
 	stacks := map[string]wired{}
@@ -248,6 +305,14 @@ func checkKeyUsers(w wired) []string {
 	for name, s := range w.doc.resources("aws_secretsmanager_secret") {
 		keyOf["${aws_secretsmanager_secret."+name+".arn}"] = str(s["kms_key_id"])
 	}
+	for name, tb := range w.doc.resources("aws_dynamodb_table") {
+		sse := block(tb["server_side_encryption"])
+		if sse["enabled"] != true || sse["kms_key_arn"] == nil {
+			add("table %s is not encrypted with a key of the stack", name)
+			continue
+		}
+		keyOf[TableARN(w.region, w.account, str(tb["name"]))] = str(sse["kms_key_arn"])
+	}
 	keyGrants := func(role string, resource string, actions ...string) bool {
 		key := keyOf[resource]
 		return key != "" && slices.ContainsFunc(w.roleStatements(role), func(s stmt) bool {
@@ -264,6 +329,9 @@ func checkKeyUsers(w wired) []string {
 					add("role %s receives from %s but may not decrypt with its key %s", role, r, keyOf[r])
 				case s.grants("secretsmanager:GetSecretValue") && keyOf[secretOf(r)] != "" && !keyGrants(role, secretOf(r), "kms:Decrypt"):
 					add("role %s reads secret %s but may not decrypt it with %s", role, r, keyOf[secretOf(r)])
+				case slices.ContainsFunc(s.actions, func(a string) bool { return strings.HasPrefix(a, "dynamodb:") }) && keyOf[r] != "" &&
+					!keyGrants(role, r, "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"):
+					add("role %s uses table %s but may not use its key %s", role, r, keyOf[r])
 				}
 			}
 		}
@@ -290,17 +358,41 @@ func checkKeyUsers(w wired) []string {
 			}
 		}
 	}
-	// Alarms publish to encrypted topics.
+	// Whoever the topic's policy lets publish (CloudWatch alarms, SES)
+	// may use its key, for the same sources.
 	for name, topic := range w.doc.resources("aws_sns_topic") {
 		statements, ok := keyStatements(str(topic["kms_master_key_id"]))
 		if !ok {
 			add("topic %s: its key is not a key of the stack", name)
 			continue
 		}
-		if !slices.ContainsFunc(statements, func(s stmt) bool {
-			return s.allows("Service", "cloudwatch.amazonaws.com") && s.grants("kms:Decrypt", "kms:GenerateDataKey")
-		}) {
-			add("topic %s: CloudWatch alarms may not use its key", name)
+		publishers := w.publishers(name)
+		if len(publishers) == 0 {
+			add("topic %s: no service may publish to it", name)
+		}
+		for _, pub := range publishers {
+			if !slices.ContainsFunc(statements, func(s stmt) bool {
+				return s.allows("Service", pub.service) && s.grants("kms:Decrypt", "kms:GenerateDataKey") && sameSources(s, pub.stmt)
+			}) {
+				add("topic %s: %s publishes to it but may not use its key for the same sources", name, pub.service)
+			}
+		}
+	}
+	// SNS encrypts what it delivers to a subscribed queue with the queue's
+	// key; the subscription's redrive queue alike.
+	for name, sub := range w.doc.resources("aws_sns_topic_subscription") {
+		if sub["protocol"] != "sqs" {
+			continue
+		}
+		_, topic, _ := reference(str(sub["topic_arn"]))
+		topicARN := w.topicARN(topic)
+		for _, queue := range w.subscriptionQueues(sub) {
+			statements, _ := keyStatements(keyOf[queue])
+			if !slices.ContainsFunc(statements, func(s stmt) bool {
+				return s.allows("Service", "sns.amazonaws.com") && s.grants("kms:Decrypt", "kms:GenerateDataKey") && s.conditionMatches("aws:SourceArn", topicARN)
+			}) {
+				add("subscription %s: SNS may not use the key of %s for topic %s", name, queue, topicARN)
+			}
 		}
 	}
 	return problems
@@ -317,13 +409,12 @@ func checkEgress(w wired) []string {
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	interfaces := map[string]map[string]any{} // service suffix -> endpoint
-	var gateway map[string]any
-	var gatewayName string
+	gateways := map[string]string{}           // service suffix -> gateway endpoint's logical name
 	prefix := "com.amazonaws." + w.region + "."
 	for name, e := range w.doc.resources("aws_vpc_endpoint") {
 		svc := strings.TrimPrefix(str(e["service_name"]), prefix)
-		if e["vpc_endpoint_type"] == "Gateway" && svc == "s3" {
-			gateway, gatewayName = e, name
+		if e["vpc_endpoint_type"] == "Gateway" {
+			gateways[svc] = name
 		} else if e["private_dns_enabled"] == true {
 			interfaces[svc] = e
 		}
@@ -359,16 +450,17 @@ func checkEgress(w wired) []string {
 		td := w.doc.resources("aws_ecs_task_definition")[tdName]
 		needs := w.needs(svc, td)
 		for _, need := range needs {
-			if need == "s3" && gateway != nil {
+			if gatewayName, ok := gateways[need]; ok {
+				gateway := w.doc.resources("aws_vpc_endpoint")[gatewayName]
 				if !opens("egress", group, 443, func(r map[string]any) bool {
 					return slices.Contains(list(r["prefix_list_ids"]), "${aws_vpc_endpoint."+gatewayName+".prefix_list_id}")
 				}) && !opens("egress", group, 443, toInternet) {
-					add("service %s: its tasks cannot reach S3 (image layers) through the gateway endpoint's prefix list", name)
+					add("service %s: its tasks cannot reach %s through the gateway endpoint's prefix list", name, need)
 				}
 				for _, subnet := range list(nc["subnets"]) {
 					rt := routeTableOf[strings.Replace(subnet, ".id}", "", 1)]
 					if rt != "" && !slices.Contains(list(gateway["route_table_ids"]), rt) {
-						add("service %s: subnet %s routes through %s, which the S3 gateway endpoint is not on", name, subnet, rt)
+						add("service %s: subnet %s routes through %s, which the %s gateway endpoint is not on", name, subnet, rt, need)
 					}
 				}
 				continue
@@ -440,7 +532,7 @@ func (w wired) needs(svc, td map[string]any) []string {
 	for _, s := range w.roleStatements(role) {
 		for _, a := range s.actions {
 			switch service, _, _ := strings.Cut(a, ":"); service {
-			case "sqs", "secretsmanager":
+			case "sqs", "secretsmanager", "dynamodb":
 				set[service] = true
 			case "ses":
 				set["email"] = true // the SES API (no interface endpoint here)
@@ -683,6 +775,191 @@ func checkOrdering(w wired) []string {
 	return problems
 }
 
+// checkFeedback follows SES's events to the sender: the configuration
+// set's event destination publishes every type the feedback processor
+// reads to a topic whose policy lets SES publish for that set, and waits
+// for that policy; the topic's SQS subscription delivers the envelope (not
+// raw) to a queue, and its redrive to a DLQ, whose policies admit the
+// topic; the sender reads that queue (HERALD_FEEDBACK_QUEUE_URL), may
+// receive from it, checks the topic (HERALD_FEEDBACK_TOPIC_ARN) and holds
+// events as long as the queue does (HERALD_FEEDBACK_VISIBILITY).
+func checkFeedback(w wired) []string {
+	var problems []string
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	var sender map[string]string
+	var senderRole string
+	for _, td := range w.doc.resources("aws_ecs_task_definition") {
+		if c, ok := w.containers(td)[senderService]; ok {
+			sender = c.variables()
+			_, senderRole, _ = reference(str(td["task_role_arn"]))
+		}
+	}
+	destinations := w.doc.resources("aws_sesv2_configuration_set_event_destination")
+	if len(destinations) == 0 && sender[contract.FeedbackQueueURL.Name] != "" {
+		add("the sender reads feedback from %s, but no configuration set publishes events", sender[contract.FeedbackQueueURL.Name])
+	}
+	for name, d := range destinations {
+		ed := block(d["event_destination"])
+		if ed["enabled"] != true {
+			add("event destination %s is disabled", name)
+		}
+		for _, typ := range feedback.EventTypes {
+			if !slices.Contains(list(ed["matching_event_types"]), typ) {
+				add("event destination %s does not publish %s", name, typ)
+			}
+		}
+		_, topic, ok := reference(str(block(ed["sns_destination"])["topic_arn"]))
+		if !ok || w.doc.resources("aws_sns_topic")[topic] == nil {
+			add("event destination %s publishes to %v, not a topic of the stack", name, block(ed["sns_destination"])["topic_arn"])
+			continue
+		}
+		set := fmt.Sprintf("arn:%s:ses:%s:%s:configuration-set/%s", partition(w.region), w.region, w.account, d["configuration_set_name"])
+		if !slices.ContainsFunc(w.publishers(topic), func(p publisher) bool {
+			return p.service == "ses.amazonaws.com" && p.stmt.conditionMatches("aws:SourceArn", set)
+		}) {
+			add("event destination %s: topic %s does not let SES publish for %s", name, topic, set)
+		}
+		if policy := w.topicPolicy(topic); policy == "" || !slices.Contains(list(d["depends_on"]), "aws_sns_topic_policy."+policy) {
+			add("event destination %s does not wait for its topic's policy: SES cannot publish until it exists", name)
+		}
+		subscribed := false
+		for sname, sub := range w.doc.resources("aws_sns_topic_subscription") {
+			if sub["topic_arn"] != "${aws_sns_topic."+topic+".arn}" || sub["protocol"] != "sqs" {
+				continue
+			}
+			subscribed = true
+			if sub["raw_message_delivery"] != false {
+				add("subscription %s delivers raw events: the processor reads the SNS envelope", sname)
+			}
+			queues := w.subscriptionQueues(sub)
+			for _, q := range queues {
+				if !w.queueAdmits(q, w.topicARN(topic)) {
+					add("subscription %s: the policy of %s does not admit topic %s", sname, q, topic)
+				}
+			}
+			if len(queues) < 2 {
+				add("subscription %s has no redrive queue: what SNS cannot deliver is lost", sname)
+			}
+			_, qname, _ := reference(queues[0])
+			queue := w.doc.resources("aws_sqs_queue")[qname]
+			url := fmt.Sprintf("https://sqs.%s.amazonaws.com/%s/%s", w.region, w.account, queue["name"])
+			if sender[contract.FeedbackQueueURL.Name] != url {
+				add("the sender reads feedback from %q, the topic delivers to %s", sender[contract.FeedbackQueueURL.Name], url)
+			}
+			if sender[contract.FeedbackTopicARN.Name] != w.topicARN(topic) {
+				add("the sender accepts events of topic %q, they come from %s", sender[contract.FeedbackTopicARN.Name], w.topicARN(topic))
+			}
+			if want := strconv.Itoa(int(num(queue["visibility_timeout_seconds"]))) + "s"; sender[contract.FeedbackVisibility.Name] != want {
+				add("HERALD_FEEDBACK_VISIBILITY %q, the feedback queue's visibility timeout %s", sender[contract.FeedbackVisibility.Name], want)
+			}
+			if !slices.ContainsFunc(w.roleStatements(senderRole), func(s stmt) bool {
+				return s.grants("sqs:ReceiveMessage", "sqs:DeleteMessage") && slices.Contains(s.resources, queues[0])
+			}) {
+				add("the sender may not receive and delete from the feedback queue %s", queues[0])
+			}
+		}
+		if !subscribed {
+			add("topic %s has no SQS subscription: the events go nowhere", topic)
+		}
+	}
+	return problems
+}
+
+// publisher is a service a topic's policy lets publish, with the statement.
+type publisher struct {
+	service string
+	stmt    stmt
+}
+
+// publishers are the services a topic's policy lets publish to it.
+func (w wired) publishers(topic string) []publisher {
+	var out []publisher
+	for _, p := range w.doc.resources("aws_sns_topic_policy") {
+		if p["arn"] != "${aws_sns_topic."+topic+".arn}" {
+			continue
+		}
+		for _, s := range w.documentStatements(p["policy"]) {
+			if s.grants("sns:Publish") {
+				for _, svc := range s.principals["Service"] {
+					out = append(out, publisher{svc, s})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// sameSources: the key statement k admits every source the policy
+// statement p admits (aws:SourceArn and aws:SourceAccount).
+func sameSources(k, p stmt) bool {
+	for _, c := range p.conditions {
+		if c.Variable != "aws:SourceArn" && c.Variable != "aws:SourceAccount" {
+			continue
+		}
+		if !slices.ContainsFunc(k.conditions, func(kc Condition) bool { return kc.Variable == c.Variable }) {
+			continue // the key admits every source of that kind
+		}
+		for _, v := range c.Values {
+			if !k.conditionMatches(c.Variable, v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (w wired) topicPolicy(topic string) string {
+	for name, p := range w.doc.resources("aws_sns_topic_policy") {
+		if p["arn"] == "${aws_sns_topic."+topic+".arn}" {
+			return name
+		}
+	}
+	return ""
+}
+
+func (w wired) topicARN(topic string) string {
+	return fmt.Sprintf("arn:%s:sns:%s:%s:%s", partition(w.region), w.region, w.account, w.doc.resources("aws_sns_topic")[topic]["name"])
+}
+
+// subscriptionQueues are a subscription's queue and its redrive queue, as
+// references.
+func (w wired) subscriptionQueues(sub map[string]any) []string {
+	out := []string{str(sub["endpoint"])}
+	var rp struct {
+		Target string `json:"deadLetterTargetArn"`
+	}
+	json.Unmarshal([]byte(str(sub["redrive_policy"])), &rp)
+	for name, q := range w.doc.resources("aws_sqs_queue") {
+		if rp.Target != "" && sqsARN(w.region, w.account, str(q["name"])) == rp.Target {
+			out = append(out, "${aws_sqs_queue."+name+".arn}")
+		}
+	}
+	return out
+}
+
+// queueAdmits: the queue's policy lets SNS send from topicARN, and no
+// deny refuses it.
+func (w wired) queueAdmits(queueRef, topicARN string) bool {
+	_, name, _ := reference(queueRef)
+	allowed := false
+	for _, p := range w.doc.resources("aws_sqs_queue_policy") {
+		if p["queue_url"] != "${aws_sqs_queue."+name+".url}" {
+			continue
+		}
+		for _, s := range w.documentStatements(p["policy"]) {
+			if s.allows("Service", "sns.amazonaws.com") && s.grants("sqs:SendMessage") && s.conditionMatches("aws:SourceArn", topicARN) {
+				allowed = true
+			}
+			if s.effect == "Deny" && slices.Contains(s.actions, "sqs:SendMessage") && slices.ContainsFunc(s.conditions, func(c Condition) bool {
+				return c.Test == "ArnNotEquals" && c.Variable == "aws:SourceArn" && !slices.Contains(c.Values, topicARN)
+			}) {
+				return false
+			}
+		}
+	}
+	return allowed
+}
+
 // ---- reading the stack ----
 
 // stmt is one policy statement, flattened.
@@ -877,6 +1154,35 @@ func dropAction(t *testing.T, d tfDoc, rolePart, action string) {
 	}
 }
 
+// dropStatement removes the statement with sid from the policy document a
+// policy attribute references.
+func dropStatement(t *testing.T, d tfDoc, policy any, sid string) {
+	t.Helper()
+	doc := d.data("aws_iam_policy_document")[docOf(t, policy)]
+	var kept []any
+	for _, st := range blocks(doc["statement"]) {
+		if st["sid"] != sid {
+			kept = append(kept, st)
+		}
+	}
+	if len(kept) == len(blocks(doc["statement"])) {
+		t.Fatalf("no statement %s", sid)
+	}
+	doc["statement"] = kept
+}
+
+// dropStatementOfRole removes a statement from a role's policies.
+func dropStatementOfRole(t *testing.T, d tfDoc, rolePart, sid string) {
+	t.Helper()
+	for name, p := range d.resources("aws_iam_role_policy") {
+		if strings.Contains(name, rolePart) {
+			dropStatement(t, d, p["policy"], sid)
+			return
+		}
+	}
+	t.Fatalf("no role *%s*", rolePart)
+}
+
 // setContainerEnv changes one environment value of a container.
 func setContainerEnv(t *testing.T, d tfDoc, taskPart, containerName, variable, value string) {
 	t.Helper()
@@ -898,6 +1204,13 @@ func setContainerEnv(t *testing.T, d tfDoc, taskPart, containerName, variable, v
 		}
 	}
 	t.Fatalf("no %s in container %s", variable, containerName)
+}
+
+// dropDependency removes a resource's depends_on entries starting with
+// prefix.
+func dropDependency(t *testing.T, r map[string]any, prefix string) {
+	t.Helper()
+	r["depends_on"] = without(strs(t, r["depends_on"]), prefix)
 }
 
 func without(list []string, prefix string) []any {

@@ -78,8 +78,12 @@ type APIConfig struct {
 	KeysRefresh     time.Duration
 	MaxMessageBytes int
 	// RateLimit is notifications per second per key; 0 turns limiting off.
-	RateLimit      float64
-	RateBurst      int
+	RateLimit float64
+	RateBurst int
+	// RateLease and RateTasks shape the limit shared through the store:
+	// the lease per task, and the division while the store is down.
+	RateLease      time.Duration
+	RateTasks      int
 	BatchLinger    time.Duration
 	ReadyCache     time.Duration
 	MaxConnections int
@@ -102,6 +106,8 @@ func ReadAPI(getenv func(string) string) (APIConfig, error) {
 		MaxMessageBytes: MaxMessageBytes.Read(r),
 		RateLimit:       RateLimit.Read(r),
 		RateBurst:       RateBurst.Read(r),
+		RateLease:       RateLease.Read(r),
+		RateTasks:       RateTasks.Read(r),
 		BatchLinger:     BatchLinger.Read(r),
 		ReadyCache:      ReadyCache.Read(r),
 		MaxConnections:  MaxConnections.Read(r),
@@ -147,6 +153,8 @@ func (c APIConfig) LogValue() slog.Value {
 		slog.Int("maxMessageBytes", c.MaxMessageBytes),
 		slog.Float64("rateLimit", c.RateLimit),
 		slog.Int("rateBurst", c.RateBurst),
+		slog.String("rateLease", c.RateLease.String()),
+		slog.Int("rateTasks", c.RateTasks),
 		slog.String("batchLinger", c.BatchLinger.String()),
 		slog.String("readyCache", c.ReadyCache.String()),
 		slog.Int("maxConnections", c.MaxConnections),

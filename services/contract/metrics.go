@@ -10,8 +10,9 @@ const (
 	// DimEnvironment holds HERALD_ENV, DimService the service's name.
 	DimEnvironment = "Environment"
 	DimService     = "Service"
-	// DimReason breaks Rejected and FeedbackDeadLettered down, DimClass
-	// breaks Failed down, DimEventType FeedbackEvents, DimBounceType Bounced.
+	// DimReason breaks Rejected, RateFallback and FeedbackDeadLettered
+	// down, DimClass Failed, DimEventType FeedbackEvents, DimBounceType
+	// Bounced.
 	DimReason     = "Reason"
 	DimClass      = "Class"
 	DimEventType  = "EventType"
@@ -42,6 +43,10 @@ var (
 	Accepted       = Metric{Name: "Accepted", Service: API, Unit: Count, Meaning: "notifications queued"}
 	Rejected       = Metric{Name: "Rejected", Service: API, Unit: Count, By: DimReason, Meaning: "notifications refused, by reason"}
 	EnqueueLatency = Metric{Name: "EnqueueLatency", Service: API, Unit: Milliseconds, Meaning: "time to put a notification on the queue"}
+	RateLeases     = Metric{Name: "RateLeases", Service: API, Unit: Count,
+		Meaning: "DynamoDB requests of the per-key rate limit (a conditional `UpdateItem` on the key's `r#` item each, a lost race included); over `Accepted`: its cost per notification"}
+	RateFallback = Metric{Name: "RateFallback", Service: API, Unit: Count, By: DimReason,
+		Meaning: "notifications the per-key rate limit decided by its local fallback (the limit divided by `HERALD_RATE_TASKS`) because the store failed, by reason (`unavailable`: throttled, down or slow; `error`: any other, e.g. access denied)"}
 )
 
 // The email sender's metrics.
@@ -93,7 +98,7 @@ var (
 
 // Metrics lists every metric, the API's first.
 func Metrics() []Metric {
-	return []Metric{Accepted, Rejected, EnqueueLatency, Sent, Failed, Throttled, Retried, DeadLettered, SendLatency, ProcessingTime, PausedTime,
+	return []Metric{Accepted, Rejected, EnqueueLatency, RateLeases, RateFallback, Sent, Failed, Throttled, Retried, DeadLettered, SendLatency, ProcessingTime, PausedTime,
 		AlreadySent, ClaimTakeovers, DuplicateRecorded, StatusNotRecorded, StoreErrors,
 		Delivered, Bounced, Complained, SESRejected, Delayed, FeedbackEvents, DuplicateSends, FeedbackDeadLettered, FeedbackRetried}
 }

@@ -108,12 +108,22 @@ var (
 	}
 	RateLimit = Float{
 		Variable: Variable{Name: "HERALD_RATE_LIMIT", ReadBy: []Service{API}, Source: Tunable,
-			Meaning: "notifications per second per API key (a batch costs one per item, at most the burst); `0` turns limiting off"},
+			Meaning: "notifications per second per API key, for all API tasks together with the store, per process without it (a batch costs one per item, at most the burst); `0` turns limiting off"},
 		Default: 100, Min: 0, Max: 1e6,
 	}
 	RateBurst = Int{
 		Variable: Variable{Name: "HERALD_RATE_BURST", ReadBy: []Service{API}, Source: Tunable, Meaning: "burst of the per-key rate limit"},
 		Default:  200, Min: 1, Max: 1000000,
+	}
+	RateLease = Duration{
+		Variable: Variable{Name: "HERALD_RATE_LEASE", ReadBy: []Service{API}, Source: Tunable,
+			Meaning: "with the store: how much of its recent demand for a key a task leases from the key's shared bucket at once, and how long it may hold leased tokens; longer: fewer DynamoDB writes, and a key may pass its limit by at most the rate times this in any window"},
+		Default: time.Second, Min: 10 * time.Millisecond, Max: 10 * time.Second,
+	}
+	RateTasks = Int{
+		Variable: Variable{Name: "HERALD_RATE_TASKS", ReadBy: []Service{API}, Source: Set, When: "with the store",
+			Meaning: "with the store: while it cannot be used, each task limits a key to the rate and burst divided by this (the stacks set the API's maximum task count, so the tasks together stay under the limit)"},
+		Default: 1, Min: 1, Max: 1000,
 	}
 	BatchLinger = Duration{
 		Variable: Variable{Name: "HERALD_BATCH_LINGER", ReadBy: []Service{API}, Source: Tunable,
@@ -322,7 +332,7 @@ func Settings() []Setting {
 	return []Setting{
 		EnvironmentName, Region, EndpointSQS, EndpointSESv2, EndpointSecretsManager, QueueURL, HTTPAddr, LogLevel,
 		MetricsInterval, ShutdownTimeout, AllowedFrom,
-		DefaultFrom, APIKeyHashes, APIKeysSecretID, APIKeysRefresh, MaxMessageBytes, RateLimit, RateBurst,
+		DefaultFrom, APIKeyHashes, APIKeysSecretID, APIKeysRefresh, MaxMessageBytes, RateLimit, RateBurst, RateLease, RateTasks,
 		BatchLinger, ReadyCache, MaxConnections,
 		DLQURL, Transport, Pollers, Workers, ReceiveBatch, DeleteBatch, WaitTime, VisibilityTimeout, SendTimeout,
 		SendRate, SenderTasks, RetryBase, RetryMax, RetryWindow, SESConfigurationSet, SMTPAddr, SMTPUsername,

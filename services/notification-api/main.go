@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -62,6 +63,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	} else {
 		log.Warn("no state store: Idempotency-Key and status lookups are refused (local use only)", "variable", contract.StoreTable.Name)
+	}
+	if cfg.StoreTable != "" {
+		db := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
+			o.BaseEndpoint = herald.Endpoint(cfg.DynamoDBEndpoint)
+		})
+		if d.rateBuckets, err = store.NewRateBuckets(db, cfg.StoreTable, time.Now); err != nil {
+			return err
+		}
 	}
 	return serve(ctx, cfg, d, log, metrics)
 }

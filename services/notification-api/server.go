@@ -52,6 +52,10 @@ type deps struct {
 	state stateStore
 	ids   *store.IDs
 	now   func() time.Time
+
+	// rateBuckets share the per-key rate limit among the tasks; nil
+	// without the store (HERALD_STORE_TABLE).
+	rateBuckets bucketLeaser
 }
 
 func newServer(cfg config, d deps, log *slog.Logger, metrics *herald.Metrics) (*server, error) {
@@ -73,7 +77,7 @@ func newServer(cfg config, d deps, log *slog.Logger, metrics *herald.Metrics) (*
 		log:     log,
 		metrics: metrics,
 		keys:    newKeyStore(cfg.KeyHashes, cfg.KeysSecretID, d.secrets, log),
-		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst, d.now),
+		limiter: newRateLimiter(cfg, d.rateBuckets, d.now, metrics, log),
 		enq:     enq,
 		ready:   &readiness{api: d.sqs, url: cfg.QueueURL, ttl: cfg.ReadyCache, now: d.now},
 		state:   d.state,
@@ -134,7 +138,7 @@ func (s *server) postNotification(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if d, ok := s.limiter.take(keyID, 1); !ok {
+	if d, ok := s.limiter.take(r.Context(), keyID, 1); !ok {
 		s.rateLimited(w, d)
 		return
 	}
@@ -321,7 +325,7 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, de.problem())
 		return
 	}
-	if d, ok := s.limiter.take(keyID, n); !ok {
+	if d, ok := s.limiter.take(r.Context(), keyID, n); !ok {
 		s.rateLimited(w, d)
 		return
 	}

@@ -19,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -26,6 +28,7 @@ import (
 	sestypes "github.com/aws/aws-sdk-go-v2/service/sesv2/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	http_helper "github.com/gruntwork-io/terratest/modules/http-helper"
 	"github.com/gruntwork-io/terratest/modules/random"
 	"github.com/gruntwork-io/terratest/modules/retry"
@@ -74,6 +77,9 @@ func (d *deployment) check() {
 	d.installAPIKey()
 	d.scalesOnCPU()
 	d.logGroupsExist()
+	d.stateStoreExists()
+	d.feedbackPathExists()
+	d.parametersPublished()
 	d.alarmIs("dlq-not-empty", cwtypes.StateValueOk, 10*time.Minute)
 	d.sendThroughSimulator()
 	d.deadLetterAlarm()
@@ -207,6 +213,108 @@ func (d *deployment) logGroupsExist() {
 		}
 		if !found {
 			d.t.Errorf("log group %s does not exist", name)
+		}
+	}
+}
+
+// stateStoreExists checks the state store as issue 11 wants it: active, on
+// demand, the string key pk, TTL on expiresAt, encrypted with its own KMS
+// key.
+func (d *deployment) stateStoreExists() {
+	client := dynamodb.NewFromConfig(d.cfg)
+	name := d.out["table_name"]
+	out, err := client.DescribeTable(d.ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)})
+	if err != nil {
+		d.t.Fatalf("table %s: %v", name, err)
+	}
+	tb := out.Table
+	if aws.ToString(tb.TableArn) != d.out["table_arn"] || tb.TableStatus != ddbtypes.TableStatusActive {
+		d.t.Errorf("table %s: ARN %s (output %s), status %s", name, aws.ToString(tb.TableArn), d.out["table_arn"], tb.TableStatus)
+	}
+	if tb.BillingModeSummary == nil || tb.BillingModeSummary.BillingMode != ddbtypes.BillingModePayPerRequest {
+		d.t.Errorf("table %s is not on demand: %+v", name, tb.BillingModeSummary)
+	}
+	if len(tb.KeySchema) != 1 || aws.ToString(tb.KeySchema[0].AttributeName) != "pk" || tb.KeySchema[0].KeyType != ddbtypes.KeyTypeHash {
+		d.t.Errorf("table %s: key schema %+v, want pk (hash) only", name, tb.KeySchema)
+	}
+	if sse := tb.SSEDescription; sse == nil || sse.SSEType != ddbtypes.SSETypeKms || sse.Status != ddbtypes.SSEStatusEnabled || aws.ToString(sse.KMSMasterKeyArn) == "" {
+		d.t.Errorf("table %s is not encrypted with a customer managed key: %+v", name, sse)
+	}
+	ttl, err := client.DescribeTimeToLive(d.ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(name)})
+	if err != nil {
+		d.t.Fatalf("table %s TTL: %v", name, err)
+	}
+	if desc := ttl.TimeToLiveDescription; desc == nil || aws.ToString(desc.AttributeName) != "expiresAt" ||
+		(desc.TimeToLiveStatus != ddbtypes.TimeToLiveStatusEnabled && desc.TimeToLiveStatus != ddbtypes.TimeToLiveStatusEnabling) {
+		d.t.Errorf("table %s: TTL %+v, want expiresAt enabled", name, desc)
+	}
+}
+
+// feedbackPathExists checks, in a stack with a configuration set, that SES
+// publishes its events to the feedback topic and the topic's queue is
+// encrypted and redrives to its DLQ (issue 14).
+func (d *deployment) feedbackPathExists() {
+	set := d.out["ses_configuration_set"]
+	if set == "" {
+		return
+	}
+	for _, k := range []string{"feedback_queue_url", "feedback_dlq_url", "feedback_topic_arn"} {
+		if d.out[k] == "" {
+			d.t.Fatalf("stack output %s is missing in a stack with the configuration set %s", k, set)
+		}
+	}
+	dests, err := sesv2.NewFromConfig(d.cfg).GetConfigurationSetEventDestinations(d.ctx, &sesv2.GetConfigurationSetEventDestinationsInput{ConfigurationSetName: aws.String(set)})
+	if err != nil {
+		d.t.Fatalf("event destinations of %s: %v", set, err)
+	}
+	published := false
+	for _, e := range dests.EventDestinations {
+		if e.SnsDestination != nil && aws.ToString(e.SnsDestination.TopicArn) == d.out["feedback_topic_arn"] && e.Enabled {
+			published = len(e.MatchingEventTypes) == 7
+		}
+	}
+	if !published {
+		d.t.Errorf("configuration set %s does not publish the seven event types to %s: %+v", set, d.out["feedback_topic_arn"], dests.EventDestinations)
+	}
+	attrs, err := sqs.NewFromConfig(d.cfg).GetQueueAttributes(d.ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       aws.String(d.out["feedback_queue_url"]),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameAll},
+	})
+	if err != nil {
+		d.t.Fatalf("feedback queue: %v", err)
+	}
+	dlqName := d.out["feedback_dlq_url"][strings.LastIndex(d.out["feedback_dlq_url"], "/")+1:]
+	if attrs.Attributes["KmsMasterKeyId"] == "" || !strings.Contains(attrs.Attributes["RedrivePolicy"], ":"+dlqName+`"`) {
+		d.t.Errorf("feedback queue: key %q, redrive %q; want encrypted, redriving to %s", attrs.Attributes["KmsMasterKeyId"], attrs.Attributes["RedrivePolicy"], dlqName)
+	}
+}
+
+// parametersPublished checks that service teams read the same values from
+// SSM as the stack's outputs (issue 15), and that no parameter under the
+// path is a SecureString.
+func (d *deployment) parametersPublished() {
+	path := d.out["parameter_path"]
+	got := map[string]string{}
+	pages := ssm.NewGetParametersByPathPaginator(ssm.NewFromConfig(d.cfg), &ssm.GetParametersByPathInput{Path: aws.String(path), Recursive: aws.Bool(true)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(d.ctx)
+		if err != nil {
+			d.t.Fatalf("parameters under %s: %v", path, err)
+		}
+		for _, p := range page.Parameters {
+			if p.Type != "String" {
+				d.t.Errorf("parameter %s is a %s, want String", aws.ToString(p.Name), p.Type)
+			}
+			got[strings.TrimPrefix(aws.ToString(p.Name), path+"/")] = aws.ToString(p.Value)
+		}
+	}
+	for parameter, output := range map[string]string{
+		"api-url": "api_url", "queue-url": "queue_url", "queue-arn": "queue_arn", "dlq-url": "dlq_url", "dlq-arn": "dlq_arn",
+		"api-keys-secret-arn": "api_keys_secret_arn", "api-log-group": "api_log_group_name", "sender-log-group": "sender_log_group_name",
+		"dashboard-url": "dashboard_url", "table-name": "table_name", "table-arn": "table_arn",
+	} {
+		if got[parameter] == "" || got[parameter] != d.out[output] {
+			d.t.Errorf("parameter %s/%s = %q, output %s = %q", path, parameter, got[parameter], output, d.out[output])
 		}
 	}
 }

@@ -243,7 +243,7 @@ func outputs(t *testing.T, opts *terraform.Options) map[string]string {
 		}
 	}
 	for _, k := range []string{"api_url", "queue_url", "dlq_url", "cluster_name", "api_service_name", "sender_service_name",
-		"api_log_group_name", "sender_log_group_name", "api_keys_secret_arn", "mesh_mode"} {
+		"api_log_group_name", "sender_log_group_name", "api_keys_secret_arn", "mesh_mode", "table_name", "table_arn", "parameter_path", "dashboard_url"} {
 		if out[k] == "" {
 			t.Fatalf("stack output %s is missing", k)
 		}

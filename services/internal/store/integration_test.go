@@ -10,8 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,68 +19,19 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"herald/services/devstack/dynamolocal"
+	"herald/services/devstack/dynamolocal/dynamotest"
 	"herald/services/internal/store"
 )
 
-var emu struct {
-	once   sync.Once
-	server *dynamolocal.Server
-	err    error
-	tables atomic.Int64
-}
+var dynamo = dynamotest.Emulator{Root: "../../.."}
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if emu.server != nil {
-		if err := emu.server.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = max(code, 1)
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(dynamo.Run(m)) }
 
-// emulator is the test binary's dynalite, started on first use and stopped
-// by TestMain (and by the kernel, should the binary die: Pdeathsig).
-func emulator(tb testing.TB) *dynamolocal.Server {
-	tb.Helper()
-	emu.once.Do(func() {
-		root, err := filepath.Abs("../../..")
-		if err != nil {
-			emu.err = err
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		emu.server, emu.err = dynamolocal.Start(ctx, dynamolocal.Config{Root: root})
-	})
-	if errors.Is(emu.err, dynamolocal.ErrNotInstalled) {
-		tb.Skipf("skipped: %v", emu.err)
-	}
-	if emu.err != nil {
-		tb.Fatal(emu.err)
-	}
-	return emu.server
-}
-
-var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
+// emulator is the test binary's dynalite, started on first use.
+func emulator(tb testing.TB) *dynamolocal.Server { tb.Helper(); return dynamo.Server(tb) }
 
 // newTable makes a table of the production shape for one test.
-func newTable(tb testing.TB) (*dynamolocal.Server, string) {
-	tb.Helper()
-	s := emulator(tb)
-	name := fmt.Sprintf("herald-%d-%s", emu.tables.Add(1), unsafeName.ReplaceAllString(tb.Name(), "-"))
-	if len(name) > 200 {
-		name = name[:200]
-	}
-	err := s.CreateTable(context.Background(), dynamolocal.Table{
-		Name: name, PartitionKey: store.KeyAttribute, TTLAttribute: store.TTLAttribute,
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return s, name
-}
+func newTable(tb testing.TB) (*dynamolocal.Server, string) { tb.Helper(); return dynamo.Table(tb) }
 
 // clock is a settable time for leases and TTLs.
 type clock struct{ ns atomic.Int64 }

@@ -184,6 +184,7 @@ var attrNames = map[string]string{
 	"#acode": attrAnswerCode, "#abody": attrAnswerBody, "#created": attrCreatedAt,
 	"#owner": attrOwner, "#status": attrStatus, "#att": attrAttempts, "#pmid": attrProviderID, "#sent": attrSentAt,
 	"#fclass": attrFailClass, "#freason": attrFailReason, "#failed": attrFailedAt, "#upd": attrUpdatedAt,
+	"#tat": attrTAT, // rate buckets (ratelease.go)
 }
 
 var placeholder = regexp.MustCompile(`#[a-z]+`)
