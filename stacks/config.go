@@ -888,6 +888,9 @@ func validateService(p *problems, name string, s ServiceConfig, sender bool) {
 		if err := contract.SenderTasks.Check(s.MinTasks); err != nil {
 			p.addErr(name+".MinTasks", err)
 		}
+	} else if err := contract.RateTasks.Check(s.MaxTasks); err != nil {
+		// HERALD_RATE_TASKS: the rate limit's divisor while the store fails.
+		p.addErr(name+".MaxTasks", err)
 	}
 	service := contract.API
 	if sender {

@@ -570,7 +570,7 @@ func TestHealthChecksAndDeployments(t *testing.T) {
 func TestServiceContract(t *testing.T) {
 	want := map[string]struct{ env, secrets []string }{
 		apiService: {
-			env:     []string{"AWS_REGION", "HERALD_ALLOWED_FROM", "HERALD_ENV", "HERALD_HTTP_ADDR", "HERALD_LOG_LEVEL", "HERALD_MAX_MESSAGE_BYTES", "HERALD_QUEUE_URL", "HERALD_SHUTDOWN_TIMEOUT", "HERALD_STATUS_TTL", "HERALD_STORE_TABLE"},
+			env:     []string{"AWS_REGION", "HERALD_ALLOWED_FROM", "HERALD_ENV", "HERALD_HTTP_ADDR", "HERALD_LOG_LEVEL", "HERALD_MAX_MESSAGE_BYTES", "HERALD_QUEUE_URL", "HERALD_RATE_TASKS", "HERALD_SHUTDOWN_TIMEOUT", "HERALD_STATUS_TTL", "HERALD_STORE_TABLE"},
 			secrets: []string{"HERALD_API_KEYS_SECRET_ID", "HERALD_DEFAULT_FROM", "HERALD_ID_SECRET_ID"},
 		},
 		senderService: {

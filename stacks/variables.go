@@ -122,6 +122,10 @@ func serviceVariables(e Environment, src variableSources) (map[contract.Service]
 	}
 	api := common(e.API, contract.API)
 	api.plain[contract.MaxMessageBytes.Name] = contract.MaxMessageBytes.Format(e.Queue.MaxMessageBytes)
+	// While the store fails, each task limits a key to the limit divided by
+	// this: the most tasks that may run, so the whole service never exceeds
+	// the documented limit however far it has scaled.
+	api.plain[contract.RateTasks.Name] = contract.RateTasks.Format(e.API.MaxTasks)
 	// The key-hash secret's name comes from a parameter as well: trivy
 	// (AWS-0036) flags every plain variable whose name contains SECRET or
 	// KEY, so the variable stays out of the container definitions and the
