@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"herald/services/contract"
+	"herald/services/devstack/dynamolocal"
 	"herald/services/devstack/sesgate"
 )
 
@@ -137,6 +138,16 @@ func (s *Stack) Close() error {
 			errs = append(errs, fmt.Errorf("sesgate: %w", err))
 		}
 	}
+	if s.dynamo != nil {
+		if err := s.dynamo.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("dynamolocal: %w", err))
+		}
+		s.dynamo = nil
+	}
+	if s.dynamoLog != nil {
+		s.dynamoLog.Close()
+		s.dynamoLog = nil
+	}
 	if s.secrets != nil {
 		if err := s.secrets.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("secretslocal: %w", err))
@@ -194,6 +205,20 @@ func (s *Stack) SecretsURL() string {
 	}
 	return s.secrets.URL
 }
+
+// Dynamo is the DynamoDB emulator holding the state store's table: its
+// Endpoint (AWS_ENDPOINT_URL_DYNAMODB), request counts (Stats) and faults
+// (SetFault).
+func (s *Stack) Dynamo() *dynamolocal.Server { s.mu.Lock(); defer s.mu.Unlock(); return s.dynamo }
+
+// StoreTable is the state store's table (HERALD_STORE_TABLE).
+func (s *Stack) StoreTable() string { return s.cfg.StoreTable }
+
+// FeedbackURL is the SES feedback queue (HERALD_FEEDBACK_QUEUE_URL) and
+// FeedbackDLQURL its dead-letter queue.
+func (s *Stack) FeedbackURL() string { s.mu.Lock(); defer s.mu.Unlock(); return s.feedbackURL }
+
+func (s *Stack) FeedbackDLQURL() string { s.mu.Lock(); defer s.mu.Unlock(); return s.feedbackDLQURL }
 
 // KeysSecretID is the API-key secret (HERALD_API_KEYS_SECRET_ID).
 func (s *Stack) KeysSecretID() string { return s.cfg.KeysSecret }

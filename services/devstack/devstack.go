@@ -1,8 +1,9 @@
 // Package devstack runs Herald's whole pipeline on one machine, on loopback:
 // the SQS emulator (sqs-local, goaws), the SES v2 emulator (npm
 // aws-ses-v2-local) behind an SES gate (package sesgate), a Secrets Manager
-// emulator (package secretslocal) holding the API-key secret, the
-// notification API and the email sender. Each emulator and service is a child process of
+// emulator (package secretslocal) holding the API-key secret and the id
+// secret, the DynamoDB emulator (package dynamolocal, npm dynalite) holding
+// the state store's table, the notification API and the email sender. Each emulator and service is a child process of
 // its own, so a test can stop, kill (SIGKILL) and restart any of them while
 // the others run. The launcher `herald-dev` (make dev) and the end-to-end
 // tests in tests/ both use it.
@@ -15,6 +16,8 @@ package devstack
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,10 +37,13 @@ import (
 	"time"
 
 	"herald/services/contract"
+	"herald/services/devstack/dynamolocal"
 	"herald/services/devstack/secretslocal"
 	"herald/services/devstack/sesgate"
 	"herald/services/devstack/sqslocal"
+	"herald/services/email-sender/feedback"
 	"herald/services/internal/herald"
+	"herald/services/internal/store"
 )
 
 // Component names one process of the stack.
@@ -120,6 +126,16 @@ type Config struct {
 	// KeysRefresh is the API's HERALD_API_KEYS_REFRESH; 0 means 10s, the
 	// shortest the API takes.
 	KeysRefresh time.Duration
+	// StoreTable is the state store's table (HERALD_STORE_TABLE), created
+	// in the DynamoDB emulator at start; "" means herald-local-state.
+	StoreTable string
+	// IDSecret names the id secret (HERALD_ID_SECRET_ID), random bytes made
+	// at start; "" means herald-local/id-secret.
+	IDSecret string
+	// Mailboxes make addresses or domains of the SES gate bounce, complain
+	// or delay as real mailboxes do (and land on the account's suppression
+	// list, which the gate keeps for bounces and complaints as SES does).
+	Mailboxes map[string]sesgate.Mailbox
 	// APIVariables and SenderVariables add to or override the services'
 	// variables (by the names of services/contract).
 	APIVariables, SenderVariables map[string]string
@@ -147,6 +163,8 @@ type Stack struct {
 
 	gate        *sesgate.Server
 	secrets     *secretslocal.Server
+	dynamo      *dynamolocal.Server
+	dynamoLog   *os.File
 	apiKey      string
 	apiKeyHash  string
 	allowedFrom string // HERALD_ALLOWED_FROM of both services
@@ -155,6 +173,9 @@ type Stack struct {
 	dlqURL      string
 	sesURL      string
 	closed      bool
+	// The SES feedback queue and its DLQ: the gate publishes the events of
+	// the configuration set there, the sender consumes them.
+	feedbackURL, feedbackDLQURL string
 
 	sqsReady chan sqslocal.Ready
 	sesPort  chan int
@@ -237,6 +258,8 @@ func (cfg *Config) defaults() error {
 	def(&cfg.DLQName, "herald-notifications-dlq")
 	def(&cfg.DefaultFrom, "noreply@example.com")
 	def(&cfg.KeysSecret, "herald-local/api-key-hashes")
+	def(&cfg.StoreTable, "herald-local-state")
+	def(&cfg.IDSecret, "herald-local/id-secret")
 	if cfg.KeysRefresh == 0 {
 		cfg.KeysRefresh = 10 * time.Second
 	}
@@ -325,12 +348,20 @@ func (s *Stack) startAll(ctx context.Context) error {
 	if gateAddr == "" {
 		gateAddr = "127.0.0.1:0"
 	}
+	// As the stacks set SES up: the account's suppression list for bounces
+	// and complaints, and the sender's configuration set publishing its
+	// events (SNS to the feedback queue).
 	gate, err := sesgate.Start(gateAddr, sesgate.Config{
-		Upstream:    s.sesURL,
-		Verified:    s.cfg.Verified,
-		MaxSendRate: s.cfg.MaxSendRate,
-		Region:      s.cfg.Region,
-		Logger:      s.log.With("component", "sesgate"),
+		Upstream:          s.sesURL,
+		Verified:          s.cfg.Verified,
+		MaxSendRate:       s.cfg.MaxSendRate,
+		Region:            s.cfg.Region,
+		SuppressedReasons: []string{sesgate.ReasonBounce, sesgate.ReasonComplaint},
+		ConfigurationSets: []sesgate.ConfigurationSet{{Name: ConfigurationSet, Events: &sesgate.EventDestination{
+			EventTypes: feedback.EventTypes, TopicARN: s.feedbackTopic(), SQSEndpoint: s.sqsEndpoint, QueueURL: s.feedbackURL,
+		}}},
+		Mailboxes: s.cfg.Mailboxes,
+		Logger:    s.log.With("component", "sesgate"),
 	})
 	if err != nil {
 		return fmt.Errorf("devstack: %w", err)
@@ -341,11 +372,16 @@ func (s *Stack) startAll(ctx context.Context) error {
 	if secretsAddr == "" {
 		secretsAddr = "127.0.0.1:0"
 	}
+	idSecret, err := newIDSecret()
+	if err != nil {
+		return err
+	}
 	// The API-key secret starts with no key: the dev key is in
-	// HERALD_API_KEY_HASHES, and herald-ops keys adds the others.
+	// HERALD_API_KEY_HASHES, and herald-ops keys adds the others. The id
+	// secret is random, as the stacks generate it.
 	secrets, err := secretslocal.Start(secretsAddr, secretslocal.Config{
 		Region:  s.cfg.Region,
-		Secrets: map[string]string{s.cfg.KeysSecret: "{}"},
+		Secrets: map[string]string{s.cfg.KeysSecret: "{}", s.cfg.IDSecret: idSecret},
 		Logger:  s.log.With("component", "secretslocal"),
 	})
 	if err != nil {
@@ -353,6 +389,9 @@ func (s *Stack) startAll(ctx context.Context) error {
 	}
 	s.secrets = secrets
 	s.log.Info("ready", "component", "secretslocal", "url", secrets.URL)
+	if err := s.startDynamo(ctx); err != nil {
+		return err
+	}
 	if s.cfg.EmulatorsOnly {
 		return nil
 	}
@@ -364,6 +403,37 @@ func (s *Stack) startAll(ctx context.Context) error {
 		}
 	}
 	return s.launch(ctx, API)
+}
+
+// startDynamo starts the DynamoDB emulator and creates the store's table in
+// it, as the stacks do in AWS: a string key, and TTL on. Callers hold s.mu.
+func (s *Stack) startDynamo(ctx context.Context) error {
+	logFile, err := os.OpenFile(filepath.Join(s.cfg.LogDir, "dynamodb.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("devstack: dynamodb log: %w", err)
+	}
+	s.dynamoLog = logFile
+	out := &lineWriter{sink: &lineSink{file: logFile, echo: s.cfg.Echo, prefix: "[dynamodb] "}}
+	dyn, err := dynamolocal.Start(ctx, dynamolocal.Config{Root: s.cfg.Root, Node: s.cfg.Node, Output: out, StartTimeout: s.cfg.StartTimeout})
+	if err != nil {
+		return fmt.Errorf("devstack: %w", err)
+	}
+	s.dynamo = dyn
+	err = dyn.CreateTable(ctx, dynamolocal.Table{Name: s.cfg.StoreTable, PartitionKey: store.KeyAttribute, TTLAttribute: store.TTLAttribute})
+	if err != nil {
+		return fmt.Errorf("devstack: %w", err)
+	}
+	s.log.Info("ready", "component", "dynamolocal", "url", dyn.Endpoint, "table", s.cfg.StoreTable)
+	return nil
+}
+
+// newIDSecret is a local id secret: 256 random bits in hex.
+func newIDSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("devstack: id secret: %w", err)
+	}
+	return hex.EncodeToString(b), nil
 }
 
 // launch starts one component and waits until it is ready. A service whose
@@ -448,6 +518,7 @@ func (s *Stack) sqsSpec() (procSpec, func(context.Context) error, error) {
 			}
 			s.addrs[SQS] = u.Host
 			s.sqsEndpoint, s.queueURL, s.dlqURL = r.Endpoint, r.QueueURL, r.DLQURL
+			s.feedbackURL, s.feedbackDLQURL = r.FeedbackURL, r.FeedbackDLQURL
 			return nil
 		default:
 			return errors.New("no ready line yet")
@@ -524,6 +595,10 @@ func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error,
 		contract.ShutdownTimeout.Name: contract.ShutdownTimeout.Format(5 * time.Second),
 		// The same list for both, the default sender in it, as the stacks set it.
 		contract.AllowedFrom.Name: s.allowedFrom,
+		// The state store, in the DynamoDB emulator.
+		contract.EndpointDynamoDB.Name: s.dynamo.Endpoint,
+		contract.StoreTable.Name:       s.cfg.StoreTable,
+		contract.StatusTTL.Name:        contract.StatusTTL.Format(contract.StatusTTL.Default),
 	}
 	bin, path := BinNotificationAPI, contract.ReadyPath
 	extra := s.cfg.APIVariables
@@ -533,6 +608,7 @@ func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error,
 		env[contract.EndpointSecretsManager.Name] = s.secrets.URL
 		env[contract.APIKeysSecretID.Name] = s.cfg.KeysSecret
 		env[contract.APIKeysRefresh.Name] = contract.APIKeysRefresh.Format(s.cfg.KeysRefresh)
+		env[contract.IDSecretID.Name] = s.cfg.IDSecret
 	} else {
 		bin, path = BinEmailSender, contract.LivePath
 		extra = s.cfg.SenderVariables
@@ -544,6 +620,13 @@ func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error,
 		env[contract.RetryBase.Name] = contract.RetryBase.Format(time.Second)
 		env[contract.RetryMax.Name] = contract.RetryMax.Format(10 * time.Second)
 		env[contract.SenderTasks.Name] = contract.SenderTasks.Format(s.cfg.Senders)
+		// SES feedback, as the stacks set it, with local backoffs.
+		env[contract.SESConfigurationSet.Name] = ConfigurationSet
+		env[contract.FeedbackQueueURL.Name] = s.feedbackURL
+		env[contract.FeedbackDLQURL.Name] = s.feedbackDLQURL
+		env[contract.FeedbackTopicARN.Name] = s.feedbackTopic()
+		env[contract.FeedbackRetryBase.Name] = contract.FeedbackRetryBase.Format(time.Second)
+		env[contract.FeedbackRetryMax.Name] = contract.FeedbackRetryMax.Format(10 * time.Second)
 	}
 	for k, v := range extra {
 		env[k] = v
@@ -635,6 +718,17 @@ func (s *Stack) waitReady(ctx context.Context, p *proc, ready func(context.Conte
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// ConfigurationSet is the local SES configuration set
+// (HERALD_SES_CONFIGURATION_SET): the gate publishes its events to the
+// feedback queue.
+const ConfigurationSet = "herald"
+
+// feedbackTopic is the ARN of the SNS topic the local events come from, in
+// the account of the SQS emulator's queue URLs.
+func (s *Stack) feedbackTopic() string {
+	return "arn:aws:sns:" + s.cfg.Region + ":000000000000:herald-feedback"
 }
 
 // DevKeyID is the key id of the development API key.

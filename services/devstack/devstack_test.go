@@ -15,9 +15,13 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	sestypes "github.com/aws/aws-sdk-go-v2/service/sesv2/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"herald/services/internal/store"
 )
 
 // binDir holds the binaries built once for this package's tests.
@@ -421,6 +425,21 @@ func TestFullStackStopKillRestartLeavesNothing(t *testing.T) {
 	if err := s.get(ctx, s.APIURL()+"/readyz"); err != nil {
 		t.Fatal(err)
 	}
+	// The state store's table is in the DynamoDB emulator, TTL on, and
+	// both services are given it.
+	dyn := s.Dynamo()
+	ttl, err := dyn.Client().DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(s.StoreTable())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := ttl.TimeToLiveDescription; d.TimeToLiveStatus != types.TimeToLiveStatusEnabled || aws.ToString(d.AttributeName) != store.TTLAttribute {
+		t.Errorf("table %s TTL %s on %q", s.StoreTable(), d.TimeToLiveStatus, aws.ToString(d.AttributeName))
+	}
+	for _, c := range []Component{API, Sender, SenderN(2)} {
+		if b, err := os.ReadFile(s.LogPath(c)); err != nil || !strings.Contains(string(b), `"storeTable":"`+s.StoreTable()+`"`) {
+			t.Errorf("%s was not given the store's table (%v)", c, err)
+		}
+	}
 	// Each sender knows how many share the account.
 	for _, c := range []Component{Sender, SenderN(2)} {
 		if b, err := os.ReadFile(s.LogPath(c)); err != nil || !strings.Contains(string(b), `"senderTasks":2`) {
@@ -465,4 +484,9 @@ func TestFullStackStopKillRestartLeavesNothing(t *testing.T) {
 		}
 	}
 	waitGone(t, pids[SQS], pids[SES], pids[API], pids[Sender], pids[SenderN(2)])
+	select {
+	case <-dyn.Exited():
+	default:
+		t.Error("the DynamoDB emulator runs after Close")
+	}
 }

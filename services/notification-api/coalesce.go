@@ -106,7 +106,8 @@ func (c *coalescer) send(ctx context.Context, m message) result {
 	if err := c.b.Add(ctx, p); errors.Is(err, batch.ErrClosed) {
 		return result{err: errUnavailable(errClosed)}
 	} else if err != nil {
-		return result{err: classify(err)}
+		// Not taken into a batch: nothing was sent.
+		return result{err: errUnavailable(err)}
 	}
 	select {
 	case r := <-p.done:

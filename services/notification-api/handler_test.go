@@ -407,8 +407,9 @@ func TestBatch(t *testing.T) {
 				}
 				t.Errorf("no retry of entries 3 and 7 in %v", calls)
 			}},
+		// Nor sent again: they may be on the queue.
 		{name: "entries SQS does not report are not accepted", body: jsonBody(t, map[string]any{"notifications": items(3)}),
-			sqs: &fakeSQS{silent: true}, status: 503, statuses: []int{503, 503, 503}, calls: []int{3, 3}},
+			sqs: &fakeSQS{silent: true}, status: 503, statuses: []int{503, 503, 503}, calls: []int{3}},
 		{name: "all invalid is a 400 problem", body: jsonBody(t, map[string]any{"notifications": []json.RawMessage{item(func(m map[string]any) { delete(m, "to") })}}),
 			status: 400, statuses: []int{400}, fields: []string{"to"}, calls: []int{}},
 		{name: "queue unreachable is a 503 problem", body: jsonBody(t, map[string]any{"notifications": items(3)}),

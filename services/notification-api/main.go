@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,8 +10,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"herald/services/contract"
@@ -48,10 +51,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	d := deps{sqs: sqs.NewFromConfig(awsCfg, func(o *sqs.Options) {
 		o.BaseEndpoint = herald.Endpoint(cfg.SQSEndpoint)
 	})}
+	secrets := secretsmanager.NewFromConfig(awsCfg, func(o *secretsmanager.Options) {
+		o.BaseEndpoint = herald.Endpoint(cfg.SecretsManagerEndpoint)
+	})
 	if cfg.KeysSecretID != "" {
-		d.secrets = secretsmanager.NewFromConfig(awsCfg, func(o *secretsmanager.Options) {
-			o.BaseEndpoint = herald.Endpoint(cfg.SecretsManagerEndpoint)
-		})
+		d.secrets = secrets
+	}
+	if cfg.StoreTable != "" {
+		if d.state, d.ids, err = openStore(ctx, cfg, store.NewDynamoDB(awsCfg, cfg.DynamoDBEndpoint), secrets); err != nil {
+			return err
+		}
+	} else {
+		log.Warn("no state store: Idempotency-Key and status lookups are refused (local use only)", "variable", contract.StoreTable.Name)
 	}
 	if cfg.StoreTable != "" {
 		db := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
@@ -62,6 +73,38 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}
 	return serve(ctx, cfg, d, log, metrics)
+}
+
+// openStore reads the id secret and opens the state store. The secret's
+// current version mints and checks ids; its previous version, if any, checks
+// them too, so ids issued before a rotation stay the caller's (a second
+// rotation within HERALD_STATUS_TTL drops the oldest: their GET is 404).
+func openStore(ctx context.Context, cfg config, db store.Client, secrets secretsAPI) (stateStore, *store.IDs, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var keys [][]byte
+	for _, stage := range []string{"AWSCURRENT", "AWSPREVIOUS"} {
+		out, err := secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(cfg.IDSecretID), VersionStage: aws.String(stage)})
+		var nf *smtypes.ResourceNotFoundException
+		switch {
+		case stage == "AWSPREVIOUS" && errors.As(err, &nf):
+			continue // never rotated
+		case err != nil:
+			return nil, nil, fmt.Errorf("read the id secret %s (%s), %s: %w", cfg.IDSecretID, contract.IDSecretID.Name, stage, err)
+		}
+		keys = append(keys, []byte(aws.ToString(out.SecretString)))
+	}
+	ids, err := store.NewIDs(keys...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the id secret %s (%s): %w", cfg.IDSecretID, contract.IDSecretID.Name, err)
+	}
+	st, err := store.New(db, store.Config{
+		Table: cfg.StoreTable, IdempotencyTTL: cfg.IdempotencyTTL, StatusTTL: cfg.StatusTTL, IDs: ids, Clock: time.Now,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, ids, nil
 }
 
 // httpServer is the API's HTTP server with its timeouts.

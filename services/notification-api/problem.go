@@ -37,6 +37,12 @@ var problemTitles = map[string]string{
 	"unavailable":            "The queue is unavailable",
 	"queue-error":            "The queue refused the message",
 	"internal":               "Internal error",
+	// Idempotency-Key and status (the state store).
+	"idempotency-key-reused":    "The Idempotency-Key was used with another request",
+	"idempotency-key-in-flight": "A request with this Idempotency-Key is in progress",
+	"store-unavailable":         "The state store is unavailable",
+	"no-store":                  "This API runs without a state store",
+	"notification-not-found":    "No such notification",
 }
 
 func newProblem(status int, kind, detail string) problem {
@@ -54,6 +60,14 @@ func writeJSON(w http.ResponseWriter, contentType string, status int, v any) {
 		http.Error(w, `{"status":500}`, http.StatusInternalServerError)
 		return
 	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}
+
+// writeRaw writes a JSON body that is already encoded.
+func writeRaw(w http.ResponseWriter, contentType string, status int, body []byte) {
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -39,12 +40,16 @@ type result struct {
 	err       *enqueueError
 }
 
-// enqueueError says what to answer for a message that is not on the queue.
+// enqueueError says what to answer for a message that is not known to be
+// on the queue.
 type enqueueError struct {
 	status int    // HTTP status for the client
 	reason string // Rejected metric reason
 	detail string // safe to show the client
 	err    error  // the cause, for logs
+	// unknown: the message may be on the queue (SQS gave no clear answer);
+	// otherwise it is not.
+	unknown bool
 }
 
 func (e *enqueueError) Error() string {
@@ -61,6 +66,20 @@ func errUnavailable(err error) *enqueueError {
 		detail: "the queue cannot be reached now; nothing was queued, retry later", err: err}
 }
 
+// errUnknown is a message SQS may or may not have queued: sending it again
+// could queue it twice, so it is not sent again. A retry with the same
+// Idempotency-Key carries the same notification id, which the sender
+// sends once.
+func errUnknown(err error) *enqueueError {
+	return &enqueueError{status: http.StatusServiceUnavailable, reason: "unknown", unknown: true,
+		detail: "the queue gave no clear answer: the notification may or may not be queued; " +
+			"a retry with the same Idempotency-Key is safe, a retry without one may send it twice", err: err}
+}
+
+// detailKeyed is the unknown outcome's detail for a request with a key.
+const detailUnknownKeyed = "the queue gave no clear answer: the notification may or may not be queued; " +
+	"retrying with the same Idempotency-Key is safe (it carries the same id, which is sent once)"
+
 func errQueue(err error) *enqueueError {
 	return &enqueueError{status: http.StatusInternalServerError, reason: "queue",
 		detail: "the queue refused the message; nothing was queued", err: err}
@@ -73,13 +92,15 @@ var throttlingCodes = map[string]bool{
 }
 
 // classify turns an SQS call error (after the SDK's own retries) into an
-// answer. Without an HTTP response (connection refused, timeout, deadline,
-// retry quota spent) the queue is unreachable: 503. A 5xx or throttling
-// response is too. Any other response is a refusal (permissions, missing
-// queue, bad request) that retrying will not fix: 500.
+// answer. A request that may have reached SQS and got no answer (a
+// deadline, a timeout, a connection lost mid-call) has an unknown outcome:
+// 503, saying so. Without a connection (refused, no route) the queue is
+// unreachable: 503, nothing queued. A 5xx or throttling response is too.
+// Any other response is a refusal (permissions, missing queue, bad
+// request) that retrying will not fix: 500.
 func classify(err error) *enqueueError {
 	if errors.Is(err, context.Canceled) {
-		e := errUnavailable(err)
+		e := errUnknown(err)
 		e.reason = "canceled"
 		return e
 	}
@@ -87,6 +108,9 @@ func classify(err error) *enqueueError {
 	var sendErr *smithyhttp.RequestSendError
 	var re interface{ HTTPStatusCode() int }
 	if errors.As(err, &sendErr) || !errors.As(err, &re) || re.HTTPStatusCode() == 0 {
+		if mayHaveArrived(err) {
+			return errUnknown(err)
+		}
 		return errUnavailable(err)
 	}
 	var apiErr smithy.APIError
@@ -144,7 +168,8 @@ func (q *queue) sendOne(ctx context.Context, m message) result {
 // sendBatch sends up to ten messages (whose bodies fit the batch payload
 // limit) in one SendMessageBatch, and returns one result per message, in
 // order. Entries SQS failed on its side are sent once more; a message that SQS
-// did not report as successful is never reported as queued.
+// did not report as successful is never reported as queued, and one it did
+// not report at all is not sent again (its outcome is unknown).
 func (q *queue) sendBatch(ctx context.Context, msgs []message) []result {
 	results := make([]result, len(msgs))
 	pending := make([]int, len(msgs))
@@ -200,13 +225,24 @@ func (q *queue) sendBatch(ctx context.Context, msgs []message) []result {
 		}
 		for _, i := range pending {
 			if state[i] == unknown {
-				results[i] = result{err: errUnavailable(errors.New("SendMessageBatch reported neither success nor failure for the entry"))}
-				retry = append(retry, i)
+				// Not sent again: it may be on the queue.
+				results[i] = result{err: errUnknown(errors.New("SendMessageBatch reported neither success nor failure for the entry"))}
 			}
 		}
 		pending = retry
 	}
 	return results
+}
+
+// mayHaveArrived reports whether a call that got no answer may still have
+// reached SQS: anything but a failure to connect.
+func mayHaveArrived(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return false
+	}
+	var sendErr *smithyhttp.RequestSendError
+	return errors.As(err, &sendErr) || errors.Is(err, context.DeadlineExceeded)
 }
 
 func entryIndex(id *string, state map[int]int) (int, bool) {

@@ -32,6 +32,9 @@ type notificationRequest struct {
 	HTML         string            `json:"html"`
 	DelaySeconds *int64            `json:"delaySeconds"`
 	Metadata     map[string]string `json:"metadata"`
+	// IdempotencyKey is a batch item's key (a single notification's comes
+	// in the Idempotency-Key header).
+	IdempotencyKey *string `json:"idempotencyKey"`
 }
 
 // batchRequest is the body of POST /api/notifications/batch. Items stay raw
@@ -248,10 +251,11 @@ type prepared struct {
 	errs   herald.FieldErrors
 }
 
-// prepare validates one decoded request and encodes its envelope.
-func (s *server) prepare(req notificationRequest, keyID string, now time.Time) prepared {
+// prepare validates one decoded request and encodes its envelope with
+// notification id id.
+func (s *server) prepare(req notificationRequest, keyID, id string, now time.Time) prepared {
 	env := herald.Envelope{
-		ID:        herald.NewID(),
+		ID:        id,
 		CreatedAt: now.UTC(),
 		KeyID:     keyID,
 		// The domain in lower case: SES compares the sending policy's

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 
 	"herald/services/contract"
 	"herald/services/internal/herald"
+	"herald/services/internal/store"
 )
 
 // unavailableRetryAfter is the Retry-After sent with a 503.
@@ -33,6 +35,8 @@ type server struct {
 	limiter  *rateLimiter
 	enq      *enqueuer
 	ready    *readiness
+	state    stateStore // nil without HERALD_STORE_TABLE
+	ids      *store.IDs // with state
 	now      func() time.Time
 	draining atomic.Bool
 
@@ -43,7 +47,11 @@ type server struct {
 type deps struct {
 	sqs     sqsAPI
 	secrets secretsAPI // nil without HERALD_API_KEYS_SECRET_ID
-	now     func() time.Time
+	// state and ids: the state store and the id secret, both or neither
+	// (without HERALD_STORE_TABLE).
+	state stateStore
+	ids   *store.IDs
+	now   func() time.Time
 
 	// rateBuckets share the per-key rate limit among the tasks; nil
 	// without the store (HERALD_STORE_TABLE).
@@ -53,6 +61,9 @@ type deps struct {
 func newServer(cfg config, d deps, log *slog.Logger, metrics *herald.Metrics) (*server, error) {
 	if d.now == nil {
 		d.now = time.Now
+	}
+	if (d.state == nil) != (d.ids == nil) {
+		return nil, errors.New("the state store and the id secret go together")
 	}
 	q := &queue{api: d.sqs, url: cfg.QueueURL, maxBatchBytes: cfg.MaxMessageBytes}
 	// Each batch of coalesced sends holds at least one request, so the
@@ -69,6 +80,8 @@ func newServer(cfg config, d deps, log *slog.Logger, metrics *herald.Metrics) (*
 		limiter: newRateLimiter(cfg, d.rateBuckets, d.now, metrics, log),
 		enq:     enq,
 		ready:   &readiness{api: d.sqs, url: cfg.QueueURL, ttl: cfg.ReadyCache, now: d.now},
+		state:   d.state,
+		ids:     d.ids,
 		now:     d.now,
 
 		unauthLog: newLogSampler(unauthLogRate, unauthLogBurst),
@@ -81,6 +94,7 @@ func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/api/notifications", s.allow(http.MethodPost, true, s.postNotification))
 	mux.Handle("/api/notifications/batch", s.allow(http.MethodPost, true, s.postBatch))
+	mux.Handle("/api/notifications/{id}", s.allow(http.MethodGet, false, s.getNotification))
 	mux.Handle("/api/openapi.json", s.allow(http.MethodGet, false, s.openAPI))
 	mux.Handle("/api", s.allow(http.MethodGet, false, s.live))
 	mux.Handle("/healthz", s.allow(http.MethodGet, false, s.live))
@@ -120,6 +134,10 @@ func (s *server) postNotification(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	key, hasKey, ok := s.idempotencyHeader(w, r)
+	if !ok {
+		return
+	}
 	if d, ok := s.limiter.take(r.Context(), keyID, 1); !ok {
 		s.rateLimited(w, d)
 		return
@@ -134,23 +152,94 @@ func (s *server) postNotification(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, de.problem())
 		return
 	}
-	p := s.prepare(req, keyID, s.now())
+	if req.IdempotencyKey != nil {
+		s.reject("validation", 1)
+		pr := newProblem(http.StatusBadRequest, "validation", "the notification is not valid")
+		pr.Errors = herald.FieldErrors{{Field: "idempotencyKey", Detail: "only batch items carry it; send the Idempotency-Key header"}}
+		writeProblem(w, pr)
+		return
+	}
+	now := s.now()
+	p := s.prepare(req, keyID, s.newID(keyID), now)
 	if p.status != 0 {
 		s.refuse(w, p)
 		return
+	}
+	var k *keyed
+	if hasKey {
+		// Valid, so worth recording: the key is bound to this body.
+		k = &keyed{key: key, hash: bodyHash(body)}
+		s.begin(r.Context(), keyID, k)
+		if ref, done := s.refusal(r, k); done {
+			s.answerRefusal(w, r, ref)
+			return
+		}
+		p = s.prepare(req, keyID, k.begun.ID, now)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.EnqueueTimeout)
 	defer cancel()
 	start := time.Now()
 	res := s.enq.send(ctx, p.msg)
+	answer := acceptedBody(p.id)
+	if k != nil {
+		s.settle(r, k, res, answer)
+	}
 	if res.err != nil {
+		if k != nil && res.err.unknown {
+			res.err.detail = detailUnknownKeyed
+		}
 		s.enqueueFailed(w, r, res.err, 1)
 		return
 	}
 	s.metrics.Observe(contract.EnqueueLatency, time.Since(start))
 	s.metrics.Count(contract.Accepted, 1)
 	info(r).notificationID = p.id
-	writeJSON(w, "application/json", http.StatusAccepted, map[string]string{"id": p.id, "status": "queued"})
+	writeRaw(w, "application/json", http.StatusAccepted, answer)
+}
+
+// answerRefusal answers a keyed notification that Begin says not to send.
+func (s *server) answerRefusal(w http.ResponseWriter, r *http.Request, ref keyedRefusal) {
+	if ref.replay != nil {
+		// The first request's answer, as it was.
+		info(r).notificationID = ref.id
+		writeRaw(w, "application/json", ref.status, ref.replay)
+		return
+	}
+	s.reject(ref.kind, 1)
+	if ref.retryAfter > 0 {
+		setRetryAfter(w, ref.retryAfter)
+	}
+	writeProblem(w, newProblem(ref.status, ref.kind, ref.detail))
+}
+
+// idempotencyHeader reads the Idempotency-Key header, and answers a request
+// whose key is not valid, or that has one when there is no store.
+func (s *server) idempotencyHeader(w http.ResponseWriter, r *http.Request) (key string, present, ok bool) {
+	key, present, bad := idempotencyKeyOf(r)
+	switch {
+	case bad != "":
+		s.reject("validation", 1)
+		writeProblem(w, headerProblem(bad))
+		return "", false, false
+	case present && s.state == nil:
+		s.reject("validation", 1)
+		writeProblem(w, noStore("an Idempotency-Key"))
+		return "", false, false
+	}
+	return key, present, true
+}
+
+// headerProblem refuses a request for its Idempotency-Key header.
+func headerProblem(detail string) problem {
+	pr := newProblem(http.StatusBadRequest, "validation", "the Idempotency-Key header is not valid")
+	pr.Errors = herald.FieldErrors{{Field: "Idempotency-Key", Detail: detail}}
+	return pr
+}
+
+// noStore refuses what needs the state store when the API runs without.
+func noStore(what string) problem {
+	return newProblem(http.StatusNotImplemented, "no-store",
+		"this API runs without a state store ("+contract.StoreTable.Name+" unset, local use only): it cannot honour "+what)
 }
 
 // refuse answers a request that prepare found invalid or too large.
@@ -214,6 +303,10 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	batchKey, batchKeyed, ok := s.idempotencyHeader(w, r)
+	if !ok {
+		return
+	}
 	body, ok := s.readJSON(w, r, sqsMaxBatch*int64(s.cfg.MaxMessageBytes))
 	if !ok {
 		return
@@ -239,53 +332,130 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 
 	items := make([]batchItem, n)
 	var msgs []message
-	var at []int // index of each message in items
+	var at []int      // index of each message in items
+	var keys []*keyed // of each message: nil without a key
+	var toBegin []int // items with a key, to record
+	byItem := map[int]*keyed{}
+	var batchHash *[32]byte
+	reqs := make([]notificationRequest, n)
 	now := s.now()
 	for i, raw := range req.Notifications {
 		items[i].Index = i
-		var one notificationRequest
-		if de := decodeStrict(raw, &one); de != nil {
+		one := &reqs[i]
+		if de := decodeStrict(raw, one); de != nil {
 			s.reject(de.reason(), 1)
 			items[i].Status, items[i].Detail, items[i].Errors = http.StatusBadRequest, "the notification is not valid", herald.FieldErrors{de.field}
 			continue
 		}
-		p := s.prepare(one, keyID, now)
+		p := s.prepare(*one, keyID, s.newID(keyID), now)
+		if one.IdempotencyKey != nil {
+			if batchKeyed {
+				p.status, p.detail = http.StatusBadRequest, "the notification is not valid"
+				p.errs = append(p.errs, herald.FieldError{Field: "idempotencyKey", Detail: "the batch has an Idempotency-Key header: its items carry none"})
+			} else if err := checkIdempotencyKey(*one.IdempotencyKey); err != nil {
+				p.status, p.detail = http.StatusBadRequest, "the notification is not valid"
+				p.errs = append(p.errs, herald.FieldError{Field: "idempotencyKey", Detail: err.Error()})
+			}
+		}
 		if p.status != 0 {
 			s.reject(map[bool]string{true: "size", false: "validation"}[p.status == http.StatusRequestEntityTooLarge], 1)
 			items[i].Status, items[i].Detail, items[i].Errors = p.status, p.detail, p.errs
 			continue
 		}
+		if one.IdempotencyKey != nil {
+			if s.state == nil {
+				s.reject("validation", 1)
+				items[i].Status, items[i].Detail = http.StatusNotImplemented, noStore("an idempotencyKey").Detail
+				continue
+			}
+			// The item's own JSON text is what its key is bound to.
+			byItem[i] = &keyed{key: *one.IdempotencyKey, hash: bodyHash(raw)}
+			toBegin = append(toBegin, i)
+			continue
+		}
+		if batchKeyed {
+			// The header's key covers the batch: each item is recorded
+			// under it and its index (a newline, which no key holds,
+			// between), bound to the whole body.
+			if batchHash == nil {
+				h := bodyHash(body)
+				batchHash = &h
+			}
+			byItem[i] = &keyed{key: batchKey + "\n" + strconv.Itoa(i), hash: *batchHash}
+			toBegin = append(toBegin, i)
+			continue
+		}
 		items[i].ID = p.id
 		msgs = append(msgs, p.msg)
 		at = append(at, i)
+		keys = append(keys, nil)
+	}
+	// One conditional write per keyed item, at once.
+	var wg sync.WaitGroup
+	for _, i := range toBegin {
+		wg.Go(func() { s.begin(r.Context(), keyID, byItem[i]) })
+	}
+	wg.Wait()
+	for _, i := range toBegin {
+		k := byItem[i]
+		if ref, done := s.refusal(r, k); done {
+			it := &items[i]
+			if ref.replay != nil {
+				it.Status, it.ID = ref.status, replayedID(ref.replay)
+				continue
+			}
+			s.reject(ref.kind, 1)
+			it.Status, it.Detail = ref.status, ref.detail
+			continue
+		}
+		p := s.prepare(reqs[i], keyID, k.begun.ID, now)
+		items[i].ID = p.id
+		msgs = append(msgs, p.msg)
+		at = append(at, i)
+		keys = append(keys, k)
 	}
 	if len(msgs) > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.EnqueueTimeout)
 		defer cancel()
 		start := time.Now()
-		for j, res := range s.enq.sendMany(ctx, msgs) {
+		results := s.enq.sendMany(ctx, msgs)
+		for j, res := range results {
+			if k := keys[j]; k != nil {
+				wg.Go(func() { s.settle(r, k, res, acceptedBody(k.begun.ID)) })
+			}
+		}
+		for j, res := range results {
 			it := &items[at[j]]
 			if res.err != nil {
 				s.reject(res.err.reason, 1)
 				s.log.LogAttrs(r.Context(), slog.LevelWarn, "enqueue failed", slog.String("requestId", info(r).requestID),
 					slog.Int("index", at[j]), slog.Int("status", res.err.status), slog.String("err", res.err.Error()))
 				it.ID, it.Status, it.Detail = "", res.err.status, res.err.detail
+				if keys[j] != nil && res.err.unknown {
+					it.Detail = detailUnknownKeyed
+				}
 				continue
 			}
 			it.Status = http.StatusAccepted
 		}
 		s.metrics.Observe(contract.EnqueueLatency, time.Since(start))
+		wg.Wait()
 	}
 	s.answerBatch(w, r, items)
 }
 
 // answerBatch picks the overall status: 202 when every notification was
-// queued, 207 when some were, and when none was 503 if any could be retried
-// later, else 500 if the queue refused any, else 400.
+// queued (or replayed), 207 when some were, and when none was 503 if any
+// could be retried later, else 500 if the queue refused any, else 409 if
+// any key is in flight, else 422 if every key was reused with another
+// body, else 400.
 func (s *server) answerBatch(w http.ResponseWriter, r *http.Request, items []batchItem) {
 	reply := batchReply{Results: items}
-	any503, any500 := false, false
+	any503, any500, any409, all422 := false, false, false, true
 	for _, it := range items {
+		if it.Status != http.StatusAccepted && it.Status != http.StatusUnprocessableEntity {
+			all422 = false
+		}
 		switch it.Status {
 		case http.StatusAccepted:
 			reply.Accepted++
@@ -293,12 +463,14 @@ func (s *server) answerBatch(w http.ResponseWriter, r *http.Request, items []bat
 			any503 = true
 		case http.StatusInternalServerError:
 			any500 = true
+		case http.StatusConflict:
+			any409 = true
 		}
 	}
 	reply.Rejected = len(items) - reply.Accepted
 	s.metrics.Count(contract.Accepted, float64(reply.Accepted))
 	info(r).accepted, info(r).rejected = reply.Accepted, reply.Rejected
-	if any503 {
+	if any503 || any409 {
 		setRetryAfter(w, unavailableRetryAfter)
 	}
 	switch {
@@ -313,6 +485,10 @@ func (s *server) answerBatch(w http.ResponseWriter, r *http.Request, items []bat
 			kind, reply.Status = "unavailable", http.StatusServiceUnavailable
 		} else if any500 {
 			kind, reply.Status = "queue-error", http.StatusInternalServerError
+		} else if any409 {
+			kind, reply.Status = "idempotency-key-in-flight", http.StatusConflict
+		} else if all422 {
+			kind, reply.Status = "idempotency-key-reused", http.StatusUnprocessableEntity
 		}
 		reply.Type, reply.Title = problemTypeBase+kind, problemTitles[kind]
 		reply.Detail = "no notification of the batch was queued; see results"

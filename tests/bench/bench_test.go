@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -71,8 +72,8 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(o.modes) != 2 || o.modes[0].name != "batching on" || o.modes[1].name != "batching off" {
-		t.Errorf("default modes = %v, want on then off", o.modes)
+	if len(o.modes) != 3 || o.modes[0].name != "batching on" || o.modes[1].name != "batching off" || !o.modes[2].keyed || o.modes[0].keyed {
+		t.Errorf("default modes = %v, want on, off, then keyed", o.modes)
 	}
 	if o.deliverWait != 70*time.Second {
 		t.Errorf("default deliver wait = %s, want 2 x 30s + 10s", o.deliverWait)
@@ -92,6 +93,30 @@ func TestParseFlags(t *testing.T) {
 		_, err := parseFlags(c.args, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("parseFlags(%q) = %v, want an error with %q", c.args, err, c.want)
+		}
+	}
+}
+
+// A keyed loader sends each post with an Idempotency-Key of its own, an
+// unkeyed one none.
+func TestLoaderKeys(t *testing.T) {
+	var keys []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		keys = append(keys, r.Header.Get("Idempotency-Key"))
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	for _, keyed := range []bool{false, true} {
+		keys = nil
+		l := newLoader(srv.URL, "k", 1, keyed)
+		l.run(context.Background(), "s", 3, 0)
+		l.close()
+		distinct := map[string]bool{}
+		for _, k := range keys {
+			distinct[k] = true
+		}
+		if keyed && (len(distinct) != 3 || distinct[""]) || !keyed && (len(distinct) != 1 || !distinct[""]) {
+			t.Errorf("keyed %t: keys %q", keyed, keys)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,14 +20,16 @@ import (
 type loader struct {
 	url, key    string
 	concurrency int
+	keyed       bool // each post with an Idempotency-Key (its subject)
 	http        *http.Client
 }
 
-func newLoader(apiURL, key string, concurrency int) *loader {
+func newLoader(apiURL, key string, concurrency int, keyed bool) *loader {
 	return &loader{
 		url:         apiURL + "/api/notifications",
 		key:         key,
 		concurrency: concurrency,
+		keyed:       keyed,
 		http: &http.Client{
 			Timeout: 30 * time.Second,
 			Transport: &http.Transport{
@@ -124,6 +127,10 @@ func (l *loader) post(ctx context.Context, subject string) post {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+l.key)
+	if l.keyed {
+		// Subjects are unique to the run: so are the keys.
+		req.Header.Set("Idempotency-Key", strconv.Quote(subject))
+	}
 	p.start = time.Now()
 	resp, err := l.http.Do(req)
 	if err != nil {

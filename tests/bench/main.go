@@ -16,7 +16,9 @@
 // emulator, by action), CPU seconds per 1,000 notifications and peak RSS of
 // each process, does all this with batching on (the services' defaults) and
 // off (one SQS call per message at every step), each on a fresh pipeline,
-// and prints the ratios and which of the targets in BENCHMARKS.md are met. It exits
+// and with every post carrying an Idempotency-Key (DynamoDB requests per
+// notification, counted at the DynamoDB emulator's proxy), and prints the
+// ratios and which of the targets in BENCHMARKS.md are met. It exits
 // non-zero when a notification was rejected, lost or duplicated.
 // BENCHMARKS.md explains the figures.
 package main
@@ -65,6 +67,8 @@ type options struct {
 type mode struct {
 	name                          string
 	apiVariables, senderVariables map[string]string
+	// keyed: every post carries an Idempotency-Key of its own.
+	keyed bool
 }
 
 var modes = map[string]mode{
@@ -78,6 +82,9 @@ var modes = map[string]mode{
 		apiVariables:    map[string]string{contract.BatchLinger.Name: "0"},
 		senderVariables: map[string]string{contract.ReceiveBatch.Name: "1", contract.DeleteBatch.Name: "1"},
 	},
+	// The defaults, every post with an Idempotency-Key (a conditional
+	// write to the state store before the queue, one after).
+	"keyed": {name: "keyed", keyed: true},
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -90,7 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.warmup, "warmup", 2000, "notifications posted (and delivered) before the measured runs")
 	fs.IntVar(&o.steady, "steady", 6000, "notifications of the steady run, posted at -rate through the running pipeline (0: no steady run)")
 	fs.Float64Var(&o.rate, "rate", 300, "notifications per second of the steady run")
-	fs.StringVar(&modeList, "modes", "on,off", "comma list of modes to run, in order: on (batching), off (one SQS call per message)")
+	fs.StringVar(&modeList, "modes", "on,off,keyed", "comma list of modes to run, in order: on (batching), off (one SQS call per message), keyed (on, each post with an Idempotency-Key)")
 	fs.DurationVar(&o.visibility, "visibility", 30*time.Second, "the queue's visibility timeout (whole seconds)")
 	fs.DurationVar(&o.deliverWait, "deliver-wait", 0, "how long to wait for every accepted notification to reach SES after the load ends (default: twice the visibility timeout plus 10s)")
 	fs.StringVar(&o.logDir, "logs", "", "keep the components' logs here, one folder per mode (default: a temporary folder, removed)")
@@ -125,7 +132,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		name = strings.TrimSpace(name)
 		m, ok := modes[name]
 		if !ok {
-			return o, fmt.Errorf("-modes: unknown mode %q (want on, off)", name)
+			return o, fmt.Errorf("-modes: unknown mode %q (want on, off, keyed)", name)
 		}
 		if seen[name] {
 			return o, fmt.Errorf("-modes: %q twice", name)

@@ -16,6 +16,7 @@ import (
 
 	"herald/services/contract"
 	"herald/services/devstack"
+	"herald/services/devstack/dynamolocal"
 	"herald/services/devstack/sesgate"
 	"herald/services/devstack/sqslocal"
 )
@@ -28,6 +29,7 @@ var measured = []devstack.Component{devstack.API, devstack.Sender, devstack.SQS,
 type usage struct {
 	at   time.Time
 	sqs  sqslocal.Stats
+	dyn  dynamolocal.Stats
 	pids map[devstack.Component]int
 	cpu  map[devstack.Component]time.Duration
 	self time.Duration // this process: load generator and SES gate
@@ -51,6 +53,7 @@ func sample(ctx context.Context, s *devstack.Stack) (usage, error) {
 		return u, err
 	}
 	u.sqs = st
+	u.dyn = s.Dynamo().Stats()
 	return u, nil
 }
 
@@ -58,6 +61,7 @@ func sample(ctx context.Context, s *devstack.Stack) (usage, error) {
 type span struct {
 	elapsed time.Duration
 	sqs     map[string]sqslocal.ActionStats
+	dyn     dynamolocal.Stats
 	cpu     map[devstack.Component]time.Duration
 	self    time.Duration
 }
@@ -65,7 +69,7 @@ type span struct {
 // since is the use from a to b. A process started in between (a restarted
 // sender) counts from its start.
 func since(a, b usage) span {
-	sp := span{elapsed: b.at.Sub(a.at), sqs: sqsDelta(a.sqs, b.sqs), cpu: map[devstack.Component]time.Duration{}, self: b.self - a.self}
+	sp := span{elapsed: b.at.Sub(a.at), sqs: sqsDelta(a.sqs, b.sqs), dyn: b.dyn.Sub(a.dyn), cpu: map[devstack.Component]time.Duration{}, self: b.self - a.self}
 	for c, t := range b.cpu {
 		if a.pids[c] == b.pids[c] {
 			t -= a.cpu[c]
@@ -77,7 +81,17 @@ func since(a, b usage) span {
 
 // plus adds two spans of the same run.
 func (sp span) plus(o span) span {
-	out := span{elapsed: sp.elapsed + o.elapsed, sqs: map[string]sqslocal.ActionStats{}, cpu: map[devstack.Component]time.Duration{}, self: sp.self + o.self}
+	out := span{elapsed: sp.elapsed + o.elapsed, sqs: map[string]sqslocal.ActionStats{}, dyn: dynamolocal.Stats{Operations: map[string]dynamolocal.OpStats{}},
+		cpu: map[devstack.Component]time.Duration{}, self: sp.self + o.self}
+	for _, s := range []dynamolocal.Stats{sp.dyn, o.dyn} {
+		for op, x := range s.Operations {
+			y := out.dyn.Operations[op]
+			y.Requests += x.Requests
+			y.Errors += x.Errors
+			y.ConditionalFailures += x.ConditionalFailures
+			out.dyn.Operations[op] = y
+		}
+	}
 	for _, m := range []map[string]sqslocal.ActionStats{sp.sqs, o.sqs} {
 		for name, a := range m {
 			x := out.sqs[name]
@@ -166,7 +180,7 @@ func runMode(ctx context.Context, o options, md mode, root, logDir string, progr
 	}()
 
 	id := runID()
-	l := newLoader(s.APIURL(), s.APIKey(), o.concurrency)
+	l := newLoader(s.APIURL(), s.APIKey(), o.concurrency, md.keyed)
 	defer l.close()
 	r = &result{mode: md, rate: o.rate, rss: map[devstack.Component]int64{}}
 	if o.warmup > 0 {

@@ -295,8 +295,8 @@ func TestLauncherEndToEnd(t *testing.T) {
 		t.Fatalf("printed herald-ops %q: %v\n%s", ops, err, listing)
 	}
 	kids = childrenOf(t, cmd.Process.Pid)
-	if len(kids) != 4 {
-		t.Fatalf("herald-dev has %d child processes %v, want 4 (sqs, ses, sender, api)", len(kids), kids)
+	if len(kids) != 5 {
+		t.Fatalf("herald-dev has %d child processes %v, want 5 (sqs, ses, dynamodb, sender, api)", len(kids), kids)
 	}
 
 	// Then: the exact printed request is accepted ...

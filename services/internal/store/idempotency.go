@@ -85,6 +85,9 @@ func keyItemPK(scope, idempotencyKey string) string {
 // lasts lease, after which another request with the same key and body may
 // take it over.
 func (s *Store) Begin(ctx context.Context, scope, idempotencyKey string, bodyHash [32]byte, lease time.Duration) (Begun, error) {
+	if s.cfg.IDs == nil {
+		return Begun{}, ErrNoIDs
+	}
 	id, err := s.cfg.IDs.Derive(scope, idempotencyKey, bodyHash)
 	if err != nil {
 		return Begun{}, err

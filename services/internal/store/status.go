@@ -254,6 +254,9 @@ func (s *Store) Get(ctx context.Context, id, scope string) (Status, error) {
 	if err := herald.CheckKeyID(scope); err != nil {
 		return Status{}, fmt.Errorf("store: API key id: %w", err)
 	}
+	if s.cfg.IDs == nil {
+		return Status{}, ErrNoIDs
+	}
 	if !s.cfg.IDs.Owns(scope, id) {
 		return Status{}, ErrNotFound
 	}

@@ -32,6 +32,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"herald/services/internal/herald"
 )
 
 // The table's shape, for the stacks and the local emulator: a string
@@ -61,7 +63,9 @@ type Config struct {
 	// the queue's retention plus the dead-letter queue's, so that a message
 	// redriven from the DLQ still finds its record.
 	StatusTTL time.Duration
-	// IDs mints, derives and checks notification ids.
+	// IDs mints, derives and checks notification ids: the API's. nil for
+	// a store that neither begins keys nor answers GET (the sender, which
+	// has no id secret: Begin and Get then fail with ErrNoIDs).
 	IDs *IDs
 	// Clock is the time; leases and TTLs are compared with it.
 	Clock func() time.Time
@@ -89,9 +93,6 @@ func New(client Client, cfg Config) (*Store, error) {
 	if cfg.StatusTTL < cfg.IdempotencyTTL {
 		errs = append(errs, fmt.Errorf("StatusTTL %s must be at least IdempotencyTTL (%s)", cfg.StatusTTL, cfg.IdempotencyTTL))
 	}
-	if cfg.IDs == nil {
-		errs = append(errs, errors.New("IDs is required (NewIDs)"))
-	}
 	if cfg.Clock == nil {
 		errs = append(errs, errors.New("Clock is required"))
 	}
@@ -102,6 +103,18 @@ func New(client Client, cfg Config) (*Store, error) {
 }
 
 var tableName = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
+
+// ErrNoIDs: Begin or Get on a store made without IDs.
+var ErrNoIDs = errors.New("store: no id secret (Config.IDs): keys and status lookups need it")
+
+// NewDynamoDB is the DynamoDB client both services give New: their shared
+// SDK configuration (herald.LoadAWSConfig) with the endpoint override
+// (contract.EndpointDynamoDB; "" for AWS's own endpoint).
+func NewDynamoDB(awsCfg aws.Config, endpoint string) *dynamodb.Client {
+	return dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
+		o.BaseEndpoint = herald.Endpoint(endpoint)
+	})
+}
 
 // Errors that are outcomes of a conditional write, not store failures.
 var (

@@ -30,7 +30,6 @@ func TestNewRefusesInvalidConfig(t *testing.T) {
 		"bad table":             {change: func(c *Config) { c.Table = "a/b" }, want: "table name"},
 		"zero idempotency TTL":  {change: func(c *Config) { c.IdempotencyTTL = 0 }, want: "IdempotencyTTL"},
 		"status TTL below idem": {change: func(c *Config) { c.StatusTTL = time.Hour }, want: "StatusTTL"},
-		"no ids":                {change: func(c *Config) { c.IDs = nil }, want: "IDs is required"},
 		"no clock":              {change: func(c *Config) { c.Clock = nil }, want: "Clock is required"},
 	}
 	for name, tc := range cases {
@@ -52,6 +51,20 @@ func TestNewRefusesInvalidConfig(t *testing.T) {
 				t.Fatalf("err = %v, want one naming %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// The sender's store has no id secret: its calls work, the API's refuse.
+func TestStoreWithoutIDs(t *testing.T) {
+	s, err := New(&fakeDB{t: t}, Config{Table: "herald-state", IdempotencyTTL: time.Hour, StatusTTL: time.Hour, Clock: time.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Begin(context.Background(), "dev", "k1", [32]byte{}, time.Second); !errors.Is(err, ErrNoIDs) {
+		t.Errorf("Begin: %v, want ErrNoIDs", err)
+	}
+	if _, err := s.Get(context.Background(), "0190a5b0-0000-7000-8000-000000000000", "dev"); !errors.Is(err, ErrNoIDs) {
+		t.Errorf("Get: %v, want ErrNoIDs", err)
 	}
 }
 

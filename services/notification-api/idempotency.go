@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"herald/services/internal/herald"
+	"herald/services/internal/store"
+)
+
+// Idempotency keys (the IETF httpapi idempotency-key draft), scoped per API
+// key, on the state store (services/internal/store, its DESIGN.md; the
+// flow is in services/README.md).
+const (
+	// keyLease is how long a request holds its Idempotency-Key: well over
+	// the enqueue deadline, so a live request never loses it, and short
+	// enough that a retry after a crashed task takes over soon.
+	keyLease = 30 * time.Second
+	// storeTimeout bounds each call to the store, SDK retries included.
+	storeTimeout = 3 * time.Second
+	// maxIdempotencyKeyLen bounds a key, in bytes of printable ASCII.
+	maxIdempotencyKeyLen = 255
+)
+
+// stateStore is the part of the store the API uses.
+type stateStore interface {
+	Begin(ctx context.Context, scope, key string, bodyHash [32]byte, lease time.Duration) (store.Begun, error)
+	Complete(ctx context.Context, l store.KeyLease, a store.Answer) error
+	Release(ctx context.Context, l store.KeyLease) error
+	Abandon(ctx context.Context, l store.KeyLease) error
+	Get(ctx context.Context, id, scope string) (store.Status, error)
+}
+
+// newID is the id of a notification without an Idempotency-Key: signed
+// for its API key when there is a store (so GET can tell its owner from the
+// id), herald's plain UUIDv7 without.
+func (s *server) newID(keyID string) string {
+	if s.ids != nil {
+		if id, err := s.ids.New(keyID); err == nil {
+			return id
+		}
+		// Only an invalid key id fails, and keys are checked when loaded.
+	}
+	return herald.NewID()
+}
+
+// idempotencyKeyOf reads the Idempotency-Key header: absent, or a key, or
+// why it is not one. The draft makes it a structured-field string
+// ("abc"); a bare token (abc) is taken as well, as most clients send it.
+func idempotencyKeyOf(r *http.Request) (key string, present bool, problemDetail string) {
+	vals := r.Header.Values("Idempotency-Key")
+	switch len(vals) {
+	case 0:
+		return "", false, ""
+	case 1:
+	default:
+		return "", true, "send one header"
+	}
+	v := strings.TrimSpace(vals[0])
+	if strings.HasPrefix(v, `"`) {
+		var b strings.Builder
+		closed := false
+		for i := 1; i < len(v); i++ {
+			c := v[i]
+			switch {
+			case closed:
+				return "", true, "text after the closing quote"
+			case c == '\\' && i+1 < len(v) && (v[i+1] == '"' || v[i+1] == '\\'):
+				b.WriteByte(v[i+1])
+				i++
+			case c == '"':
+				closed = true
+			case c == '\\':
+				return "", true, `a backslash escapes only " and \`
+			default:
+				b.WriteByte(c)
+			}
+		}
+		if !closed {
+			return "", true, "no closing quote"
+		}
+		v = b.String()
+	}
+	if err := checkIdempotencyKey(v); err != nil {
+		return "", true, err.Error()
+	}
+	return v, true, ""
+}
+
+// checkIdempotencyKey accepts 1 to 255 printable ASCII characters.
+func checkIdempotencyKey(k string) error {
+	if k == "" || len(k) > maxIdempotencyKeyLen {
+		return fmt.Errorf("must be 1 to %d characters, not %d", maxIdempotencyKeyLen, len(k))
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x20 || k[i] > 0x7e {
+			return errors.New("must be printable ASCII (a UUID is a good key)")
+		}
+	}
+	return nil
+}
+
+// keyed is one notification with an Idempotency-Key, through Begin.
+type keyed struct {
+	key   string
+	hash  [32]byte
+	begun store.Begun
+	err   error // from Begin: the store could not be used
+}
+
+// begin records the key of one notification (one conditional write).
+func (s *server) begin(ctx context.Context, keyID string, k *keyed) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	k.begun, k.err = s.state.Begin(ctx, keyID, k.key, k.hash, keyLease)
+}
+
+// keyedRefusal is the answer to a keyed notification that is not sent:
+// a replay (the stored answer), a key reused with another body (422), a key
+// in flight (409), or a store failure (503; 500 for a misconfiguration).
+// ok is false when the notification is Started and must be sent.
+type keyedRefusal struct {
+	status     int
+	kind       string
+	detail     string
+	retryAfter time.Duration
+	replay     []byte // the stored answer body, for a replay
+	id         string // the notification's id, for a replay
+}
+
+func (s *server) refusal(r *http.Request, k *keyed) (keyedRefusal, bool) {
+	if k.err != nil {
+		level, status := slog.LevelWarn, http.StatusServiceUnavailable
+		if !store.Unavailable(k.err) && !errors.Is(k.err, context.Canceled) {
+			// Access denied, no such table: not fixed by waiting.
+			level, status = slog.LevelError, http.StatusInternalServerError
+		}
+		s.log.LogAttrs(r.Context(), level, "idempotency store failed", slog.String("requestId", info(r).requestID), slog.String("err", k.err.Error()))
+		if status == http.StatusInternalServerError {
+			return keyedRefusal{status: status, kind: "internal", detail: "the Idempotency-Key could not be recorded; nothing was queued"}, true
+		}
+		return keyedRefusal{status: status, kind: "store-unavailable", retryAfter: unavailableRetryAfter,
+			detail: "the Idempotency-Key could not be recorded now; nothing was queued; retry later with the same key"}, true
+	}
+	b := k.begun
+	switch b.Outcome {
+	case store.Started:
+		return keyedRefusal{}, false
+	case store.Replay:
+		return keyedRefusal{status: b.Answer.Status, replay: b.Answer.Body, id: b.ID}, true
+	case store.Mismatch:
+		return keyedRefusal{status: http.StatusUnprocessableEntity, kind: "idempotency-key-reused",
+			detail: "this Idempotency-Key was used with another request body; use a new key for a new notification"}, true
+	case store.InFlight:
+		return keyedRefusal{status: http.StatusConflict, kind: "idempotency-key-in-flight", id: b.ID,
+			retryAfter: max(time.Second, b.LeaseUntil.Sub(s.now())),
+			detail:     "a request with this Idempotency-Key is still being processed; retry after it"}, true
+	}
+	return keyedRefusal{status: http.StatusInternalServerError, kind: "internal", detail: "unexpected idempotency outcome"}, true
+}
+
+// settle records a keyed notification's outcome once the queue answered:
+// queued, the answer is stored (for replays); not queued, the key is
+// deleted (a retry starts afresh); unknown, the key's lease is ended but its
+// record kept, so a retry takes it over at once with the same id. The
+// record is written under a context of its own: the client hanging up
+// must not leave the key in flight.
+func (s *server) settle(r *http.Request, k *keyed, res result, answer []byte) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), storeTimeout)
+	defer cancel()
+	var err error
+	var op string
+	switch {
+	case res.err == nil:
+		op, err = "complete", s.state.Complete(ctx, k.begun.Lease, store.Answer{Status: http.StatusAccepted, Body: answer})
+	case res.err.unknown:
+		op, err = "release", s.state.Release(ctx, k.begun.Lease)
+	default:
+		op, err = "abandon", s.state.Abandon(ctx, k.begun.Lease)
+	}
+	if err != nil {
+		// The lease ends by itself; a retry then takes the key over with
+		// the same id, and the sender sends that id once.
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "idempotency record not updated", slog.String("requestId", info(r).requestID),
+			slog.String("op", op), slog.String("notificationId", k.begun.ID), slog.String("err", err.Error()))
+	}
+}
+
+// acceptedBody is the answer to a queued notification.
+func acceptedBody(id string) []byte {
+	b, _ := json.Marshal(map[string]string{"id": id, "status": "queued"})
+	return b
+}
+
+// replayedID reads the id of a stored answer.
+func replayedID(body []byte) string {
+	var a struct {
+		ID string `json:"id"`
+	}
+	json.Unmarshal(body, &a)
+	return a.ID
+}
+
+func bodyHash(b []byte) [32]byte { return sha256.Sum256(b) }
