@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -120,6 +121,22 @@ func TestPermanentFailureDeadLettered(t *testing.T) {
 // the sender checks HERALD_ALLOWED_FROM too and dead-letters it as
 // permanent, the reason naming the rule. One from an allowed sender, put on
 // the queue the same way, is delivered; SES sees nothing of the other.
+// uuidV7 is a notification id of the API's form: a lowercase UUIDv7.
+func uuidV7(t *testing.T) string {
+	t.Helper()
+	var b [16]byte
+	if _, err := rand.Read(b[6:]); err != nil {
+		t.Fatal(err)
+	}
+	ms := uint64(time.Now().UnixMilli())
+	for i := range 6 {
+		b[i] = byte(ms >> (40 - 8*i))
+	}
+	b[6] = 0x70 | b[6]&0x0f
+	b[8] = 0x80 | b[8]&0x3f
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
 func TestSenderOutsideTheAllowListDeadLettered(t *testing.T) {
 	s := startStack(t, devstack.Config{})
 	ctx := context.Background()
@@ -127,8 +144,9 @@ func TestSenderOutsideTheAllowListDeadLettered(t *testing.T) {
 	start := time.Now()
 	put := func(i int, from string) string {
 		t.Helper()
-		// The queue message format (services/README.md): version 1.
-		id := fmt.Sprintf("around-the-api-%s-%d", runID(), i)
+		// The queue message format (services/README.md): version 1, an id
+		// as the API writes it (the sender deduplicates by it).
+		id := uuidV7(t)
 		body, err := json.Marshal(map[string]any{"v": 1, "id": id, "createdAt": time.Now().UTC(), "from": from,
 			"to": []string{"victim@example.org"}, "subject": l.subject(i), "text": "x"})
 		if err != nil {

@@ -157,6 +157,9 @@ func TestSESOutage(t *testing.T) {
 			t.Fatal(err)
 		}
 		refusedBefore := s.Gate().Stats().UpstreamErrors
+		// Counted before the kill: the sender may pause within milliseconds
+		// of it (32 sends in flight failing at once).
+		pausedBefore := logCount(t, s, devstack.Sender, "sending paused")
 		if err := s.Kill(devstack.SES); err != nil {
 			t.Fatal(err)
 		}
@@ -164,7 +167,6 @@ func TestSESOutage(t *testing.T) {
 		_, atKill := delivered(s, l.prefix)
 		// Down for 2 s at least, and until the sender has met the outage
 		// and paused sending (it then probes instead of trying every message).
-		pausedBefore := logCount(t, s, devstack.Sender, "sending paused")
 		waitFor(t, 30*time.Second, "the sender pausing while SES is down", func() (bool, string) {
 			n := s.Gate().Stats().UpstreamErrors - refusedBefore
 			paused := logCount(t, s, devstack.Sender, "sending paused") > pausedBefore

@@ -14,6 +14,10 @@
 //	TestSESFaultsDuringSteadyFlow, TestSendersShareTheAccountQuota,
 //	TestRetryWindowRunsOut, TestCrashingMessageIsRedriven
 //	                                retry_test.go
+//	TestSendersKilledEvery10s, TestStoreOutageSenderPauses
+//	                                dedup_test.go (the state store)
+//	TestFeedbackStatuses, TestFeedbackEventsTwiceAndReordered
+//	                                feedback_test.go (SES feedback)
 //	TestBadInputQueuesNothing       badinput_test.go
 //	TestRedriveDeliversOnce, TestKeysReachTheRunningAPI
 //	                                ops_test.go (the built herald-ops)
@@ -524,7 +528,13 @@ func first(list []string, n int) []string {
 // way: namespace Herald, the Class dimension declared where it is set.
 func senderMetrics(t testing.TB, s *devstack.Stack) map[string]float64 {
 	t.Helper()
-	f, err := os.Open(s.LogPath(devstack.Sender))
+	return senderMetricsOf(t, s, devstack.Sender)
+}
+
+// senderMetricsOf is senderMetrics of one sender c of the stack.
+func senderMetricsOf(t testing.TB, s *devstack.Stack, c devstack.Component) map[string]float64 {
+	t.Helper()
+	f, err := os.Open(s.LogPath(c))
 	if err != nil {
 		t.Fatalf("sender log: %v", err)
 	}
@@ -560,6 +570,15 @@ func senderMetrics(t testing.TB, s *devstack.Stack) map[string]float64 {
 		}
 		if class != "" && (len(cw.Dimensions) != 1 || !slices.Contains(cw.Dimensions[0], "Class")) {
 			t.Fatalf("metric line sets Class but does not declare it a dimension: %s", line)
+		}
+		// Another breakdown (EventType, BounceType, Reason): by its value,
+		// as Failed by Class (the line without it holds the total).
+		if len(cw.Dimensions) == 1 && class == "" {
+			for _, d := range cw.Dimensions[0] {
+				if d != "Environment" && d != "Service" {
+					json.Unmarshal(doc[d], &class)
+				}
+			}
 		}
 		for _, m := range cw.Metrics {
 			if m.Unit == "Milliseconds" {

@@ -393,6 +393,14 @@ func TestCrashingMessageIsRedriven(t *testing.T) {
 		if inDLQ() {
 			break
 		}
+		// Kill once the message is all it holds: those received with it
+		// finish first (claim, send, record, delete: tens of milliseconds
+		// with the state store), so only its receive count grows with the
+		// crashes. Within 5 s, well before its hung send times out (10 s).
+		poll(t, 5*time.Second, "the others settled", func() (bool, string) {
+			d, err := s.QueueDepth(ctx, s.QueueURL())
+			return err == nil && d.InFlight <= 1, fmt.Sprintf("%+v %v", d, err)
+		})
 		if err := s.Kill(devstack.Sender); err != nil {
 			t.Fatal(err)
 		}

@@ -203,6 +203,17 @@ type SenderConfig struct {
 	SMTPTLS      string // "starttls" or "none"
 	SMTPCAFile   string
 	StallAfter   time.Duration
+	// Feedback is the SES feedback consumer's; off when its QueueURL is "".
+	Feedback FeedbackConfig
+}
+
+// FeedbackConfig is the SES feedback consumer's configuration (FEEDBACK.md).
+type FeedbackConfig struct {
+	QueueURL, DLQURL, TopicARN string
+	Pollers                    int
+	WaitTime, ProcessTimeout   time.Duration
+	Visibility                 time.Duration
+	RetryBase, RetryMax        time.Duration
 }
 
 // ReadSender reads and checks the sender's configuration, reporting every
@@ -235,6 +246,17 @@ func ReadSender(getenv func(string) string) (SenderConfig, error) {
 		SMTPTLS:      SMTPTLS.Read(r),
 		SMTPCAFile:   SMTPCAFile.Read(r),
 		StallAfter:   StallAfter.Read(r),
+		Feedback: FeedbackConfig{
+			QueueURL:       FeedbackQueueURL.Read(r),
+			DLQURL:         FeedbackDLQURL.Read(r),
+			TopicARN:       FeedbackTopicARN.Read(r),
+			Pollers:        FeedbackPollers.Read(r),
+			WaitTime:       FeedbackWait.Read(r),
+			ProcessTimeout: FeedbackProcessTimeout.Read(r),
+			Visibility:     FeedbackVisibility.Read(r),
+			RetryBase:      FeedbackRetryBase.Read(r),
+			RetryMax:       FeedbackRetryMax.Read(r),
+		},
 	}
 	if c.AllowedFrom.Empty() {
 		r.Failf(AllowedFrom.Name, "required: the senders a queued notification may use (the API's list and its default sender)")
@@ -248,6 +270,7 @@ func ReadSender(getenv func(string) string) (SenderConfig, error) {
 	if c.Transport == "smtp" {
 		checkSMTP(r, &c)
 	}
+	checkFeedback(r, &c)
 	if err := r.Err(); err != nil {
 		return SenderConfig{}, fmt.Errorf("configuration: %w", err)
 	}
@@ -271,6 +294,39 @@ func checkSMTP(r *Reader, c *SenderConfig) {
 	}
 	if c.SMTPSecretID != "" && c.SMTPUsername != "" {
 		r.Failf(SMTPSecretID.Name, "set either it or %s/%s, not both", SMTPUsername.Name, SMTPPassword.Name)
+	}
+}
+
+// checkFeedback holds the feedback consumer's settings to each other and to
+// the sender's: it writes to the store, and SES publishes events only for
+// sends through a configuration set.
+func checkFeedback(r *Reader, c *SenderConfig) {
+	f := c.Feedback
+	if f.QueueURL == "" {
+		return
+	}
+	if f.DLQURL == "" {
+		r.Failf(FeedbackDLQURL.Name, "required with %s", FeedbackQueueURL.Name)
+	}
+	if f.DLQURL != "" && f.DLQURL == f.QueueURL {
+		r.Failf(FeedbackDLQURL.Name, "must differ from %s", FeedbackQueueURL.Name)
+	}
+	if c.StoreTable == "" {
+		r.Failf(FeedbackQueueURL.Name, "needs %s: the events are recorded on each notification's status", StoreTable.Name)
+	}
+	if c.Transport != "ses" {
+		r.Failf(FeedbackQueueURL.Name, "SES feedback needs %s ses, not %s", Transport.Name, c.Transport)
+	} else if c.SESConfigSet == "" {
+		r.Failf(SESConfigurationSet.Name, "required with %s: SES publishes events only for sends through a configuration set", FeedbackQueueURL.Name)
+	}
+	if f.Visibility < 3*f.ProcessTimeout {
+		r.Failf(FeedbackVisibility.Name, "%s is under three times %s (%s): a batch of events must finish within it", f.Visibility, FeedbackProcessTimeout.Name, f.ProcessTimeout)
+	}
+	if f.RetryBase > f.RetryMax {
+		r.Failf(FeedbackRetryBase.Name, "%s is above %s (%s)", f.RetryBase, FeedbackRetryMax.Name, f.RetryMax)
+	}
+	if c.StallAfter <= f.WaitTime {
+		r.Failf(StallAfter.Name, "%s must be longer than %s (%s): a healthy long poll lasts that long", c.StallAfter, FeedbackWait.Name, f.WaitTime)
 	}
 }
 
@@ -308,6 +364,17 @@ func (c SenderConfig) LogValue() slog.Value {
 		slog.String("smtpTls", c.SMTPTLS),
 		slog.String("smtpCaFile", c.SMTPCAFile),
 		slog.String("stallAfter", c.StallAfter.String()),
+		slog.Group("feedback",
+			slog.String("queueUrl", c.Feedback.QueueURL),
+			slog.String("dlqUrl", c.Feedback.DLQURL),
+			slog.String("topicArn", c.Feedback.TopicARN),
+			slog.Int("pollers", c.Feedback.Pollers),
+			slog.String("waitTime", c.Feedback.WaitTime.String()),
+			slog.String("processTimeout", c.Feedback.ProcessTimeout.String()),
+			slog.String("visibility", c.Feedback.Visibility.String()),
+			slog.String("retryBase", c.Feedback.RetryBase.String()),
+			slog.String("retryMax", c.Feedback.RetryMax.String()),
+		),
 	)...)
 }
 

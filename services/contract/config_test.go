@@ -67,6 +67,8 @@ func TestSenderDefaults(t *testing.T) {
 		WaitTime: 20 * time.Second, Visibility: 60 * time.Second, SendTimeout: 10 * time.Second,
 		SenderTasks: 1, RetryBase: 5 * time.Second, RetryMax: 15 * time.Minute, RetryWindow: 12 * time.Hour,
 		SMTPTLS: "starttls", StallAfter: 90 * time.Second,
+		Feedback: FeedbackConfig{Pollers: 1, WaitTime: 20 * time.Second, ProcessTimeout: 5 * time.Second, Visibility: 30 * time.Second,
+			RetryBase: 5 * time.Second, RetryMax: 5 * time.Minute},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("config\n%+v\nwant\n%+v", c, want)
@@ -107,6 +109,20 @@ func TestSenderErrorsNameTheVariable(t *testing.T) {
 		{"two credential sources", map[string]string{"HERALD_TRANSPORT": "smtp", "HERALD_SMTP_ADDR": "mail.example.com:587", "HERALD_SMTP_USERNAME": "u", "HERALD_SMTP_PASSWORD": "p", "HERALD_SMTP_SECRET_ID": "s"}, []string{"HERALD_SMTP_SECRET_ID"}},
 		{"bad listen address", map[string]string{"HERALD_HTTP_ADDR": "8081"}, []string{"HERALD_HTTP_ADDR"}},
 		{"bad endpoint", map[string]string{"AWS_ENDPOINT_URL_SESV2": "gate"}, []string{"AWS_ENDPOINT_URL_SESV2"}},
+		// SES feedback: it records on the store, SES publishes only through a
+		// configuration set, and its own settings hold to each other.
+		{"feedback without its DLQ, the store, or a configuration set", map[string]string{"HERALD_FEEDBACK_QUEUE_URL": "http://127.0.0.1:9324/000000000000/fb"},
+			[]string{"HERALD_FEEDBACK_DLQ_URL", "HERALD_FEEDBACK_QUEUE_URL: needs HERALD_STORE_TABLE", "HERALD_SES_CONFIGURATION_SET"}},
+		{"feedback on smtp", with(feedbackOn(), map[string]string{"HERALD_TRANSPORT": "smtp", "HERALD_SMTP_ADDR": "127.0.0.1:1025"}),
+			[]string{"HERALD_FEEDBACK_QUEUE_URL: SES feedback needs HERALD_TRANSPORT ses"}},
+		{"feedback DLQ is the queue", with(feedbackOn(), map[string]string{"HERALD_FEEDBACK_DLQ_URL": "http://127.0.0.1:9324/000000000000/fb"}),
+			[]string{"HERALD_FEEDBACK_DLQ_URL"}},
+		{"feedback visibility under three process timeouts", with(feedbackOn(), map[string]string{"HERALD_FEEDBACK_PROCESS_TIMEOUT": "20s"}),
+			[]string{"HERALD_FEEDBACK_VISIBILITY"}},
+		{"feedback retry base over max", with(feedbackOn(), map[string]string{"HERALD_FEEDBACK_RETRY_BASE": "10m"}), []string{"HERALD_FEEDBACK_RETRY_BASE"}},
+		{"feedback topic not an ARN", with(feedbackOn(), map[string]string{"HERALD_FEEDBACK_TOPIC_ARN": "herald-feedback"}), []string{"HERALD_FEEDBACK_TOPIC_ARN"}},
+		{"feedback wait 0", with(feedbackOn(), map[string]string{"HERALD_FEEDBACK_WAIT": "0"}), []string{"HERALD_FEEDBACK_WAIT"}},
+		{"feedback pollers over 100", with(feedbackOn(), map[string]string{"HERALD_FEEDBACK_POLLERS": "101"}), []string{"HERALD_FEEDBACK_POLLERS"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -120,6 +136,29 @@ func TestSenderErrorsNameTheVariable(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// feedbackOn is what SES feedback needs besides the sender's own settings.
+func feedbackOn() map[string]string {
+	return map[string]string{
+		"HERALD_FEEDBACK_QUEUE_URL": "http://127.0.0.1:9324/000000000000/fb", "HERALD_FEEDBACK_DLQ_URL": "http://127.0.0.1:9324/000000000000/fb-dlq",
+		"HERALD_STORE_TABLE": "herald-state", "HERALD_SES_CONFIGURATION_SET": "herald",
+	}
+}
+
+func TestSenderReadsFeedback(t *testing.T) {
+	c, err := ReadSender(getenvOf(with(senderVariables(), with(feedbackOn(), map[string]string{
+		"HERALD_FEEDBACK_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:herald-feedback", "HERALD_FEEDBACK_POLLERS": "3",
+	}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := FeedbackConfig{QueueURL: "http://127.0.0.1:9324/000000000000/fb", DLQURL: "http://127.0.0.1:9324/000000000000/fb-dlq",
+		TopicARN: "arn:aws:sns:eu-west-1:123456789012:herald-feedback", Pollers: 3, WaitTime: 20 * time.Second,
+		ProcessTimeout: 5 * time.Second, Visibility: 30 * time.Second, RetryBase: 5 * time.Second, RetryMax: 5 * time.Minute}
+	if c.Feedback != want {
+		t.Errorf("feedback %+v, want %+v", c.Feedback, want)
 	}
 }
 

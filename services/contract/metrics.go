@@ -61,7 +61,22 @@ var (
 	ProcessingTime = Metric{Name: "ProcessingTime", Service: Sender, Unit: Milliseconds,
 		Meaning: "SQS `SentTimestamp` (when the API queued it) to the provider's accept"}
 	PausedTime = Metric{Name: "PausedTime", Service: Sender, Unit: Milliseconds,
-		Meaning: "how long sending was paused because SES failed (the Sum over a period is the paused milliseconds in it)"}
+		Meaning: "how long sending was paused because SES or the state store failed (the Sum over a period is the paused milliseconds in it)"}
+)
+
+// The sender's deduplication by notification id (the state store): what
+// its claims and records found.
+var (
+	AlreadySent = Metric{Name: "AlreadySent", Service: Sender, Unit: Count,
+		Meaning: "messages deleted unsent: the store had their notification sent (a redelivery)"}
+	ClaimTakeovers = Metric{Name: "ClaimTakeovers", Service: Sender, Unit: Count,
+		Meaning: "claims of a notification whose last attempt's outcome was never recorded (its sender died): an upper bound of the duplicates the store cannot prevent"}
+	DuplicateRecorded = Metric{Name: "DuplicateRecorded", Service: Sender, Unit: Count,
+		Meaning: "sends recorded for a notification the store already had sent with another provider id"}
+	StatusNotRecorded = Metric{Name: "StatusNotRecorded", Service: Sender, Unit: Count,
+		Meaning: "sends the store could not record within half the visibility timeout (the message is deleted anyway)"}
+	StoreErrors = Metric{Name: "StoreErrors", Service: Sender, Unit: Count,
+		Meaning: "state store calls that failed (while claims fail, sending is paused)"}
 )
 
 // The sender's feedback processor's metrics (services/email-sender/feedback):
@@ -84,5 +99,6 @@ var (
 // Metrics lists every metric, the API's first.
 func Metrics() []Metric {
 	return []Metric{Accepted, Rejected, EnqueueLatency, RateLeases, RateFallback, Sent, Failed, Throttled, Retried, DeadLettered, SendLatency, ProcessingTime, PausedTime,
+		AlreadySent, ClaimTakeovers, DuplicateRecorded, StatusNotRecorded, StoreErrors,
 		Delivered, Bounced, Complained, SESRejected, Delayed, FeedbackEvents, DuplicateSends, FeedbackDeadLettered, FeedbackRetried}
 }

@@ -3,6 +3,7 @@ package contract
 import (
 	"errors"
 	"net/url"
+	"strings"
 	"time"
 
 	"herald/services/mailaddr"
@@ -273,6 +274,59 @@ var (
 	}
 )
 
+// FeedbackMaxReceiveCount is the feedback queue's redrive count: with the
+// consumer's backoff up to HERALD_FEEDBACK_RETRY_MAX between receives, about
+// 1.5 h of store outage before SQS moves an event to the feedback DLQ.
+const FeedbackMaxReceiveCount = 20
+
+// SES feedback (services/email-sender/feedback, FEEDBACK.md): the sender's
+// consumer of the events SES publishes, on when the queue is set.
+var (
+	FeedbackQueueURL = Text{
+		Variable: Variable{Name: "HERALD_FEEDBACK_QUEUE_URL", ReadBy: []Service{Sender}, Source: Set, When: "with SES feedback",
+			Meaning: "the queue SES events arrive on (through SNS); empty: feedback off"},
+		Check: checkURL,
+	}
+	FeedbackDLQURL = Text{
+		Variable: Variable{Name: "HERALD_FEEDBACK_DLQ_URL", ReadBy: []Service{Sender}, Source: Set, When: "with SES feedback",
+			Meaning: "where events that cannot be applied go, with their reason; required with the feedback queue"},
+		Check: checkURL,
+	}
+	FeedbackTopicARN = Text{
+		Variable: Variable{Name: "HERALD_FEEDBACK_TOPIC_ARN", ReadBy: []Service{Sender}, Source: Set, When: "with SES feedback",
+			Meaning: "the SNS topic events must come from; empty: any topic"},
+		Check: checkSNSTopic,
+	}
+	FeedbackPollers = Int{
+		Variable: Variable{Name: "HERALD_FEEDBACK_POLLERS", ReadBy: []Service{Sender}, Source: Tunable,
+			Meaning: "concurrent long-polls of the feedback queue (ten events in flight each)"},
+		Default: 1, Min: 1, Max: 100,
+	}
+	FeedbackWait = Duration{
+		Variable: Variable{Name: "HERALD_FEEDBACK_WAIT", ReadBy: []Service{Sender}, Source: Tunable, Meaning: "the feedback queue's long-poll wait"},
+		Default:  SQSMaxWait, Min: time.Second, Max: SQSMaxWait, WholeSeconds: true,
+	}
+	FeedbackProcessTimeout = Duration{
+		Variable: Variable{Name: "HERALD_FEEDBACK_PROCESS_TIMEOUT", ReadBy: []Service{Sender}, Source: Tunable, Meaning: "one event's processing"},
+		Default:  5 * time.Second, Min: 10 * time.Millisecond, Max: time.Hour,
+	}
+	FeedbackVisibility = Duration{
+		Variable: Variable{Name: "HERALD_FEEDBACK_VISIBILITY", ReadBy: []Service{Sender}, Source: Set,
+			Meaning: "the feedback queue's visibility timeout (the stacks set the queue's from the same value); at least three process timeouts"},
+		Default: 30 * time.Second, Min: 3 * time.Second, Max: SQSMaxVisibility, WholeSeconds: true,
+	}
+	FeedbackRetryBase = Duration{
+		Variable: Variable{Name: "HERALD_FEEDBACK_RETRY_BASE", ReadBy: []Service{Sender}, Source: Tunable,
+			Meaning: "first backoff of an event whose store write failed"},
+		Default: 5 * time.Second, Min: time.Second, Max: SQSMaxVisibility,
+	}
+	FeedbackRetryMax = Duration{
+		Variable: Variable{Name: "HERALD_FEEDBACK_RETRY_MAX", ReadBy: []Service{Sender}, Source: Tunable,
+			Meaning: "longest backoff of an event; at least the base"},
+		Default: 5 * time.Minute, Min: time.Second, Max: SQSMaxVisibility,
+	}
+)
+
 // Settings lists every setting, in the order services/README.md shows them.
 func Settings() []Setting {
 	return []Setting{
@@ -284,13 +338,14 @@ func Settings() []Setting {
 		SendRate, SenderTasks, RetryBase, RetryMax, RetryWindow, SESConfigurationSet, SMTPAddr, SMTPUsername,
 		SMTPPassword, SMTPSecretID, SMTPTLS, SMTPCAFile, StallAfter,
 		EndpointDynamoDB, StoreTable, StatusTTL, IDSecretID, IdempotencyTTL,
+		FeedbackQueueURL, FeedbackDLQURL, FeedbackTopicARN, FeedbackPollers, FeedbackWait, FeedbackProcessTimeout,
+		FeedbackVisibility, FeedbackRetryBase, FeedbackRetryMax,
 	}
 }
 
-// Lookup returns the setting of a variable name (listed in Settings, or
-// declared and pending: settings_next.go).
+// Lookup returns the setting of a variable name.
 func Lookup(name string) (Setting, bool) {
-	for _, s := range append(Settings(), pending()...) {
+	for _, s := range Settings() {
 		if s.Var().Name == name {
 			return s, true
 		}
@@ -320,6 +375,15 @@ func Tunables(svc Service) []string {
 		}
 	}
 	return out
+}
+
+// checkSNSTopic accepts an SNS topic ARN (any partition).
+func checkSNSTopic(s string) error {
+	parts := strings.Split(s, ":")
+	if len(parts) != 6 || parts[0] != "arn" || parts[2] != "sns" || parts[3] == "" || parts[4] == "" || parts[5] == "" {
+		return errors.New("not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)")
+	}
+	return nil
 }
 
 func checkURL(s string) error {

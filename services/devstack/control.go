@@ -214,6 +214,12 @@ func (s *Stack) Dynamo() *dynamolocal.Server { s.mu.Lock(); defer s.mu.Unlock();
 // StoreTable is the state store's table (HERALD_STORE_TABLE).
 func (s *Stack) StoreTable() string { return s.cfg.StoreTable }
 
+// FeedbackURL is the SES feedback queue (HERALD_FEEDBACK_QUEUE_URL) and
+// FeedbackDLQURL its dead-letter queue.
+func (s *Stack) FeedbackURL() string { s.mu.Lock(); defer s.mu.Unlock(); return s.feedbackURL }
+
+func (s *Stack) FeedbackDLQURL() string { s.mu.Lock(); defer s.mu.Unlock(); return s.feedbackDLQURL }
+
 // KeysSecretID is the API-key secret (HERALD_API_KEYS_SECRET_ID).
 func (s *Stack) KeysSecretID() string { return s.cfg.KeysSecret }
 

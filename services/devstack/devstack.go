@@ -41,6 +41,7 @@ import (
 	"herald/services/devstack/secretslocal"
 	"herald/services/devstack/sesgate"
 	"herald/services/devstack/sqslocal"
+	"herald/services/email-sender/feedback"
 	"herald/services/internal/herald"
 	"herald/services/internal/store"
 )
@@ -131,6 +132,10 @@ type Config struct {
 	// IDSecret names the id secret (HERALD_ID_SECRET_ID), random bytes made
 	// at start; "" means herald-local/id-secret.
 	IDSecret string
+	// Mailboxes make addresses or domains of the SES gate bounce, complain
+	// or delay as real mailboxes do (and land on the account's suppression
+	// list, which the gate keeps for bounces and complaints as SES does).
+	Mailboxes map[string]sesgate.Mailbox
 	// APIVariables and SenderVariables add to or override the services'
 	// variables (by the names of services/contract).
 	APIVariables, SenderVariables map[string]string
@@ -168,6 +173,9 @@ type Stack struct {
 	dlqURL      string
 	sesURL      string
 	closed      bool
+	// The SES feedback queue and its DLQ: the gate publishes the events of
+	// the configuration set there, the sender consumes them.
+	feedbackURL, feedbackDLQURL string
 
 	sqsReady chan sqslocal.Ready
 	sesPort  chan int
@@ -340,12 +348,20 @@ func (s *Stack) startAll(ctx context.Context) error {
 	if gateAddr == "" {
 		gateAddr = "127.0.0.1:0"
 	}
+	// As the stacks set SES up: the account's suppression list for bounces
+	// and complaints, and the sender's configuration set publishing its
+	// events (SNS to the feedback queue).
 	gate, err := sesgate.Start(gateAddr, sesgate.Config{
-		Upstream:    s.sesURL,
-		Verified:    s.cfg.Verified,
-		MaxSendRate: s.cfg.MaxSendRate,
-		Region:      s.cfg.Region,
-		Logger:      s.log.With("component", "sesgate"),
+		Upstream:          s.sesURL,
+		Verified:          s.cfg.Verified,
+		MaxSendRate:       s.cfg.MaxSendRate,
+		Region:            s.cfg.Region,
+		SuppressedReasons: []string{sesgate.ReasonBounce, sesgate.ReasonComplaint},
+		ConfigurationSets: []sesgate.ConfigurationSet{{Name: ConfigurationSet, Events: &sesgate.EventDestination{
+			EventTypes: feedback.EventTypes, TopicARN: s.feedbackTopic(), SQSEndpoint: s.sqsEndpoint, QueueURL: s.feedbackURL,
+		}}},
+		Mailboxes: s.cfg.Mailboxes,
+		Logger:    s.log.With("component", "sesgate"),
 	})
 	if err != nil {
 		return fmt.Errorf("devstack: %w", err)
@@ -502,6 +518,7 @@ func (s *Stack) sqsSpec() (procSpec, func(context.Context) error, error) {
 			}
 			s.addrs[SQS] = u.Host
 			s.sqsEndpoint, s.queueURL, s.dlqURL = r.Endpoint, r.QueueURL, r.DLQURL
+			s.feedbackURL, s.feedbackDLQURL = r.FeedbackURL, r.FeedbackDLQURL
 			return nil
 		default:
 			return errors.New("no ready line yet")
@@ -603,6 +620,13 @@ func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error,
 		env[contract.RetryBase.Name] = contract.RetryBase.Format(time.Second)
 		env[contract.RetryMax.Name] = contract.RetryMax.Format(10 * time.Second)
 		env[contract.SenderTasks.Name] = contract.SenderTasks.Format(s.cfg.Senders)
+		// SES feedback, as the stacks set it, with local backoffs.
+		env[contract.SESConfigurationSet.Name] = ConfigurationSet
+		env[contract.FeedbackQueueURL.Name] = s.feedbackURL
+		env[contract.FeedbackDLQURL.Name] = s.feedbackDLQURL
+		env[contract.FeedbackTopicARN.Name] = s.feedbackTopic()
+		env[contract.FeedbackRetryBase.Name] = contract.FeedbackRetryBase.Format(time.Second)
+		env[contract.FeedbackRetryMax.Name] = contract.FeedbackRetryMax.Format(10 * time.Second)
 	}
 	for k, v := range extra {
 		env[k] = v
@@ -694,6 +718,17 @@ func (s *Stack) waitReady(ctx context.Context, p *proc, ready func(context.Conte
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// ConfigurationSet is the local SES configuration set
+// (HERALD_SES_CONFIGURATION_SET): the gate publishes its events to the
+// feedback queue.
+const ConfigurationSet = "herald"
+
+// feedbackTopic is the ARN of the SNS topic the local events come from, in
+// the account of the SQS emulator's queue URLs.
+func (s *Stack) feedbackTopic() string {
+	return "arn:aws:sns:" + s.cfg.Region + ":000000000000:herald-feedback"
 }
 
 // DevKeyID is the key id of the development API key.

@@ -8,29 +8,54 @@ import (
 	"herald/services/contract"
 )
 
-// health answers the liveness checks: 200 while the poll loop makes
-// progress, 503 once it has made none for stallAfter (ECS then replaces the
-// task).
+// health answers the liveness checks: 200 while the poll loops make
+// progress, 503 once one of them has made none for stallAfter (ECS then
+// replaces the task). A deliberate pause (SES or the state store failing)
+// checks in as progress: replacing the task would not bring the dependency
+// back. The answer says that sending is paused, and why.
 type health struct {
-	last       func() time.Time
+	last func() time.Time
+	// feedbackLast is the SES feedback consumer's progress; nil when it
+	// does not run.
+	feedbackLast func() time.Time
+	// paused reports whether sending is paused and the last failure's
+	// reason; nil for never.
+	paused     func() (bool, string)
 	now        func() time.Time
 	stallAfter time.Duration
 }
 
 func (h health) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	now := h.now()
 	last := h.last()
 	status, code := "ok", http.StatusOK
-	if h.now().Sub(last) > h.stallAfter {
+	if now.Sub(last) > h.stallAfter {
 		status, code = "stalled", http.StatusServiceUnavailable
+	}
+	body := struct {
+		Status           string `json:"status"`
+		LastPoll         string `json:"lastPoll"`
+		FeedbackLastPoll string `json:"feedbackLastPoll,omitempty"`
+		Sending          string `json:"sending"`
+		PausedBy         string `json:"pausedBy,omitempty"`
+		StallAfter       string `json:"stallAfter"`
+	}{Status: status, LastPoll: last.UTC().Format(time.RFC3339Nano), Sending: "on", StallAfter: h.stallAfter.String()}
+	if h.feedbackLast != nil {
+		fb := h.feedbackLast()
+		body.FeedbackLastPoll = fb.UTC().Format(time.RFC3339Nano)
+		if now.Sub(fb) > h.stallAfter {
+			body.Status, code = "stalled", http.StatusServiceUnavailable
+		}
+	}
+	if h.paused != nil {
+		if paused, why := h.paused(); paused {
+			body.Sending, body.PausedBy = "paused", why
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(struct {
-		Status     string `json:"status"`
-		LastPoll   string `json:"lastPoll"`
-		StallAfter string `json:"stallAfter"`
-	}{status, last.UTC().Format(time.RFC3339Nano), h.stallAfter.String()})
+	json.NewEncoder(w).Encode(body)
 }
 
 // newHealthServer serves the health check path (the original design's,

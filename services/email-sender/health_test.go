@@ -107,3 +107,44 @@ func TestHealthcheckAsksTheHealthPath(t *testing.T) {
 		t.Errorf("the health check asked %v, want /api/notification/send-email twice", asked)
 	}
 }
+
+// The SES feedback consumer's loop counts too, and a pause for a failing
+// dependency is reported without failing the check.
+func TestHealthCoversTheFeedbackConsumerAndShowsPauses(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	var feedbackLast time.Time
+	paused := false
+	srv := newHealthServer(health{
+		last:         func() time.Time { return now },
+		feedbackLast: func() time.Time { return feedbackLast },
+		paused:       func() (bool, string) { return paused, "state store: timeout" },
+		now:          func() time.Time { return now },
+		stallAfter:   90 * time.Second,
+	})
+	cases := []struct {
+		name            string
+		feedbackAgo     time.Duration
+		paused          bool
+		code            int
+		status, sending string
+		pausedBy        string
+	}{
+		{"both polling", time.Second, false, http.StatusOK, "ok", "on", ""},
+		{"sending paused for the store", time.Second, true, http.StatusOK, "ok", "paused", "state store: timeout"},
+		{"feedback stalled", 91 * time.Second, false, http.StatusServiceUnavailable, "stalled", "on", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			feedbackLast, paused = now.Add(-tc.feedbackAgo), tc.paused
+			rec := httptest.NewRecorder()
+			srv.Handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+			var body struct{ Status, Sending, PausedBy, FeedbackLastPoll string }
+			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+				t.Fatal(err)
+			}
+			if rec.Code != tc.code || body.Status != tc.status || body.Sending != tc.sending || body.PausedBy != tc.pausedBy || body.FeedbackLastPoll == "" {
+				t.Errorf("%d %+v, want %d %s %s %q", rec.Code, body, tc.code, tc.status, tc.sending, tc.pausedBy)
+			}
+		})
+	}
+}

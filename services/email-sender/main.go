@@ -23,8 +23,10 @@ import (
 
 	"herald/services/contract"
 	"herald/services/email-sender/consumer"
+	"herald/services/email-sender/feedback"
 	"herald/services/email-sender/transport"
 	"herald/services/internal/herald"
+	"herald/services/internal/store"
 )
 
 // sesFallbackSendRate is used when HERALD_SEND_RATE is 0 and SES's GetAccount
@@ -72,6 +74,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer closeSender()
 
 	deps := consumer.Deps{SQS: sqsClient, Sender: sender, Logger: log, Metrics: metrics}
+	var st *store.Store
+	if cfg.StoreTable != "" {
+		st, err = store.New(store.NewDynamoDB(awsCfg, cfg.DynamoDBEndpoint), store.Config{
+			Table: cfg.StoreTable,
+			// The sender writes no Idempotency-Key records; the store
+			// only holds this below StatusTTL.
+			IdempotencyTTL: contract.IdempotencyTTL.Min,
+			StatusTTL:      cfg.StatusTTL,
+			Clock:          time.Now,
+		})
+		if err != nil {
+			return err
+		}
+		deps.Store = st
+		log.Info("deduplicating by notification id", "table", cfg.StoreTable)
+	} else {
+		log.Warn("no state store: every message received is sent, a redelivered one again (local use only)", "setting", contract.StoreTable.Name)
+	}
 	if sendRate > 0 {
 		lim, err := consumer.NewAIMD(consumer.AIMDConfig{Quota: sendRate, Tasks: cfg.SenderTasks})
 		if err != nil {
@@ -108,11 +128,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("listen on %s %s: %w", contract.HTTPAddr.Name, cfg.HTTPAddr, err)
 	}
-	srv := newHealthServer(health{last: c.LastProgress, now: time.Now, stallAfter: cfg.StallAfter})
+	parts := []func(context.Context) error{c.Run}
+	h := health{last: c.LastProgress, paused: c.Paused, now: time.Now, stallAfter: cfg.StallAfter}
+	if cfg.Feedback.QueueURL != "" {
+		fb, err := newFeedback(cfg.Feedback, sqsClient, st, log, metrics)
+		if err != nil {
+			return err
+		}
+		parts = append(parts, fb.Run)
+		h.feedbackLast = fb.LastProgress
+	}
+	srv := newHealthServer(h)
 	log.Info("health endpoint listening", "addr", ln.Addr().String())
 
-	err = herald.Run(ctx, []func(context.Context) error{
-		c.Run,
+	err = herald.Run(ctx, append(parts,
 		// The health server goes when the drain starts: ECS no longer checks
 		// a stopping task.
 		func(ctx context.Context) error {
@@ -121,12 +150,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			}
 			return nil
 		},
-	}, func(bg context.Context) { metrics.Run(bg, cfg.MetricsInterval) })
+	), func(bg context.Context) { metrics.Run(bg, cfg.MetricsInterval) })
 	if err != nil {
 		return err
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newFeedback makes the SES feedback consumer (FEEDBACK.md): the events of
+// the feedback queue applied to the notifications' status in the store.
+func newFeedback(cfg contract.FeedbackConfig, q feedback.SQS, st *store.Store, log *slog.Logger, metrics *herald.Metrics) (*feedback.Consumer, error) {
+	log = log.With("component", "feedback")
+	proc, err := feedback.NewProcessor(st, feedback.ProcessorConfig{TopicARN: cfg.TopicARN, Logger: log, Metrics: metrics})
+	if err != nil {
+		return nil, err
+	}
+	return feedback.NewConsumer(feedback.ConsumerConfig{
+		QueueURL:       cfg.QueueURL,
+		DeadLetterURL:  cfg.DLQURL,
+		Pollers:        cfg.Pollers,
+		WaitTime:       cfg.WaitTime,
+		Visibility:     cfg.Visibility,
+		ProcessTimeout: cfg.ProcessTimeout,
+		RetryBase:      cfg.RetryBase,
+		RetryMax:       cfg.RetryMax,
+	}, q, proc, log, metrics)
 }
 
 // newTransport builds the configured sender and decides its send rate

@@ -82,6 +82,7 @@ func (d *deployment) check() {
 	d.parametersPublished()
 	d.alarmIs("dlq-not-empty", cwtypes.StateValueOk, 10*time.Minute)
 	d.sendThroughSimulator()
+	d.feedbackStatuses()
 	d.deadLetterAlarm()
 }
 

@@ -211,6 +211,7 @@ Herald is running locally. Press Ctrl-C to stop everything.
   SQS endpoint        %s
   Queue               %s
   Dead-letter queue   %s
+  SES feedback queue  %s   (the gate's events of configuration set %s; the sender applies them)
   Secrets Manager     %s   (API-key secret %s, read every %s)
   DynamoDB            %s   (state store table %s)
   Logs                %s/{api,sender,sqs,ses,dynamodb}.log
@@ -226,7 +227,7 @@ A From address at example.net passes the API but is not verified at SES:
 its notification ends in the dead-letter queue (the on-call tool's dlq list shows it).
 `,
 		s.APIURL(), s.SenderURL(), s.SESURL(), s.GateURL(), strings.Join(cfg.Verified, ", "), cfg.MaxSendRate,
-		s.SQSEndpoint(), s.QueueURL(), s.DLQURL(), s.SecretsURL(), s.KeysSecretID(), cfg.KeysRefresh,
+		s.SQSEndpoint(), s.QueueURL(), s.DLQURL(), s.FeedbackURL(), devstack.ConfigurationSet, s.SecretsURL(), s.KeysSecretID(), cfg.KeysRefresh,
 		s.Dynamo().Endpoint, s.StoreTable(),
 		rel(s.LogDir()), s.APIKey(), rel(ops),
 		CurlLine(s.APIURL(), s.APIKey()))

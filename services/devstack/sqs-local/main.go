@@ -1,5 +1,6 @@
 // Command sqs-local runs the goaws SQS emulator on loopback with Herald's
-// queue and its dead-letter queue, as a process of its own so the local
+// queue and its dead-letter queue, and the SES feedback queue and its
+// dead-letter queue, as a process of its own so the local
 // pipeline and the tests can stop, kill and restart it like a real endpoint
 // going away. Once it serves it prints one JSON line (sqslocal.Ready) on
 // stdout; SIGTERM or SIGINT stops it.
@@ -38,6 +39,8 @@ type options struct {
 	dlq               string
 	maxReceiveCount   int
 	visibilityTimeout time.Duration
+	feedback          string
+	feedbackDLQ       string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -49,6 +52,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.dlq, "dlq", "herald-notifications-dlq", "name of its dead-letter queue (empty: none)")
 	fs.IntVar(&o.maxReceiveCount, "max-receive-count", 5, "receives after which SQS moves a message to the dead-letter queue")
 	fs.DurationVar(&o.visibilityTimeout, "visibility-timeout", 30*time.Second, "the queue's visibility timeout (whole seconds)")
+	fs.StringVar(&o.feedback, "feedback-queue", "herald-feedback", "name of the SES feedback queue (empty: none)")
+	fs.StringVar(&o.feedbackDLQ, "feedback-dlq", "herald-feedback-dlq", "name of its dead-letter queue (required with it)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -63,6 +68,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.dlq != "" && o.maxReceiveCount < 1 {
 		return o, fmt.Errorf("-max-receive-count %d: must be at least 1", o.maxReceiveCount)
+	}
+	if o.feedback != "" && (o.feedbackDLQ == "" || o.feedbackDLQ == o.feedback) {
+		return o, errors.New("-feedback-dlq must be set and differ from -feedback-queue")
+	}
+	if o.feedback != "" && (o.feedback == o.queue || o.feedback == o.dlq || o.feedbackDLQ == o.queue || o.feedbackDLQ == o.dlq) {
+		return o, errors.New("the feedback queues must differ from the notification queues")
 	}
 	if o.visibilityTimeout < time.Second || o.visibilityTimeout > 12*time.Hour {
 		return o, fmt.Errorf("-visibility-timeout %s: must be 1s to 12h", o.visibilityTimeout)
@@ -89,6 +100,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		queues[0].MaxReceiveCount = o.maxReceiveCount
 		queues = append(queues, sqslocal.Queue{Name: o.dlq})
 	}
+	if o.feedback != "" {
+		// Its visibility and redrive as the stacks make them.
+		queues = append(queues,
+			sqslocal.Queue{Name: o.feedback, VisibilityTimeout: int(contract.FeedbackVisibility.Default / time.Second),
+				DeadLetter: o.feedbackDLQ, MaxReceiveCount: contract.FeedbackMaxReceiveCount},
+			sqslocal.Queue{Name: o.feedbackDLQ})
+	}
 	srv, err := sqslocal.Start(sqslocal.Config{Addr: o.addr, Queues: queues})
 	if err != nil {
 		return err
@@ -96,6 +114,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	ready := sqslocal.Ready{Ready: true, Endpoint: srv.Endpoint, QueueURL: srv.QueueURL(o.queue)}
 	if o.dlq != "" {
 		ready.DLQURL = srv.QueueURL(o.dlq)
+	}
+	if o.feedback != "" {
+		ready.FeedbackURL, ready.FeedbackDLQURL = srv.QueueURL(o.feedback), srv.QueueURL(o.feedbackDLQ)
 	}
 	if err := json.NewEncoder(stdout).Encode(ready); err != nil {
 		srv.Close()

@@ -7,4 +7,8 @@ type Ready struct {
 	Endpoint string `json:"endpoint"`
 	QueueURL string `json:"queueUrl"`
 	DLQURL   string `json:"dlqUrl,omitempty"`
+	// FeedbackURL and FeedbackDLQURL are the SES feedback queue's and its
+	// dead-letter queue's, when sqs-local made them.
+	FeedbackURL    string `json:"feedbackUrl,omitempty"`
+	FeedbackDLQURL string `json:"feedbackDlqUrl,omitempty"`
 }

@@ -224,3 +224,10 @@ func (b *breaker) takePaused() time.Duration {
 	}
 	return d
 }
+
+// state reports whether the breaker is open and the last failure's reason.
+func (b *breaker) state() (bool, string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.open, b.lastReason
+}

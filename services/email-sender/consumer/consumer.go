@@ -27,6 +27,7 @@ import (
 	"herald/services/email-sender/transport"
 	"herald/services/internal/batch"
 	"herald/services/internal/herald"
+	"herald/services/internal/store"
 	"herald/services/mailaddr"
 )
 
@@ -127,6 +128,9 @@ type Deps struct {
 	Logger   *slog.Logger
 	// Metrics may be nil (metrics off).
 	Metrics *herald.Metrics
+	// Store deduplicates by notification id (dedup.go); nil sends every
+	// message received (local use only).
+	Store Store
 }
 
 // Consumer is one queue's consumer. Make it with New and call Run once.
@@ -139,6 +143,7 @@ type Consumer struct {
 	log      *slog.Logger
 	metrics  *herald.Metrics
 	rnd      func(n int64) int64
+	store    Store
 
 	slots    *slots
 	breaker  *breaker
@@ -147,6 +152,7 @@ type Consumer struct {
 
 	lastProgress atomic.Int64 // unix nanoseconds
 	abandoned    atomic.Int64 // sends cut short by the shutdown deadline
+	storeDown    atomic.Bool  // the last claim failed: the store paused sending
 }
 
 // New checks cfg.
@@ -165,7 +171,7 @@ func New(cfg Config, d Deps) (*Consumer, error) {
 	}
 	c := &Consumer{
 		cfg: cfg, sqs: d.SQS, sender: d.Sender, limiter: d.Limiter,
-		classify: d.Classify, log: d.Logger, metrics: d.Metrics, rnd: rand.Int64N,
+		classify: d.Classify, log: d.Logger, metrics: d.Metrics, rnd: rand.Int64N, store: d.Store,
 		slots: newSlots(cfg.Workers),
 	}
 	c.breaker = newBreaker(time.Now, c.breakerChanged)
@@ -376,6 +382,10 @@ type message struct {
 	triedHere bool
 	// failure is the last failed send's, in this process.
 	failure transport.Failure
+	// scope is the envelope's in the state store; lease is held from the
+	// claim before the first send (dedup.go).
+	scope string
+	lease *store.NotificationLease
 }
 
 func (m *message) entry() entry { return entry{messageID: m.id, receipt: m.receipt} }
@@ -384,20 +394,22 @@ func (m *message) entry() entry { return entry{messageID: m.id, receipt: m.recei
 type fate int
 
 const (
-	fateSent       fate = iota // accepted by the provider: delete
-	fateDeadLetter             // permanent, or its window ran out
-	fateRequeue                // a copy with its accounting, after a delay
-	fateRelease                // not started, at shutdown: visible again at once
-	fateAbandoned              // the send was cut short by the shutdown deadline
+	fateSent        fate = iota // accepted by the provider: delete
+	fateDeadLetter              // permanent, or its window ran out
+	fateRequeue                 // a copy with its accounting, after a delay
+	fateRelease                 // not started, at shutdown: visible again at once
+	fateAbandoned               // the send was cut short by the shutdown deadline
+	fateAlreadySent             // the store has it sent: delete unsent
+	fateBusy                    // another sender holds its lease: leave it until then
 )
 
 // outcome is the fate of a message and what acting on it needs.
 type outcome struct {
 	fate       fate
 	failure    transport.Failure // fateDeadLetter
-	delay      time.Duration     // fateRequeue
+	delay      time.Duration     // fateRequeue, fateBusy
 	why        string            // fateRequeue: for the log
-	providerID string            // fateSent
+	providerID string            // fateSent, fateAlreadySent
 	latency    time.Duration     // fateSent
 }
 
@@ -435,9 +447,18 @@ func (c *Consumer) handle(lt lifetimes, raw types.Message, received time.Time) {
 		c.deadLetter(lt.final, m, senderNotAllowed(env.From), log)
 		return
 	}
+	if c.store != nil {
+		scope, bad := storeScope(&env)
+		if bad != nil {
+			c.deadLetter(lt.final, m, *bad, log)
+			return
+		}
+		m.scope = scope
+	}
 
 	stopHeartbeat := c.heartbeat(lt.final, m, log)
 	out := c.attempt(lt, m, &env, log)
+	out = c.record(lt, m, out, log)
 	stopHeartbeat()
 
 	switch out.fate {
@@ -449,6 +470,10 @@ func (c *Consumer) handle(lt lifetimes, raw types.Message, received time.Time) {
 		c.requeue(lt.final, m, out.delay, out.why, log)
 	case fateRelease:
 		c.release(m, log)
+	case fateAlreadySent:
+		c.alreadySent(m, out, log)
+	case fateBusy:
+		c.busy(lt.final, m, out.delay, log)
 	case fateAbandoned:
 		// Whether the provider took it is unknown, so the message is left to
 		// come back after the visibility timeout (at-least-once).
@@ -472,6 +497,14 @@ func (c *Consumer) attempt(lt lifetimes, m *message, env *herald.Envelope, log *
 				c.breaker.abandonProbe()
 			}
 			return c.stopWaiting(lt, m)
+		}
+		if c.store != nil && m.lease == nil {
+			switch decided, out := c.claim(lt, m, env, probe, log); decided {
+			case claimSettled:
+				return out
+			case claimHold:
+				continue
+			}
 		}
 
 		start := time.Now()

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
 
+	"herald/services/email-sender/feedback/sestag"
 	"herald/services/internal/herald"
 )
 
@@ -59,7 +60,9 @@ func SendEmailInput(e *herald.Envelope, configurationSet string) *sesv2.SendEmai
 			Subject: &types.Content{Data: aws.String(e.Subject), Charset: aws.String("UTF-8")},
 			Body:    body,
 		}},
-		EmailTags: EmailTags(e.Metadata),
+		// Every send carries its notification id, so each SES event finds
+		// its notification (the feedback consumer; FEEDBACK.md).
+		EmailTags: sestag.WithNotificationTag(EmailTags(e.Metadata), e.ID),
 	}
 	if e.ReplyTo != "" {
 		in.ReplyToAddresses = []string{sesAddress(e.ReplyTo)}

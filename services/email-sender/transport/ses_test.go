@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
 
+	"herald/services/email-sender/feedback/sestag"
 	"herald/services/internal/herald"
 )
 
@@ -63,8 +64,9 @@ func TestSESSend(t *testing.T) {
 	if aws.ToString(s.Subject.Charset) != "UTF-8" {
 		t.Errorf("subject charset %q", aws.ToString(s.Subject.Charset))
 	}
-	// Only the entries within SES's tag charset, in key order.
-	want := []string{"campaign=spring-2026", "tenant=acme"}
+	// Only the entries within SES's tag charset, in key order, then the
+	// notification id.
+	want := []string{"campaign=spring-2026", "tenant=acme", sestag.NotificationTag + "=id-1"}
 	if len(in.EmailTags) != len(want) {
 		t.Fatalf("tags %v, want %v", tagStrings(in.EmailTags), want)
 	}
@@ -93,8 +95,12 @@ func TestSESSendTextOnlyNoExtras(t *testing.T) {
 	if _, err := NewSES(fake, "").Send(context.Background(), e); err != nil {
 		t.Fatal(err)
 	}
-	if fake.in.Content.Simple.Body.Html != nil || fake.in.ReplyToAddresses != nil || fake.in.ConfigurationSetName != nil || fake.in.EmailTags != nil {
+	if fake.in.Content.Simple.Body.Html != nil || fake.in.ReplyToAddresses != nil || fake.in.ConfigurationSetName != nil {
 		t.Errorf("unset fields were sent: %+v", fake.in)
+	}
+	// The one tag: the notification id, for SES's events.
+	if got := tagStrings(fake.in.EmailTags); len(got) != 1 || got[0] != sestag.NotificationTag+"=id" {
+		t.Errorf("tags %v, want only %s=id", got, sestag.NotificationTag)
 	}
 }
 

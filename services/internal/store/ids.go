@@ -156,3 +156,11 @@ func parse(id string) ([16]byte, bool) {
 	}
 	return b, true
 }
+
+// ValidID reports whether id has the form of a notification id (a lowercase
+// UUIDv7 or v8), as Claim requires; it does not check the tag, which only
+// the API's secrets can.
+func ValidID(id string) bool {
+	_, ok := parse(id)
+	return ok
+}
