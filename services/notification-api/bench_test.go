@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 
 	"herald/services/contract"
 	"herald/services/internal/herald"
+	"herald/services/internal/store"
 )
 
 // countingSQS counts the SQS requests the API makes.
@@ -40,12 +44,7 @@ func (c *countingSQS) SendMessageBatch(ctx context.Context, in *sqs.SendMessageB
 //
 //	go test ./services/notification-api -run '^$' -bench Enqueue -benchtime 3000x
 func BenchmarkEnqueue(b *testing.B) {
-	none := filepath.Join(b.TempDir(), "none")
-	b.Setenv("AWS_ACCESS_KEY_ID", "local")
-	b.Setenv("AWS_SECRET_ACCESS_KEY", "local")
-	b.Setenv("AWS_CONFIG_FILE", none)
-	b.Setenv("AWS_SHARED_CREDENTIALS_FILE", none)
-	b.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	localAWSEnv(b)
 	for _, linger := range []time.Duration{0, 2 * time.Millisecond} {
 		b.Run("linger="+linger.String(), func(b *testing.B) {
 			emu := startEmulator(b, "127.0.0.1:0")
@@ -66,25 +65,9 @@ func BenchmarkEnqueue(b *testing.B) {
 			defer s.enq.close()
 			h := s.handler()
 			body := valid(nil)
-			var failed atomic.Int64
 			b.SetParallelism(16) // 16 per core: concurrent clients, as under load
 			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					req := httptest.NewRequest(http.MethodPost, "/api/notifications", strings.NewReader(body))
-					req.Header.Set("Authorization", "Bearer "+testKey)
-					req.Header.Set("Content-Type", "application/json")
-					rec := httptest.NewRecorder()
-					h.ServeHTTP(rec, req)
-					if rec.Code != http.StatusAccepted {
-						failed.Add(1)
-					}
-				}
-			})
-			b.StopTimer()
-			if n := failed.Load(); n > 0 {
-				b.Fatalf("%d of %d requests not accepted", n, b.N)
-			}
+			postParallel(b, h, body, nil)
 			b.ReportMetric(float64(counter.calls.Load())/float64(b.N), "sqs-requests/op")
 		})
 	}
@@ -93,3 +76,102 @@ func BenchmarkEnqueue(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// BenchmarkKeyed posts single notifications through the handler without
+// and with an Idempotency-Key of their own, on the real store in dynalite
+// (through dynamolocal's proxy) with the DynamoDB client built as main
+// builds it, and a fake queue. It reports the API process's CPU per
+// notification (its profile is the API's cost of a key: run it with
+// -cpuprofile); the rate is dynalite's, not the API's.
+//
+//	go test -run='^$' -bench=Keyed -benchtime=2000x -cpuprofile=cpu.out ./services/notification-api
+func BenchmarkKeyed(b *testing.B) {
+	localAWSEnv(b)
+	dyn := startDynalite(b, "herald-bench")
+	ctx := context.Background()
+	awsCfg, err := herald.LoadAWSConfig(ctx, "us-east-1", herald.AWSOptions{MaxAttempts: 3, MaxBackoff: 200 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids, err := store.NewIDs(bytes.Repeat([]byte("i"), store.MinSecretBytes))
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := store.New(store.NewDynamoDB(awsCfg, dyn.Endpoint), store.Config{
+		Table: "herald-bench", IdempotencyTTL: 24 * time.Hour, StatusTTL: 30 * 24 * time.Hour, IDs: ids, Clock: time.Now,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var seq atomic.Int64
+	for _, keyed := range []bool{false, true} {
+		b.Run(fmt.Sprint("keyed=", keyed), func(b *testing.B) {
+			cfg := testConfig()
+			cfg.EnqueueTimeout = 5 * time.Second
+			s, err := newServer(cfg, deps{sqs: &fakeSQS{}, state: st, ids: ids}, herald.NewLogger(discard{}, "error", "bench", string(contract.API)), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.enq.close()
+			h := s.handler()
+			body := valid(nil)
+			var key func(*http.Request)
+			if keyed {
+				key = func(r *http.Request) { r.Header.Set("Idempotency-Key", fmt.Sprint("bench-", seq.Add(1))) }
+			}
+			before := dyn.Stats()
+			cpu0 := processCPU(b)
+			b.SetParallelism(16)
+			b.ResetTimer()
+			postParallel(b, h, body, key)
+			b.ReportMetric((processCPU(b)-cpu0).Seconds()*1e6/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64(dyn.Stats().Sub(before).Total())/float64(b.N), "dynamodb-requests/op")
+		})
+	}
+}
+
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// localAWSEnv points the SDK's default chain at dummy credentials and no
+// shared files, for herald.LoadAWSConfig against the emulators.
+func localAWSEnv(b *testing.B) {
+	none := filepath.Join(b.TempDir(), "none")
+	b.Setenv("AWS_ACCESS_KEY_ID", "local")
+	b.Setenv("AWS_SECRET_ACCESS_KEY", "local")
+	b.Setenv("AWS_CONFIG_FILE", none)
+	b.Setenv("AWS_SHARED_CREDENTIALS_FILE", none)
+	b.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+// postParallel posts body b.N times through h from the benchmark's
+// goroutines, each request changed by prepare (when not nil), and stops the
+// timer; it fails the benchmark if any post was not accepted.
+func postParallel(b *testing.B, h http.Handler, body string, prepare func(*http.Request)) {
+	var failed atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req := httptest.NewRequest(http.MethodPost, "/api/notifications", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+testKey)
+			req.Header.Set("Content-Type", "application/json")
+			if prepare != nil {
+				prepare(req)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusAccepted {
+				failed.Add(1)
+			}
+		}
+	})
+	b.StopTimer()
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d of %d requests not accepted", n, b.N)
+	}
+}

@@ -37,6 +37,24 @@ type storeEnv struct {
 // newStoreEnv starts dynalite with the store's table for one test.
 func newStoreEnv(t *testing.T) storeEnv {
 	t.Helper()
+	dyn := startDynalite(t, "herald-test")
+	ids, err := store.NewIDs(bytes.Repeat([]byte("i"), store.MinSecretBytes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One attempt per call: a fault shows at once.
+	db := dyn.Client(func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 })
+	st, err := store.New(db, store.Config{Table: "herald-test", IdempotencyTTL: 24 * time.Hour, StatusTTL: 30 * 24 * time.Hour, IDs: ids, Clock: time.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return storeEnv{dyn: dyn, st: st, ids: ids}
+}
+
+// startDynalite starts dynalite (behind dynamolocal's proxy) with the
+// store's table, named table, until the test ends.
+func startDynalite(t testing.TB, table string) *dynamolocal.Server {
+	t.Helper()
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
@@ -51,20 +69,10 @@ func newStoreEnv(t *testing.T) storeEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dyn.Close() })
-	if err := dyn.CreateTable(ctx, dynamolocal.Table{Name: "herald-test", PartitionKey: store.KeyAttribute, TTLAttribute: store.TTLAttribute}); err != nil {
+	if err := dyn.CreateTable(ctx, dynamolocal.Table{Name: table, PartitionKey: store.KeyAttribute, TTLAttribute: store.TTLAttribute}); err != nil {
 		t.Fatal(err)
 	}
-	ids, err := store.NewIDs(bytes.Repeat([]byte("i"), store.MinSecretBytes))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// One attempt per call: a fault shows at once.
-	db := dyn.Client(func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 })
-	st, err := store.New(db, store.Config{Table: "herald-test", IdempotencyTTL: 24 * time.Hour, StatusTTL: 30 * 24 * time.Hour, IDs: ids, Clock: time.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return storeEnv{dyn: dyn, st: st, ids: ids}
+	return dyn
 }
 
 func (e storeEnv) harness(t *testing.T, f *fakeSQS) *harness {

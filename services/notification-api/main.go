@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -58,19 +57,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		d.secrets = secrets
 	}
 	if cfg.StoreTable != "" {
-		if d.state, d.ids, err = openStore(ctx, cfg, store.NewDynamoDB(awsCfg, cfg.DynamoDBEndpoint), secrets); err != nil {
+		db := store.NewDynamoDB(awsCfg, cfg.DynamoDBEndpoint)
+		if d.state, d.ids, err = openStore(ctx, cfg, db, secrets); err != nil {
+			return err
+		}
+		if d.rateBuckets, err = store.NewRateBuckets(db, cfg.StoreTable, time.Now); err != nil {
 			return err
 		}
 	} else {
 		log.Warn("no state store: Idempotency-Key and status lookups are refused (local use only)", "variable", contract.StoreTable.Name)
-	}
-	if cfg.StoreTable != "" {
-		db := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
-			o.BaseEndpoint = herald.Endpoint(cfg.DynamoDBEndpoint)
-		})
-		if d.rateBuckets, err = store.NewRateBuckets(db, cfg.StoreTable, time.Now); err != nil {
-			return err
-		}
 	}
 	return serve(ctx, cfg, d, log, metrics)
 }

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -28,9 +31,10 @@ func (c *capturingClient) Do(req *http.Request) (*http.Response, error) {
 	}, nil
 }
 
-// receiveThrough makes one ReceiveMessage through client and returns the
-// request body the transport saw, after the SDK is done with the call.
-func receiveThrough(t *testing.T, wrap func(aws.HTTPClient) aws.HTTPClient) io.Reader {
+// bodyThrough makes one SQS call through client and returns the request
+// body the transport saw, after the SDK is done with the call (it has
+// closed its own body by then).
+func bodyThrough(t *testing.T, wrap func(aws.HTTPClient) aws.HTTPClient, call func(*sqs.Client) error) io.Reader {
 	t.Helper()
 	inner := &capturingClient{}
 	c := sqs.New(sqs.Options{
@@ -39,13 +43,20 @@ func receiveThrough(t *testing.T, wrap func(aws.HTTPClient) aws.HTTPClient) io.R
 		Credentials:  credentials.NewStaticCredentialsProvider("k", "s", ""),
 		HTTPClient:   wrap(inner),
 	})
-	if _, err := c.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String("http://127.0.0.1:1/000000000000/q")}); err != nil {
+	if err := call(c); err != nil {
 		t.Fatal(err)
 	}
 	if inner.body == nil {
 		t.Fatal("the request had no body")
 	}
 	return inner.body
+}
+
+const testQueue = "http://127.0.0.1:1/000000000000/q"
+
+func receive(c *sqs.Client) error {
+	_, err := c.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(testQueue)})
+	return err
 }
 
 // TestRequestBodyAfterTheAnswer: net/http's transport, having written a
@@ -57,7 +68,23 @@ func receiveThrough(t *testing.T, wrap func(aws.HTTPClient) aws.HTTPClient) io.R
 // and a ReceiveMessage under load lost its answer (and its messages, for a
 // visibility timeout).
 func TestRequestBodyAfterTheAnswer(t *testing.T) {
-	body := receiveThrough(t, GuardRequestBodies)
+	// A body of up to maxCopiedBody: the transport gets a copy of its own,
+	// whole after the SDK closed its body, and in memory (net/http writes
+	// it with the headers, in one write).
+	body := bodyThrough(t, GuardRequestBodies, receive)
+	got, err := io.ReadAll(body)
+	if err != nil || !strings.Contains(string(got), testQueue) {
+		t.Errorf("the copy after the SDK closed its body: %q, err %v; want the request", got, err)
+	}
+	if n, err := io.Copy(io.Discard, body); err != nil || n != 0 {
+		t.Errorf("the transport's check after the body: %d bytes, err %v; want 0, nil", n, err)
+	}
+	// A larger body is not copied: net/http sees only its Read.
+	big := strings.Repeat("x", maxCopiedBody)
+	body = bodyThrough(t, GuardRequestBodies, func(c *sqs.Client) error {
+		_, err := c.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(testQueue), MessageBody: aws.String(big)})
+		return err
+	})
 	if _, ok := body.(io.WriterTo); ok {
 		t.Error("the guarded body still offers WriteTo")
 	}
@@ -67,7 +94,7 @@ func TestRequestBodyAfterTheAnswer(t *testing.T) {
 
 	// The unguarded SDK body shows the defect the guard is for; when a
 	// smithy-go release fixes it, this says so and the guard can go.
-	raw := receiveThrough(t, func(c aws.HTTPClient) aws.HTTPClient { return c })
+	raw := bodyThrough(t, func(c aws.HTTPClient) aws.HTTPClient { return c }, receive)
 	if _, err := io.Copy(io.Discard, raw); err == nil {
 		t.Log("the SDK's own request body now ends cleanly after close; GuardRequestBodies may no longer be needed")
 	}
@@ -115,4 +142,53 @@ func TestLoadAWSConfigGuardsBodies(t *testing.T) {
 	if _, ok := cfg.HTTPClient.(bodyGuard); !ok {
 		t.Errorf("HTTP client %T is not guarded", cfg.HTTPClient)
 	}
+}
+
+// countingConn counts the writes to a connection.
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestOneWritePerCall: through the guard, an SDK call goes out in one write
+// to the socket, its headers and body together (net/http flushes the
+// headers of a body it does not know to be in memory on their own first).
+func TestOneWritePerCall(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		io.WriteString(w, `{"Messages":[]}`)
+	}))
+	defer srv.Close()
+	writesPerCall := func(wrap func(aws.HTTPClient) aws.HTTPClient) int64 {
+		var writes atomic.Int64
+		var d net.Dialer
+		tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			return countingConn{Conn: c, writes: &writes}, err
+		}}
+		defer tr.CloseIdleConnections()
+		c := sqs.New(sqs.Options{
+			Region:       "us-east-1",
+			BaseEndpoint: aws.String(srv.URL),
+			Credentials:  credentials.NewStaticCredentialsProvider("k", "s", ""),
+			HTTPClient:   wrap(&http.Client{Transport: tr}),
+		})
+		const calls = 5
+		for range calls {
+			if _, err := c.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(srv.URL + "/000000000000/q")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return writes.Load() / calls
+	}
+	if n := writesPerCall(GuardRequestBodies); n != 1 {
+		t.Errorf("%d writes per call through the guard, want 1", n)
+	}
+	t.Logf("without the guard: %d writes per call", writesPerCall(func(c aws.HTTPClient) aws.HTTPClient { return c }))
 }
