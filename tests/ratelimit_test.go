@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,12 +21,14 @@ import (
 // elapsed through each. Every accepted notification is delivered once; every
 // refusal is a 429 with Retry-After. Issue 16's acceptance.
 //
-// The clients post at six times the limit, paced, so the test does not
-// starve the DynamoDB emulator it measures through: a lease the store does
-// not answer within the API's 500 ms sends the key to the documented local
-// fallback for 5 s (rate and burst / HERALD_RATE_TASKS). Such episodes,
-// each logged once, are counted; the bound then grows by what the fallback
-// may let through in each, and the FIGURES line shows them.
+// The clients post at six times the limit, paced, and the sender waits
+// until the posting ends, so the test does not queue other writes in the
+// DynamoDB emulator ahead of the leases it measures (dynalite answers one
+// by one, slowly on a loaded machine): a lease the store does not answer
+// within the API's 500 ms sends the key to the documented local fallback
+// for 5 s (rate and burst / HERALD_RATE_TASKS). Each decision made by the
+// fallback (RateFallback) may then be one acceptance beyond the shared
+// bound: the bound grows by their count, and the FIGURES line shows it.
 func TestRateLimitHoldsAcrossTwoAPIs(t *testing.T) {
 	const (
 		apis    = 2
@@ -41,8 +41,6 @@ func TestRateLimitHoldsAcrossTwoAPIs(t *testing.T) {
 		// clock says (a bound on the loop).
 		postFor  = 4 * time.Second
 		maxPosts = 1000
-		// The API's fallback after a failed lease (ratelimit.go).
-		fallbackFor = 5 * time.Second
 		// A token per process for rounding: the bound is in whole tokens.
 		slack = apis
 	)
@@ -65,11 +63,13 @@ func TestRateLimitHoldsAcrossTwoAPIs(t *testing.T) {
 	}
 	ctx := context.Background()
 	l := newLedger("rate limit")
+	if err := s.Stop(devstack.Sender); err != nil {
+		t.Fatal(err)
+	}
 
-	posts := make([]atomic.Int64, apis)
-	acceptedBy := make([]atomic.Int64, apis)
-	var refused atomic.Int64
-	var mu sync.Mutex
+	var mu sync.Mutex // guards the counts below
+	posts, acceptedBy := make([]int, apis), make([]int, apis)
+	refused := 0
 	var failures []string
 	start := time.Now()
 	work := make(chan int)
@@ -80,20 +80,20 @@ func TestRateLimitHoldsAcrossTwoAPIs(t *testing.T) {
 				k := i % apis // alternately to each API
 				n := notification{To: []string{fmt.Sprintf("user%d@example.org", i)}, Subject: l.subject(i), Text: "rate limited"}
 				l.post()
-				posts[k].Add(1)
 				r, err := targets[k].post(ctx, n)
 				var acc accepted
+				mu.Lock()
+				posts[k]++
 				switch {
 				case err == nil && r.Status == http.StatusAccepted && json.Unmarshal(r.Body, &acc) == nil && acc.ID != "":
 					l.accept(n.Subject, acc.ID)
-					acceptedBy[k].Add(1)
+					acceptedBy[k]++
 				case err == nil && r.Status == http.StatusTooManyRequests && r.Header.Get("Retry-After") != "":
-					refused.Add(1)
+					refused++
 				default:
-					mu.Lock()
 					failures = append(failures, fmt.Sprintf("API %d, %q: %v %s", k+1, n.Subject, err, r))
-					mu.Unlock()
 				}
+				mu.Unlock()
 			}
 		})
 	}
@@ -110,19 +110,21 @@ func TestRateLimitHoldsAcrossTwoAPIs(t *testing.T) {
 		t.Fatalf("%d answers neither 202 nor 429 with Retry-After; first: %s", len(failures), failures[0])
 	}
 
+	if err := s.Restart(ctx, devstack.Sender); err != nil {
+		t.Fatal(err)
+	}
 	accepted := l.len()
 	shared := burst + int(math.Ceil(limit*(elapsed+lease).Seconds())) + slack
 	perProcess := burst + int(limit*elapsed.Seconds()) // what one process alone lets through
 	var split []string
 	for k := range apis {
-		split = append(split, fmt.Sprintf("%d of %d", acceptedBy[k].Load(), posts[k].Load()))
+		split = append(split, fmt.Sprintf("%d of %d", acceptedBy[k], posts[k]))
 	}
 
 	l.waitAllDelivered(t, s, 2*time.Minute)
 	waitDrained(t, s, time.Minute)
 	// SIGTERM flushes the APIs' metrics; each must drain and exit cleanly.
 	var leases, fallbacks float64
-	episodes := 0
 	for i := 1; i <= apis; i++ {
 		c := devstack.APIN(i)
 		if err := s.Stop(c); err != nil {
@@ -131,44 +133,36 @@ func TestRateLimitHoldsAcrossTwoAPIs(t *testing.T) {
 		m := senderMetricsOf(t, s, c)
 		leases += m["RateLeases"]
 		fallbacks += m["RateFallback"]
-		b, err := os.ReadFile(s.LogPath(c))
-		if err != nil {
-			t.Fatal(err)
-		}
-		episodes += strings.Count(string(b), "the local fallback limits this key")
 	}
-	// Each fallback episode lets through at most the fallback bucket's
-	// burst and its rate for the episode.
-	perEpisode := burst/apis + int(math.Ceil(limit/apis*fallbackFor.Seconds()))
-	bound := shared + episodes*perEpisode
-	if episodes > 0 {
-		t.Logf("the store missed the lease timeout: %d fallback episodes (%g decisions); the bound grows by %d each, to %d", episodes, fallbacks, perEpisode, bound)
+	bound := shared + int(fallbacks)
+	if fallbacks > 0 {
+		t.Logf("the store missed the lease timeout: %g decisions by the fallback; the bound grows to %d, this run does not show the shared limit alone", fallbacks, bound)
 	}
 	l.report(t, s, "rate limit, two APIs", start, 0, fmt.Sprintf(
-		"one key for %s: 202 %d (by API: %s), 429 %d; limit %g/s, burst %d, lease %s: bound burst + rate × (elapsed + lease) + %d = %d, two per-process limits %d; RateLeases %g, RateFallback %g in %d episodes",
-		elapsed.Round(time.Millisecond), accepted, strings.Join(split, ", "), refused.Load(),
-		limit, burst, lease, slack, shared, apis*perProcess, leases, fallbacks, episodes))
+		"one key for %s: 202 %d (by API: %s), 429 %d; limit %g/s, burst %d, lease %s: bound burst + rate × (elapsed + lease) + %d = %d, two per-process limits %d; RateLeases %g, RateFallback %g",
+		elapsed.Round(time.Millisecond), accepted, strings.Join(split, ", "), refused,
+		limit, burst, lease, slack, shared, apis*perProcess, leases, fallbacks))
 
 	// The test can tell: each API was asked for more than one process's
 	// limit, so two per-process limits would accept about apis × perProcess,
 	// more than the shared bound.
 	for k := range apis {
-		if int(posts[k].Load()) <= perProcess {
-			t.Fatalf("API %d was asked %d times, not over one process's limit %d: the test cannot tell shared from per-process", k+1, posts[k].Load(), perProcess)
+		if int(posts[k]) <= perProcess {
+			t.Fatalf("API %d was asked %d times, not over one process's limit %d: the test cannot tell shared from per-process", k+1, posts[k], perProcess)
 		}
 	}
 	if shared >= apis*perProcess {
 		t.Fatalf("the shared bound %d is not under two per-process limits %d: the test cannot tell", shared, apis*perProcess)
 	}
 	if accepted > bound {
-		t.Errorf("ACCEPTED %d, over the shared limit's bound %d (with %d fallback episodes; two per-process limits: %d)", accepted, bound, episodes, apis*perProcess)
+		t.Errorf("ACCEPTED %d, over the shared limit's bound %d (with %g fallback decisions; two per-process limits: %d)", accepted, bound, fallbacks, apis*perProcess)
 	}
 	// Not closed, and both processes served the key.
 	if accepted < burst/2 {
 		t.Errorf("accepted %d, under half the burst %d", accepted, burst)
 	}
 	for k := range apis {
-		if acceptedBy[k].Load() == 0 {
+		if acceptedBy[k] == 0 {
 			t.Errorf("API %d accepted nothing: the key's tokens did not reach it", k+1)
 		}
 	}
