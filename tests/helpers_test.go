@@ -24,6 +24,7 @@
 //	TestIdempotencyKeySameRequestTwice, TestIdempotencyKeyReusedWithAnotherBody,
 //	TestAPIKilledClientsRetryWithKeys, TestStoreOutage
 //	                                idempotency_test.go (the state store)
+//	TestRateLimitHoldsAcrossTwoAPIs ratelimit_test.go (two APIs, one store)
 //
 // The deployed-stack suite lives in tests/aws (README.md).
 package tests
@@ -531,9 +532,14 @@ func senderMetrics(t testing.TB, s *devstack.Stack) map[string]float64 {
 	return senderMetricsOf(t, s, devstack.Sender)
 }
 
-// senderMetricsOf is senderMetrics of one sender c of the stack.
+// senderMetricsOf is senderMetrics of one sender c of the stack, or the
+// notification-api's metrics when c is one of its APIs.
 func senderMetricsOf(t testing.TB, s *devstack.Stack, c devstack.Component) map[string]float64 {
 	t.Helper()
+	wantService := "email-sender"
+	if devstack.IsAPI(c) {
+		wantService = "notification-api"
+	}
 	f, err := os.Open(s.LogPath(c))
 	if err != nil {
 		t.Fatalf("sender log: %v", err)
@@ -565,7 +571,7 @@ func senderMetricsOf(t testing.TB, s *devstack.Stack, c devstack.Component) map[
 			t.Fatalf("metric line without one CloudWatchMetrics directive: %s", line)
 		}
 		cw := meta.CloudWatchMetrics[0]
-		if cw.Namespace != "Herald" || service != "email-sender" {
+		if cw.Namespace != "Herald" || service != wantService {
 			t.Fatalf("metric line of namespace %q, service %q: %s", cw.Namespace, service, line)
 		}
 		if class != "" && (len(cw.Dimensions) != 1 || !slices.Contains(cw.Dimensions[0], "Class")) {

@@ -99,7 +99,7 @@ func (s *Stack) proc(c Component) (*proc, error) {
 	if !ok {
 		return nil, fmt.Errorf("devstack: unknown component %q", c)
 	}
-	if s.cfg.EmulatorsOnly && (c == API || IsSender(c)) {
+	if s.cfg.EmulatorsOnly && (IsAPI(c) || IsSender(c)) {
 		return nil, fmt.Errorf("devstack: %s is not part of an emulators-only stack", c)
 	}
 	return p, nil
@@ -159,11 +159,20 @@ func (s *Stack) Close() error {
 }
 
 // Components are the stack's components in start order, its extra senders
-// included.
+// and APIs included.
 func (s *Stack) Components() []Component { return append([]Component(nil), s.components...) }
 
-// APIURL is the notification API's base URL.
+// APIURL is the notification API's base URL (the first API's).
 func (s *Stack) APIURL() string { return s.baseURL(API) }
+
+// URL is the base URL of one of the stack's services (APIN(i), SenderN(i));
+// "" for a component it does not run.
+func (s *Stack) URL(c Component) string {
+	if !IsAPI(c) && !IsSender(c) {
+		return ""
+	}
+	return s.baseURL(c)
+}
 
 // SenderURL is the email sender's base URL (health only).
 func (s *Stack) SenderURL() string { return s.baseURL(Sender) }

@@ -56,8 +56,9 @@ const (
 	Sender Component = "sender" // email-sender
 )
 
-// Components of a stack with one sender, in start order; Close stops them
-// in reverse. Stack.Components lists a stack's own, with its extra senders.
+// Components of a stack with one sender and one API, in start order; Close
+// stops them in reverse. Stack.Components lists a stack's own, with its
+// extra senders and APIs.
 var Components = []Component{SQS, SES, Sender, API}
 
 // SenderN is the i-th sender of a stack with Config.Senders > 1: Sender for
@@ -67,6 +68,20 @@ func SenderN(i int) Component {
 		return Sender
 	}
 	return Component(fmt.Sprintf("%s-%d", Sender, i))
+}
+
+// APIN is the i-th notification API of a stack with Config.APIs > 1: API
+// for the first, "api-2", "api-3" ... for the others.
+func APIN(i int) Component {
+	if i <= 1 {
+		return API
+	}
+	return Component(fmt.Sprintf("%s-%d", API, i))
+}
+
+// IsAPI reports whether c is one of the stack's notification APIs.
+func IsAPI(c Component) bool {
+	return c == API || strings.HasPrefix(string(c), string(API)+"-")
 }
 
 // IsSender reports whether c is one of the stack's senders.
@@ -97,6 +112,12 @@ type Config struct {
 	// share the SES account (each is told so in HERALD_SENDER_TASKS); 0
 	// means 1. The first is Sender, the others SenderN(2) ...
 	Senders int
+	// APIs is how many notification-api processes serve the stack, each on
+	// its own loopback port with the same environment (the same key hashes
+	// and state store, so they share the per-key rate limit and the
+	// idempotency keys, as the tasks of a service do); 0 means 1. The first
+	// is API (on APIAddr), the others APIN(2) ... on free ports.
+	APIs int
 
 	// Listen addresses (loopback host:port); "" picks a free port.
 	SQSAddr, SESAddr, GateAddr, SecretsAddr, APIAddr, SenderAddr string
@@ -154,7 +175,7 @@ type Stack struct {
 	log  *slog.Logger
 	http *http.Client
 
-	// components in start order, with the extra senders.
+	// components in start order, with the extra senders and APIs.
 	components []Component
 
 	mu    sync.Mutex // guards the fields below and serialises component control
@@ -210,7 +231,9 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	for i := 1; i <= cfg.Senders; i++ {
 		s.components = append(s.components, SenderN(i))
 	}
-	s.components = append(s.components, API)
+	for i := 1; i <= cfg.APIs; i++ {
+		s.components = append(s.components, APIN(i))
+	}
 	for _, c := range s.components {
 		s.procs[c] = &proc{name: string(c), logPath: filepath.Join(cfg.LogDir, string(c)+".log"), echo: cfg.Echo}
 	}
@@ -277,6 +300,12 @@ func (cfg *Config) defaults() error {
 	}
 	if cfg.Senders < 1 || cfg.Senders > 20 {
 		return fmt.Errorf("devstack: Senders %d is outside 1..20", cfg.Senders)
+	}
+	if cfg.APIs == 0 {
+		cfg.APIs = 1
+	}
+	if cfg.APIs < 1 || cfg.APIs > 20 {
+		return fmt.Errorf("devstack: APIs %d is outside 1..20", cfg.APIs)
 	}
 	if cfg.VisibilityTimeout == 0 {
 		cfg.VisibilityTimeout = 30 * time.Second
@@ -402,7 +431,14 @@ func (s *Stack) startAll(ctx context.Context) error {
 			}
 		}
 	}
-	return s.launch(ctx, API)
+	for _, c := range s.components {
+		if IsAPI(c) {
+			if err := s.launch(ctx, c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // startDynamo starts the DynamoDB emulator and creates the store's table in
@@ -473,10 +509,8 @@ func (s *Stack) spec(c Component) (procSpec, func(context.Context) error, error)
 		return s.sqsSpec()
 	case SES:
 		return s.sesSpec()
-	case API:
-		return s.serviceSpec(c)
 	}
-	if IsSender(c) {
+	if IsAPI(c) || IsSender(c) {
 		return s.serviceSpec(c)
 	}
 	return procSpec{}, nil, fmt.Errorf("devstack: unknown component %q", c)
@@ -602,7 +636,7 @@ func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error,
 	}
 	bin, path := BinNotificationAPI, contract.ReadyPath
 	extra := s.cfg.APIVariables
-	if c == API {
+	if IsAPI(c) {
 		env[contract.DefaultFrom.Name] = s.cfg.DefaultFrom
 		env[contract.APIKeyHashes.Name] = DevKeyID + ":" + s.apiKeyHash
 		env[contract.EndpointSecretsManager.Name] = s.secrets.URL

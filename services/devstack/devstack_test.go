@@ -490,3 +490,33 @@ func TestFullStackStopKillRestartLeavesNothing(t *testing.T) {
 		t.Error("the DynamoDB emulator runs after Close")
 	}
 }
+
+func TestServiceComponentNames(t *testing.T) {
+	for _, tc := range []struct {
+		c           Component
+		api, sender bool
+	}{
+		{APIN(1), true, false},
+		{APIN(0), true, false},
+		{APIN(3), true, false},
+		{SenderN(1), false, true},
+		{SenderN(2), false, true},
+		{SQS, false, false},
+		{SES, false, false},
+	} {
+		if IsAPI(tc.c) != tc.api || IsSender(tc.c) != tc.sender {
+			t.Errorf("%s: IsAPI %v, IsSender %v; want %v, %v", tc.c, IsAPI(tc.c), IsSender(tc.c), tc.api, tc.sender)
+		}
+	}
+	if APIN(1) != API || APIN(3) != "api-3" {
+		t.Errorf("APIN(1) %q, APIN(3) %q", APIN(1), APIN(3))
+	}
+}
+
+func TestAPIsOutOfRangeRefused(t *testing.T) {
+	for _, n := range []int{-1, 21} {
+		if _, err := Start(context.Background(), Config{BinDir: binDir, LogDir: t.TempDir(), APIs: n}); err == nil || !strings.Contains(err.Error(), "APIs") {
+			t.Errorf("APIs %d: %v, want an error naming APIs", n, err)
+		}
+	}
+}
