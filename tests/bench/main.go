@@ -71,7 +71,7 @@ type mode struct {
 	keyed bool
 }
 
-// withoutStore turns the state store (and SES feedback, which needs it) off
+// withoutStore turns the state store and SES feedback (which needs it) off
 // for a service: the batching modes measure the SQS path alone, because the
 // local DynamoDB emulator (dynalite, one Node.js process) serves a few
 // hundred conditional writes a second, and the sender's two per
@@ -83,6 +83,10 @@ func withoutStore(vars map[string]string) map[string]string {
 		contract.FeedbackQueueURL.Name: "",
 		contract.FeedbackDLQURL.Name:   "",
 		contract.FeedbackTopicARN.Name: "",
+		// Without a configuration set the SES gate publishes no events:
+		// its SendMessage calls to the feedback queue (SNS's, on AWS)
+		// would be counted as the pipeline's SQS requests.
+		contract.SESConfigurationSet.Name: "",
 	}
 	for k, v := range vars {
 		out[k] = v
