@@ -87,7 +87,7 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 //	go test -run='^$' -bench=Keyed -benchtime=2000x -cpuprofile=cpu.out ./services/notification-api
 func BenchmarkKeyed(b *testing.B) {
 	localAWSEnv(b)
-	dyn := startDynalite(b, "herald-bench")
+	dyn, table := dynamo.Table(b)
 	ctx := context.Background()
 	awsCfg, err := herald.LoadAWSConfig(ctx, "us-east-1", herald.AWSOptions{MaxAttempts: 3, MaxBackoff: 200 * time.Millisecond})
 	if err != nil {
@@ -98,7 +98,7 @@ func BenchmarkKeyed(b *testing.B) {
 		b.Fatal(err)
 	}
 	st, err := store.New(store.NewDynamoDB(awsCfg, dyn.Endpoint), store.Config{
-		Table: "herald-bench", IdempotencyTTL: 24 * time.Hour, StatusTTL: 30 * 24 * time.Hour, IDs: ids, Clock: time.Now,
+		Table: table, IdempotencyTTL: 24 * time.Hour, StatusTTL: 30 * 24 * time.Hour, IDs: ids, Clock: time.Now,
 	})
 	if err != nil {
 		b.Fatal(err)

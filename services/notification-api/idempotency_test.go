@@ -5,11 +5,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,45 +32,22 @@ type storeEnv struct {
 	ids *store.IDs
 }
 
-// newStoreEnv starts dynalite with the store's table for one test.
+// newStoreEnv gives one test a table of the store's shape on the test
+// binary's dynalite.
 func newStoreEnv(t *testing.T) storeEnv {
 	t.Helper()
-	dyn := startDynalite(t, "herald-test")
+	dyn, table := dynamo.Table(t)
 	ids, err := store.NewIDs(bytes.Repeat([]byte("i"), store.MinSecretBytes))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// One attempt per call: a fault shows at once.
 	db := dyn.Client(func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 })
-	st, err := store.New(db, store.Config{Table: "herald-test", IdempotencyTTL: 24 * time.Hour, StatusTTL: 30 * 24 * time.Hour, IDs: ids, Clock: time.Now})
+	st, err := store.New(db, store.Config{Table: table, IdempotencyTTL: 24 * time.Hour, StatusTTL: 30 * 24 * time.Hour, IDs: ids, Clock: time.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return storeEnv{dyn: dyn, st: st, ids: ids}
-}
-
-// startDynalite starts dynalite (behind dynamolocal's proxy) with the
-// store's table, named table, until the test ends.
-func startDynalite(t testing.TB, table string) *dynamolocal.Server {
-	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	dyn, err := dynamolocal.Start(ctx, dynamolocal.Config{Root: root})
-	if err != nil {
-		if errors.Is(err, dynamolocal.ErrNotInstalled) {
-			t.Fatalf("%v (the API's tests need the DynamoDB emulator)", err)
-		}
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dyn.Close() })
-	if err := dyn.CreateTable(ctx, dynamolocal.Table{Name: table, PartitionKey: store.KeyAttribute, TTLAttribute: store.TTLAttribute}); err != nil {
-		t.Fatal(err)
-	}
-	return dyn
 }
 
 func (e storeEnv) harness(t *testing.T, f *fakeSQS) *harness {

@@ -31,6 +31,9 @@ type Emulator struct {
 	// Root is the repository root (where node_modules is), relative to the
 	// test's package directory.
 	Root string
+	// Required fails the tests that use the emulator when dynalite is not
+	// installed, instead of skipping them.
+	Required bool
 
 	once   sync.Once
 	server *dynamolocal.Server
@@ -65,7 +68,7 @@ func (e *Emulator) Server(tb testing.TB) *dynamolocal.Server {
 		defer cancel()
 		e.server, e.err = dynamolocal.Start(ctx, dynamolocal.Config{Root: root})
 	})
-	if errors.Is(e.err, dynamolocal.ErrNotInstalled) {
+	if errors.Is(e.err, dynamolocal.ErrNotInstalled) && !e.Required {
 		tb.Skipf("skipped: %v", e.err)
 	}
 	if e.err != nil {
