@@ -140,9 +140,13 @@ func TestBeginManyFailures(t *testing.T) {
 		err         string
 		unavailable bool
 	}{
-		{"throttled", func(*dynamodb.TransactWriteItemsInput) (*dynamodb.TransactWriteItemsOutput, error) { return nil, errThrottled },
+		{"throttled", func(*dynamodb.TransactWriteItemsInput) (*dynamodb.TransactWriteItemsOutput, error) {
+			return nil, errThrottled
+		},
 			"in a transaction of 2", true},
-		{"access denied", func(*dynamodb.TransactWriteItemsInput) (*dynamodb.TransactWriteItemsOutput, error) { return nil, errDenied },
+		{"access denied", func(*dynamodb.TransactWriteItemsInput) (*dynamodb.TransactWriteItemsOutput, error) {
+			return nil, errDenied
+		},
 			"AccessDeniedException", false},
 		{"reasons do not match the items", func(*dynamodb.TransactWriteItemsInput) (*dynamodb.TransactWriteItemsOutput, error) {
 			return nil, &types.TransactionCanceledException{CancellationReasons: []types.CancellationReason{{Code: aws.String("None")}}}
