@@ -62,7 +62,7 @@ func BenchmarkEnqueue(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer s.enq.close()
+			defer s.close()
 			h := s.handler()
 			body := valid(nil)
 			b.SetParallelism(16) // 16 per core: concurrent clients, as under load
@@ -112,7 +112,7 @@ func BenchmarkKeyed(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer s.enq.close()
+			defer s.close()
 			h := s.handler()
 			body := valid(nil)
 			var key func(*http.Request)

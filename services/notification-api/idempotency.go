@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"herald/services/internal/batch"
 	"herald/services/internal/herald"
 	"herald/services/internal/store"
 )
@@ -31,8 +32,8 @@ const (
 
 // stateStore is the part of the store the API uses.
 type stateStore interface {
-	Begin(ctx context.Context, scope, key string, bodyHash [32]byte, lease time.Duration) (store.Begun, error)
-	Complete(ctx context.Context, l store.KeyLease, a store.Answer) error
+	BeginMany(ctx context.Context, lease time.Duration, reqs []store.BeginRequest) []store.BeginResult
+	CompleteMany(ctx context.Context, cs []store.Completion) []error
 	Release(ctx context.Context, l store.KeyLease) error
 	Abandon(ctx context.Context, l store.KeyLease) error
 	Get(ctx context.Context, id, scope string) (store.Status, error)
@@ -115,11 +116,13 @@ type keyed struct {
 	err   error // from Begin: the store could not be used
 }
 
-// begin records the key of one notification (one conditional write).
+// begin records the key of one notification: its conditional Put shares
+// a transaction with the Begins of concurrent requests (keyWriter).
 func (s *server) begin(ctx context.Context, keyID string, k *keyed) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	k.begun, k.err = s.state.Begin(ctx, keyID, k.key, k.hash, keyLease)
+	r := s.keyw.begin(ctx, store.BeginRequest{Scope: keyID, Key: k.key, BodyHash: k.hash})
+	k.begun, k.err = r.Begun, r.Err
 }
 
 // keyedRefusal is the answer to a keyed notification that is not sent:
@@ -138,7 +141,7 @@ type keyedRefusal struct {
 func (s *server) refusal(r *http.Request, k *keyed) (keyedRefusal, bool) {
 	if k.err != nil {
 		level, status := slog.LevelWarn, http.StatusServiceUnavailable
-		if !store.Unavailable(k.err) && !errors.Is(k.err, context.Canceled) {
+		if !store.Unavailable(k.err) && !errors.Is(k.err, context.Canceled) && !errors.Is(k.err, errClosed) {
 			// Access denied, no such table: not fixed by waiting.
 			level, status = slog.LevelError, http.StatusInternalServerError
 		}
@@ -179,7 +182,7 @@ func (s *server) settle(r *http.Request, k *keyed, res result, answer []byte) {
 	var op string
 	switch {
 	case res.err == nil:
-		op, err = "complete", s.state.Complete(ctx, k.begun.Lease, store.Answer{Status: http.StatusAccepted, Body: answer})
+		op, err = "complete", s.keyw.complete(ctx, store.Completion{Lease: k.begun.Lease, Answer: store.Answer{Status: http.StatusAccepted, Body: answer}})
 	case res.err.unknown:
 		op, err = "release", s.state.Release(ctx, k.begun.Lease)
 	default:
@@ -190,6 +193,169 @@ func (s *server) settle(r *http.Request, k *keyed, res result, answer []byte) {
 		// the same id, and the sender sends that id once.
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "idempotency record not updated", slog.String("requestId", info(r).requestID),
 			slog.String("op", op), slog.String("notificationId", k.begun.ID), slog.String("err", err.Error()))
+	}
+}
+
+// keyWriter gathers the Begins of concurrent keyed requests into
+// TransactWriteItems calls and their Completes into BatchWriteItem calls
+// (store.BeginMany, store.CompleteMany), with the one batcher (package
+// batch) and the linger of the SQS coalescer (HERALD_BATCH_LINGER): a
+// lone request waits at most the linger for others, and a call leaves as
+// soon as it is full. Linger 0: every request makes its own calls. A
+// caller waits for its own outcome, so a keyed 202 still follows its
+// stored answer (an immediate replay gets the answer, not a 409).
+type keyWriter struct {
+	st        stateStore
+	begins    *batch.Batcher[*pendingBegin]
+	completes *batch.Batcher[*pendingComplete]
+}
+
+type pendingBegin struct {
+	ctx  context.Context
+	req  store.BeginRequest
+	done chan store.BeginResult // buffered: a caller that gave up never blocks the call
+}
+
+type pendingComplete struct {
+	ctx  context.Context
+	c    store.Completion
+	done chan error
+}
+
+// newKeyWriter gathers st's writes; nil st (no store) gives nil.
+func newKeyWriter(st stateStore, linger time.Duration, maxCalls int, after func(time.Duration) <-chan time.Time) (*keyWriter, error) {
+	if st == nil {
+		return nil, nil
+	}
+	w := &keyWriter{st: st}
+	if linger <= 0 {
+		return w, nil
+	}
+	var err error
+	w.begins, err = batch.New(batch.Config[*pendingBegin]{
+		Size: store.MaxTransactItems, Linger: linger, MaxCalls: maxCalls, Queue: store.MaxTransactItems,
+		Flush: w.beginBatch, After: after,
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.completes, err = batch.New(batch.Config[*pendingComplete]{
+		Size: store.MaxBatchWrite, Linger: linger, MaxCalls: maxCalls, Queue: 4 * store.MaxBatchWrite,
+		Flush: w.completeBatch, After: after,
+	})
+	if err != nil {
+		w.begins.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// begin is one request's Begin, in a call shared with concurrent ones.
+func (w *keyWriter) begin(ctx context.Context, req store.BeginRequest) store.BeginResult {
+	if w.begins == nil {
+		return w.st.BeginMany(ctx, keyLease, []store.BeginRequest{req})[0]
+	}
+	p := &pendingBegin{ctx: ctx, req: req, done: make(chan store.BeginResult, 1)}
+	if err := w.begins.Add(ctx, p); err != nil {
+		return store.BeginResult{Err: notGathered(err)}
+	}
+	select {
+	case r := <-p.done:
+		return r
+	case <-ctx.Done():
+		return store.BeginResult{Err: ctx.Err()}
+	}
+}
+
+// complete is one request's Complete, in a call shared with concurrent ones.
+func (w *keyWriter) complete(ctx context.Context, c store.Completion) error {
+	if w.completes == nil {
+		return w.st.CompleteMany(ctx, []store.Completion{c})[0]
+	}
+	p := &pendingComplete{ctx: ctx, c: c, done: make(chan error, 1)}
+	if err := w.completes.Add(ctx, p); err != nil {
+		return notGathered(err)
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// notGathered is the error of a write the batcher did not take: nothing
+// was written.
+func notGathered(err error) error {
+	if errors.Is(err, batch.ErrClosed) {
+		// A 503 (refusal): the client retries on another task.
+		return errClosed
+	}
+	return err
+}
+
+// close writes what was gathered and waits for the calls in flight. Call it
+// after the HTTP server has drained.
+func (w *keyWriter) close() {
+	if w == nil || w.begins == nil {
+		return
+	}
+	w.begins.Close()
+	w.completes.Close()
+}
+
+// liveDeadline drops the callers that have given up and returns the
+// earliest deadline of the others (each caller's context has one: the
+// store timeout).
+func liveDeadline[T any](batch []T, ctxOf func(T) context.Context) (live []T, deadline time.Time) {
+	for _, p := range batch {
+		ctx := ctxOf(p)
+		if ctx.Err() != nil {
+			continue // its caller has already been answered
+		}
+		live = append(live, p)
+		if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+			deadline = d
+		}
+	}
+	if deadline.IsZero() {
+		deadline = time.Now().Add(storeTimeout)
+	}
+	return live, deadline
+}
+
+// beginBatch makes one BeginMany for the callers still waiting, under the
+// earliest of their deadlines.
+func (w *keyWriter) beginBatch(batch []*pendingBegin) {
+	live, deadline := liveDeadline(batch, func(p *pendingBegin) context.Context { return p.ctx })
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	reqs := make([]store.BeginRequest, len(live))
+	for i, p := range live {
+		reqs[i] = p.req
+	}
+	for i, r := range w.st.BeginMany(ctx, keyLease, reqs) {
+		live[i].done <- r
+	}
+}
+
+// completeBatch makes one CompleteMany for the callers still waiting.
+func (w *keyWriter) completeBatch(batch []*pendingComplete) {
+	live, deadline := liveDeadline(batch, func(p *pendingComplete) context.Context { return p.ctx })
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	cs := make([]store.Completion, len(live))
+	for i, p := range live {
+		cs[i] = p.c
+	}
+	for i, err := range w.st.CompleteMany(ctx, cs) {
+		live[i].done <- err
 	}
 }
 
