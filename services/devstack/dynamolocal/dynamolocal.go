@@ -14,10 +14,34 @@
 //     so readers treat an item past its TTL as absent in both places.
 //   - Table creation: tables are ACTIVE at once (dynalite's createTableMs
 //     is 0), instead of after dynalite's 500 ms.
+//   - TransactWriteItems: dynalite does not know the action; the proxy
+//     applies it (tx.go). It holds the locks of all the transaction's items
+//     (taken in one order), applies each action as dynalite's conditional
+//     PutItem, DeleteItem or UpdateItem returning the old item, and when a
+//     condition failed undoes what it applied (puts the old item back, or
+//     deletes a new one) and answers TransactionCanceledException with one
+//     reason per action (with the item for ReturnValuesOnConditionCheckFailure
+//     ALL_OLD). A ConditionCheck is an UpdateItem without updates (a key-only
+//     item it wrote for a missing one is deleted again). Checked as DynamoDB
+//     does: 1 to 100 actions, one kind each, one action per item; an item
+//     dynalite rejects rejects the transaction. ClientRequestToken: a
+//     replay within 10 minutes answers the first outcome (success or
+//     cancellation) without applying again, another request with the token
+//     gets IdempotentParameterMismatchException, one still running
+//     TransactionInProgressException; the proxy keeps the last 100,000
+//     tokens. Not emulated: ConsumedCapacity and ItemCollectionMetrics in
+//     the answer, TransactionConflict (a transaction waits for the items'
+//     locks instead), TransactGetItems and PartiQL, which dynalite lacks too.
+//   - Isolation: single-item writes, GetItem and each write of a
+//     BatchWriteItem take their items' locks, so none interleaves with a
+//     transaction (serializable, as in DynamoDB); Query, Scan and
+//     BatchGetItem wait until no transaction is in progress (they never see
+//     one half applied: read-committed).
 //
 // The proxy also counts requests by operation (Stats, as DynamoDB would bill
-// them) and can simulate an outage (SetFault): throttling, server errors, or
-// requests that hang until the client gives up.
+// them: a transaction is one TransactWriteItems, whatever it takes from
+// dynalite) and can simulate an outage (SetFault): throttling, server
+// errors, or requests that hang until the client gives up.
 //
 // dynalite's CLI reads --port 0 as "no port" and listens on 4567, so a free
 // port could only be guessed before starting it. The child is node running

@@ -167,7 +167,8 @@ func TestConditionCheckFailureCarriesTheItem(t *testing.T) {
 }
 
 // The workarounds can go when dynalite itself returns the item of a failed
-// condition and knows UpdateTimeToLive: this test then fails.
+// condition and knows UpdateTimeToLive or TransactWriteItems: this test
+// then fails.
 func TestDynaliteStillNeedsTheProxy(t *testing.T) {
 	s, _ := startWithTable(t)
 	direct := dynamodb.New(dynamodb.Options{
@@ -196,6 +197,10 @@ func TestDynaliteStillNeedsTheProxy(t *testing.T) {
 	var ae smithy.APIError
 	if !errors.As(err, &ae) || ae.ErrorCode() != "UnknownOperationException" {
 		t.Errorf("dynalite's UpdateTimeToLive: err = %v; it knows the action now: drop the proxy's TTL answers", err)
+	}
+	_, err = direct.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{{Put: &types.Put{TableName: aws.String(table), Item: item}}}})
+	if !errors.As(err, &ae) || ae.ErrorCode() != "UnknownOperationException" {
+		t.Errorf("dynalite's TransactWriteItems: err = %v; it knows the action now: drop the proxy's transactions (tx.go)", err)
 	}
 }
 

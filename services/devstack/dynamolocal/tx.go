@@ -1,0 +1,412 @@
+package dynamolocal
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DynamoDB's limits on TransactWriteItems.
+const (
+	txMaxActions  = 100
+	txMaxTokenLen = 36
+	// tokenWindow is how long a ClientRequestToken stays valid after its
+	// request completed.
+	tokenWindow = 10 * time.Minute
+)
+
+// maxTokens bounds the tokens remembered: past it the oldest are dropped
+// before their window ends (a replay of one is then applied again).
+const maxTokens = 100_000
+
+// txTimeout bounds one transaction's calls to dynalite. The calls do not
+// follow the client's context: once begun, a transaction is applied or
+// undone whole, even when its client has gone.
+const txTimeout = 30 * time.Second
+
+// txKinds are the actions of TransactWriteItems, by their member name.
+var txKinds = []string{"ConditionCheck", "Put", "Delete", "Update"}
+
+// txAction is one action of a transaction.
+type txAction struct {
+	kind   string
+	table  string
+	key    map[string]json.RawMessage
+	lock   string
+	fields map[string]json.RawMessage // the action's members, as sent
+	allOld bool                       // ReturnValuesOnConditionCheckFailure is ALL_OLD
+}
+
+// txOutcome is what applying one action did.
+type txOutcome struct {
+	applied bool            // the write happened (to be undone on cancellation)
+	old     json.RawMessage // the item before it, nil when there was none
+	failed  bool            // its condition failed
+	item    json.RawMessage // with failed: the item, when the action asked for it
+}
+
+// transactWrite emulates TransactWriteItems, which dynalite lacks: each
+// action becomes dynalite's conditional single-item write (returning the
+// old item) under the proxy's locks of all the transaction's items, and
+// when a condition fails, the writes already done are undone.
+func (p *proxy) transactWrite(ctx context.Context, body []byte) answer {
+	var in struct {
+		TransactItems      []map[string]json.RawMessage
+		ClientRequestToken *string
+	}
+	if err := json.Unmarshal(body, &in); err != nil {
+		return awsError(http.StatusBadRequest, "SerializationException", "dynamolocal: TransactWriteItems: "+err.Error(), nil)
+	}
+	switch n := len(in.TransactItems); {
+	case in.TransactItems == nil:
+		return validation("Value null at 'transactItems' failed to satisfy constraint: Member must not be null")
+	case n < 1:
+		return validation("Value '[]' at 'transactItems' failed to satisfy constraint: Member must have length greater than or equal to 1")
+	case n > txMaxActions:
+		return validation(fmt.Sprintf("Value of %d items at 'transactItems' failed to satisfy constraint: Member must have length less than or equal to %d", n, txMaxActions))
+	}
+	token := ""
+	if in.ClientRequestToken != nil {
+		token = *in.ClientRequestToken
+		if len(token) < 1 || len(token) > txMaxTokenLen {
+			return validation(fmt.Sprintf("Value '%s' at 'clientRequestToken' failed to satisfy constraint: Member must have length between 1 and %d", token, txMaxTokenLen))
+		}
+	}
+	acts := make([]*txAction, len(in.TransactItems))
+	seen := make(map[string]bool, len(acts))
+	for i, item := range in.TransactItems {
+		a, bad := p.parseAction(ctx, i, item)
+		if bad != nil {
+			return *bad
+		}
+		if seen[a.lock] {
+			return awsError(http.StatusBadRequest, "ValidationException", "Transaction request cannot include multiple operations on one item", nil)
+		}
+		seen[a.lock] = true
+		acts[i] = a
+	}
+
+	var entry *tokenEntry
+	if token != "" {
+		e, replay := p.tokens.begin(token, requestHash(body), time.Now())
+		if replay != nil {
+			return *replay
+		}
+		entry = e
+	}
+	// A transaction in progress may leave its items half applied: the
+	// reads that cover many items wait for it (readAll), those of one item
+	// for its lock.
+	names := make([]string, len(acts))
+	for i, a := range acts {
+		names[i] = a.lock
+	}
+	unlock := p.locks.lockAll(names)
+	p.readAll.RLock()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), txTimeout)
+	a, final := p.applyTx(ctx, acts)
+	cancel()
+	p.readAll.RUnlock()
+	unlock()
+	if entry != nil {
+		p.tokens.finish(token, entry, a, final, time.Now())
+	}
+	return a
+}
+
+func validation(msg string) answer {
+	return awsError(http.StatusBadRequest, "ValidationException", "1 validation error detected: "+msg, nil)
+}
+
+// parseAction reads the i-th action; bad is the answer to a malformed one.
+func (p *proxy) parseAction(ctx context.Context, i int, item map[string]json.RawMessage) (_ *txAction, bad *answer) {
+	fail := func(a answer) (*txAction, *answer) { return nil, &a }
+	a := &txAction{}
+	for _, kind := range txKinds {
+		if v, ok := item[kind]; ok && !bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
+			if a.kind != "" {
+				a.kind = ""
+				break
+			}
+			a.kind = kind
+		}
+	}
+	if a.kind == "" {
+		return fail(awsError(http.StatusBadRequest, "ValidationException", "TransactItems can only contain one of Check, Put, Update or Delete", nil))
+	}
+	var f struct {
+		TableName                           string
+		Key, Item                           map[string]json.RawMessage
+		ConditionExpression                 string
+		ReturnValuesOnConditionCheckFailure string
+	}
+	if err := json.Unmarshal(item[a.kind], &f); err != nil {
+		return fail(awsError(http.StatusBadRequest, "SerializationException", fmt.Sprintf("dynamolocal: TransactWriteItems: action %d: %v", i+1, err), nil))
+	}
+	if err := json.Unmarshal(item[a.kind], &a.fields); err != nil {
+		return fail(awsError(http.StatusBadRequest, "SerializationException", fmt.Sprintf("dynamolocal: TransactWriteItems: action %d: %v", i+1, err), nil))
+	}
+	missing := ""
+	switch {
+	case f.TableName == "":
+		missing = "tableName"
+	case a.kind == "Put" && f.Item == nil:
+		missing = "item"
+	case a.kind != "Put" && f.Key == nil:
+		missing = "key"
+	case a.kind == "ConditionCheck" && f.ConditionExpression == "":
+		missing = "conditionExpression"
+	}
+	if missing != "" {
+		return fail(validation(fmt.Sprintf("Value null at 'transactItems.%d.member.%s.%s' failed to satisfy constraint: Member must not be null",
+			i+1, lowerFirst(a.kind), missing)))
+	}
+	a.table, a.key = f.TableName, f.Key
+	a.allOld = f.ReturnValuesOnConditionCheckFailure == "ALL_OLD"
+	if a.kind == "Put" {
+		names, err := p.keyNames(ctx, a.table)
+		if err != nil {
+			if up, ok := err.(*upstreamError); ok {
+				return fail(up.answer) // dynalite's answer: no such table, a bad name
+			}
+			return fail(awsError(http.StatusInternalServerError, "InternalServerError", "dynamolocal: "+err.Error(), nil))
+		}
+		a.key = itemKey(names, f.Item)
+	}
+	lock, err := lockName(a.table, a.key)
+	if err != nil {
+		return fail(awsError(http.StatusBadRequest, "SerializationException", fmt.Sprintf("dynamolocal: TransactWriteItems: action %d's key: %v", i+1, err), nil))
+	}
+	a.lock = lock
+	return a, nil
+}
+
+func lowerFirst(s string) string { return strings.ToLower(s[:1]) + s[1:] }
+
+// applyTx applies the actions in order, all of them even after a condition
+// failed (so each gets its reason), and undoes them all when one failed.
+// final says the answer is the transaction's outcome (done, or cancelled)
+// rather than an error that changed nothing.
+func (p *proxy) applyTx(ctx context.Context, acts []*txAction) (_ answer, final bool) {
+	outs := make([]txOutcome, len(acts))
+	cancelled := false
+	for i, a := range acts {
+		o, bad := p.apply1(ctx, a)
+		outs[i] = o
+		if bad != nil {
+			// DynamoDB rejects an invalid transaction whole, before any
+			// condition: so does this, conditions failed or not.
+			if err := p.undo(ctx, acts, outs); err != nil {
+				return undoFailed(err), false
+			}
+			return *bad, false
+		}
+		cancelled = cancelled || o.failed
+	}
+	if cancelled {
+		if err := p.undo(ctx, acts, outs); err != nil {
+			return undoFailed(err), false
+		}
+		return cancellation(outs), true
+	}
+	// A ConditionCheck on a missing item wrote a key-only item to check
+	// the condition against: it goes whether the transaction commits or not.
+	for i, a := range acts {
+		if a.kind == "ConditionCheck" && outs[i].applied && outs[i].old == nil {
+			if err := p.restore(ctx, a, nil); err != nil {
+				return undoFailed(err), false
+			}
+		}
+	}
+	return jsonAnswer(http.StatusOK, nil, map[string]any{}), true
+}
+
+// apply1 applies one action as dynalite's conditional single-item write.
+// A ConditionCheck is an UpdateItem without updates: it leaves an existing
+// item as it is, and writes a key-only item in place of a missing one,
+// which the caller removes.
+func (p *proxy) apply1(ctx context.Context, a *txAction) (txOutcome, *answer) {
+	req := make(map[string]json.RawMessage, len(a.fields)+1)
+	for k, v := range a.fields {
+		req[k] = v
+	}
+	// dynalite ignores this member; the proxy reads the item itself.
+	delete(req, "ReturnValuesOnConditionCheckFailure")
+	req["ReturnValues"] = json.RawMessage(`"ALL_OLD"`)
+	op := map[string]string{"Put": "PutItem", "Delete": "DeleteItem", "Update": "UpdateItem", "ConditionCheck": "UpdateItem"}[a.kind]
+	res := p.callRaw(ctx, op, req)
+	switch {
+	case res.status == http.StatusOK:
+		var out struct{ Attributes json.RawMessage }
+		if err := json.Unmarshal(res.body, &out); err != nil {
+			bad := awsError(http.StatusInternalServerError, "InternalServerError", "dynamolocal: dynalite's "+op+" answer: "+err.Error(), nil)
+			return txOutcome{}, &bad
+		}
+		return txOutcome{applied: true, old: out.Attributes}, nil
+	case res.status == http.StatusBadRequest && bytes.Contains(res.body, []byte("#ConditionalCheckFailedException")):
+		o := txOutcome{failed: true}
+		if a.allOld {
+			item, err := p.getItem(ctx, a.table, a.key)
+			if err != nil {
+				bad := awsError(http.StatusInternalServerError, "InternalServerError", "dynamolocal: read the item for ReturnValuesOnConditionCheckFailure: "+err.Error(), nil)
+				return o, &bad
+			}
+			o.item = item
+		}
+		return o, nil
+	}
+	return txOutcome{}, &res
+}
+
+// undo puts back, last first, the items the applied actions changed.
+func (p *proxy) undo(ctx context.Context, acts []*txAction, outs []txOutcome) error {
+	for i := len(acts) - 1; i >= 0; i-- {
+		if !outs[i].applied {
+			continue
+		}
+		if acts[i].kind == "ConditionCheck" && outs[i].old != nil {
+			continue // it changed nothing
+		}
+		if err := p.restore(ctx, acts[i], outs[i].old); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// restore writes old back in place of a's item, or deletes the item when
+// there was none.
+func (p *proxy) restore(ctx context.Context, a *txAction, old json.RawMessage) error {
+	var err error
+	if old != nil {
+		_, err = p.call(ctx, "PutItem", map[string]any{"TableName": a.table, "Item": old})
+	} else {
+		_, err = p.call(ctx, "DeleteItem", map[string]any{"TableName": a.table, "Key": a.key})
+	}
+	return err
+}
+
+func undoFailed(err error) answer {
+	return awsError(http.StatusInternalServerError, "InternalServerError",
+		"dynamolocal: undoing a transaction failed, the table may hold part of it: "+err.Error(), nil)
+}
+
+// cancellation is DynamoDB's TransactionCanceledException: one reason per
+// action, in order.
+func cancellation(outs []txOutcome) answer {
+	type reason struct {
+		Code    string          `json:"Code"`
+		Message string          `json:"Message,omitempty"`
+		Item    json.RawMessage `json:"Item,omitempty"`
+	}
+	reasons := make([]reason, len(outs))
+	codes := make([]string, len(outs))
+	for i, o := range outs {
+		reasons[i] = reason{Code: "None"}
+		if o.failed {
+			reasons[i] = reason{Code: "ConditionalCheckFailed", Message: "The conditional request failed", Item: o.item}
+		}
+		codes[i] = reasons[i].Code
+	}
+	return jsonAnswer(http.StatusBadRequest, nil, map[string]any{
+		"__type":              "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+		"Message":             "Transaction cancelled, please refer cancellation reasons for specific reasons [" + strings.Join(codes, ", ") + "]",
+		"CancellationReasons": reasons,
+	})
+}
+
+// requestHash identifies a request by its content, whatever the order of
+// its JSON members.
+func requestHash(body []byte) [sha256.Size]byte {
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.UseNumber()
+	var v any
+	if d.Decode(&v) != nil {
+		return sha256.Sum256(body)
+	}
+	canon, err := json.Marshal(v) // object members sorted
+	if err != nil {
+		return sha256.Sum256(body)
+	}
+	return sha256.Sum256(canon)
+}
+
+// tokens are the ClientRequestTokens of the last tokenWindow, with the
+// outcome of their transaction.
+type tokens struct {
+	mu      sync.Mutex
+	byToken map[string]*tokenEntry
+	done    []doneToken // completed entries, oldest first
+}
+
+type tokenEntry struct {
+	hash    [sha256.Size]byte
+	running bool
+	result  answer
+}
+
+type doneToken struct {
+	token   string
+	entry   *tokenEntry
+	expires time.Time
+}
+
+// begin claims token for a request. replay is the answer when the token
+// was used already: the first request's outcome, or an error when that
+// request differed or is still running.
+func (t *tokens) begin(token string, hash [sha256.Size]byte, now time.Time) (_ *tokenEntry, replay *answer) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.expire(now)
+	if e, ok := t.byToken[token]; ok {
+		var a answer
+		switch {
+		case e.hash != hash:
+			a = awsError(http.StatusBadRequest, "IdempotentParameterMismatchException",
+				"The request uses the same client token as a previous, but non-identical request. Do not reuse a client token with different requests, unless the requests are identical.", nil)
+		case e.running:
+			// The SDK retries this one.
+			a = awsError(http.StatusBadRequest, "TransactionInProgressException", "Transaction from previous request is still in progress", nil)
+		default:
+			a = e.result
+		}
+		return nil, &a
+	}
+	e := &tokenEntry{hash: hash, running: true}
+	t.byToken[token] = e
+	return e, nil
+}
+
+// finish records the outcome of token's request; an answer that is not
+// final (an error that applied nothing) frees the token instead.
+func (t *tokens) finish(token string, e *tokenEntry, a answer, final bool, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !final {
+		delete(t.byToken, token)
+		return
+	}
+	e.running, e.result = false, a
+	t.done = append(t.done, doneToken{token: token, entry: e, expires: now.Add(tokenWindow)})
+	t.expire(now)
+}
+
+// expire drops the entries past their window, and the oldest beyond
+// maxTokens.
+func (t *tokens) expire(now time.Time) {
+	n := 0
+	for n < len(t.done) && (!now.Before(t.done[n].expires) || len(t.done)-n > maxTokens) {
+		if d := t.done[n]; t.byToken[d.token] == d.entry {
+			delete(t.byToken, d.token)
+		}
+		n++
+	}
+	clear(t.done[:n]) // for the collector; append reallocates the rest
+	t.done = t.done[n:]
+}
