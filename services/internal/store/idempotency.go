@@ -71,6 +71,9 @@ type KeyLease struct {
 	rec keyRecord
 }
 
+// ID is the notification id the lease's record holds.
+func (l KeyLease) ID() string { return l.rec.id }
+
 // keyRecord is what a Started request wrote into its record and what stays
 // in it when it is completed.
 type keyRecord struct {
