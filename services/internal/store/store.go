@@ -6,7 +6,10 @@
 //
 // Every write is a single-item conditional write, and every operation can be
 // retried by the SDK after a lost answer without changing its outcome: a
-// write recognises its own earlier attempt by the lease token it wrote.
+// write recognises its own earlier attempt by the lease token it wrote. The
+// API's keyed requests under load share calls: BeginMany puts Begin's
+// conditional writes in one TransactWriteItems, CompleteMany writes done
+// records in one BatchWriteItem (DESIGN.md says why that needs no condition).
 // Failed conditions are outcomes (Mismatch, InFlight, AlreadySent, Busy,
 // ErrLeaseLost ...), never store failures; any other error means the table
 // could not be used (Unavailable tells a throttled or unreachable table from
