@@ -41,7 +41,6 @@ import (
 	"herald/services/devstack/secretslocal"
 	"herald/services/devstack/sesgate"
 	"herald/services/devstack/sqslocal"
-	"herald/services/email-sender/feedback"
 	"herald/services/internal/herald"
 	"herald/services/internal/store"
 )
@@ -393,7 +392,7 @@ func (s *Stack) startAll(ctx context.Context) error {
 		Region:            s.cfg.Region,
 		SuppressedReasons: []string{sesgate.ReasonBounce, sesgate.ReasonComplaint},
 		ConfigurationSets: []sesgate.ConfigurationSet{{Name: ConfigurationSet, Events: &sesgate.EventDestination{
-			EventTypes: feedback.EventTypes, TopicARN: s.feedbackTopic(), SQSEndpoint: s.sqsEndpoint, QueueURL: s.feedbackURL,
+			EventTypes: contract.SESEventTypes(), TopicARN: s.feedbackTopic(), SQSEndpoint: s.sqsEndpoint, QueueURL: s.feedbackURL,
 		}}},
 		Mailboxes: s.cfg.Mailboxes,
 		Logger:    s.log.With("component", "sesgate"),
