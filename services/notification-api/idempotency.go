@@ -206,20 +206,15 @@ func (s *server) settle(r *http.Request, k *keyed, res result, answer []byte) {
 // stored answer (an immediate replay gets the answer, not a 409).
 type keyWriter struct {
 	st        stateStore
-	begins    *batch.Batcher[*pendingBegin]
-	completes *batch.Batcher[*pendingComplete]
+	begins    *batch.Batcher[*pending[store.BeginRequest, store.BeginResult]]
+	completes *batch.Batcher[*pending[store.Completion, error]]
 }
 
-type pendingBegin struct {
+// pending is one caller's request A waiting for its result R.
+type pending[A, R any] struct {
 	ctx  context.Context
-	req  store.BeginRequest
-	done chan store.BeginResult // buffered: a caller that gave up never blocks the call
-}
-
-type pendingComplete struct {
-	ctx  context.Context
-	c    store.Completion
-	done chan error
+	arg  A
+	done chan R // buffered: a caller that gave up never blocks the call
 }
 
 // newKeyWriter gathers st's writes; nil st (no store) gives nil.
@@ -232,16 +227,16 @@ func newKeyWriter(st stateStore, linger time.Duration, maxCalls int, after func(
 		return w, nil
 	}
 	var err error
-	w.begins, err = batch.New(batch.Config[*pendingBegin]{
-		Size: store.MaxTransactItems, Linger: linger, MaxCalls: maxCalls, Queue: store.MaxTransactItems,
-		Flush: w.beginBatch, After: after,
+	w.begins, err = batch.New(batch.Config[*pending[store.BeginRequest, store.BeginResult]]{
+		Size: store.MaxTransactItems, Linger: linger, MaxCalls: maxCalls, Queue: store.MaxTransactItems, After: after,
+		Flush: func(b []*pending[store.BeginRequest, store.BeginResult]) { callLive(b, w.beginMany) },
 	})
 	if err != nil {
 		return nil, err
 	}
-	w.completes, err = batch.New(batch.Config[*pendingComplete]{
-		Size: store.MaxBatchWrite, Linger: linger, MaxCalls: maxCalls, Queue: 4 * store.MaxBatchWrite,
-		Flush: w.completeBatch, After: after,
+	w.completes, err = batch.New(batch.Config[*pending[store.Completion, error]]{
+		Size: store.MaxBatchWrite, Linger: linger, MaxCalls: maxCalls, Queue: 4 * store.MaxBatchWrite, After: after,
+		Flush: func(b []*pending[store.Completion, error]) { callLive(b, w.st.CompleteMany) },
 	})
 	if err != nil {
 		w.begins.Close()
@@ -250,21 +245,16 @@ func newKeyWriter(st stateStore, linger time.Duration, maxCalls int, after func(
 	return w, nil
 }
 
+func (w *keyWriter) beginMany(ctx context.Context, reqs []store.BeginRequest) []store.BeginResult {
+	return w.st.BeginMany(ctx, keyLease, reqs)
+}
+
 // begin is one request's Begin, in a call shared with concurrent ones.
 func (w *keyWriter) begin(ctx context.Context, req store.BeginRequest) store.BeginResult {
 	if w.begins == nil {
-		return w.st.BeginMany(ctx, keyLease, []store.BeginRequest{req})[0]
+		return w.beginMany(ctx, []store.BeginRequest{req})[0]
 	}
-	p := &pendingBegin{ctx: ctx, req: req, done: make(chan store.BeginResult, 1)}
-	if err := w.begins.Add(ctx, p); err != nil {
-		return store.BeginResult{Err: notGathered(err)}
-	}
-	select {
-	case r := <-p.done:
-		return r
-	case <-ctx.Done():
-		return store.BeginResult{Err: ctx.Err()}
-	}
+	return await(ctx, w.begins, req, func(err error) store.BeginResult { return store.BeginResult{Err: err} })
 }
 
 // complete is one request's Complete, in a call shared with concurrent ones.
@@ -272,26 +262,57 @@ func (w *keyWriter) complete(ctx context.Context, c store.Completion) error {
 	if w.completes == nil {
 		return w.st.CompleteMany(ctx, []store.Completion{c})[0]
 	}
-	p := &pendingComplete{ctx: ctx, c: c, done: make(chan error, 1)}
-	if err := w.completes.Add(ctx, p); err != nil {
-		return notGathered(err)
+	return await(ctx, w.completes, c, func(err error) error { return err })
+}
+
+// await hands arg to b and waits for its result, or for ctx. failed is the
+// result of an error: ctx's, or errClosed when b no longer takes requests
+// (nothing was written; a 503, and the client retries on another task).
+func await[A, R any](ctx context.Context, b *batch.Batcher[*pending[A, R]], arg A, failed func(error) R) R {
+	p := &pending[A, R]{ctx: ctx, arg: arg, done: make(chan R, 1)}
+	if err := b.Add(ctx, p); errors.Is(err, batch.ErrClosed) {
+		return failed(errClosed)
+	} else if err != nil {
+		return failed(err)
 	}
 	select {
-	case err := <-p.done:
-		return err
+	case r := <-p.done:
+		return r
 	case <-ctx.Done():
-		return ctx.Err()
+		return failed(ctx.Err())
 	}
 }
 
-// notGathered is the error of a write the batcher did not take: nothing
-// was written.
-func notGathered(err error) error {
-	if errors.Is(err, batch.ErrClosed) {
-		// A 503 (refusal): the client retries on another task.
-		return errClosed
+// callLive makes one call for the callers of batch still waiting, under the
+// earliest of their deadlines (each has one: the store timeout), and hands
+// each its own result.
+func callLive[A, R any](batch []*pending[A, R], call func(context.Context, []A) []R) {
+	var live []*pending[A, R]
+	var deadline time.Time
+	for _, p := range batch {
+		if p.ctx.Err() != nil {
+			continue // its caller has already been answered
+		}
+		live = append(live, p)
+		if d, ok := p.ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+			deadline = d
+		}
 	}
-	return err
+	if len(live) == 0 {
+		return
+	}
+	if deadline.IsZero() {
+		deadline = time.Now().Add(storeTimeout)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	args := make([]A, len(live))
+	for i, p := range live {
+		args[i] = p.arg
+	}
+	for i, r := range call(ctx, args) {
+		live[i].done <- r
+	}
 }
 
 // close writes what was gathered and waits for the calls in flight. Call it
@@ -302,61 +323,6 @@ func (w *keyWriter) close() {
 	}
 	w.begins.Close()
 	w.completes.Close()
-}
-
-// liveDeadline drops the callers that have given up and returns the
-// earliest deadline of the others (each caller's context has one: the
-// store timeout).
-func liveDeadline[T any](batch []T, ctxOf func(T) context.Context) (live []T, deadline time.Time) {
-	for _, p := range batch {
-		ctx := ctxOf(p)
-		if ctx.Err() != nil {
-			continue // its caller has already been answered
-		}
-		live = append(live, p)
-		if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
-			deadline = d
-		}
-	}
-	if deadline.IsZero() {
-		deadline = time.Now().Add(storeTimeout)
-	}
-	return live, deadline
-}
-
-// beginBatch makes one BeginMany for the callers still waiting, under the
-// earliest of their deadlines.
-func (w *keyWriter) beginBatch(batch []*pendingBegin) {
-	live, deadline := liveDeadline(batch, func(p *pendingBegin) context.Context { return p.ctx })
-	if len(live) == 0 {
-		return
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	reqs := make([]store.BeginRequest, len(live))
-	for i, p := range live {
-		reqs[i] = p.req
-	}
-	for i, r := range w.st.BeginMany(ctx, keyLease, reqs) {
-		live[i].done <- r
-	}
-}
-
-// completeBatch makes one CompleteMany for the callers still waiting.
-func (w *keyWriter) completeBatch(batch []*pendingComplete) {
-	live, deadline := liveDeadline(batch, func(p *pendingComplete) context.Context { return p.ctx })
-	if len(live) == 0 {
-		return
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	cs := make([]store.Completion, len(live))
-	for i, p := range live {
-		cs[i] = p.c
-	}
-	for i, err := range w.st.CompleteMany(ctx, cs) {
-		live[i].done <- err
-	}
 }
 
 // acceptedBody is the answer to a queued notification.

@@ -171,6 +171,10 @@ func (s *Store) BeginMany(ctx context.Context, lease time.Duration, reqs []Begin
 		}
 		todo = append(s.beginTx(ctx, take, lease), rest...)
 	}
+	if len(todo) == 1 {
+		s.beginOne(ctx, todo[0], lease) // Begin, and low load: no goroutine
+		return res
+	}
 	var wg sync.WaitGroup
 	for _, b := range todo {
 		wg.Go(func() { s.beginOne(ctx, b, lease) })

@@ -22,16 +22,24 @@ func keyRec(key string, kv ...any) map[string]types.AttributeValue {
 	return it
 }
 
+// memStore is a store whose puts, transactions and batch writes go to a
+// table in memory.
+func memStore(t *testing.T) (*fakeDB, *Store, *memTable) {
+	t.Helper()
+	db := &fakeDB{}
+	s := newTestStore(t, db)
+	mem := newMemTable()
+	mem.plug(db)
+	return db, s, mem
+}
+
 func TestBeginMany(t *testing.T) {
 	// Given records of every kind, when a mixed batch begins, then each
 	// request gets what Begin alone would give it: the first transaction
 	// is cancelled by the records that exist, the second one writes the
 	// rest, and the second request with a key already in the batch goes
 	// on its own after them.
-	db := &fakeDB{}
-	s := newTestStore(t, db)
-	mem := newMemTable()
-	mem.plug(db)
+	db, s, mem := memStore(t)
 	ids := s.cfg.IDs
 	derive := func(key string, h [32]byte) string { id, _ := ids.Derive("svc", key, h); return id }
 	live := testNow.Add(time.Minute).UnixMilli()
@@ -109,10 +117,7 @@ func TestBeginManyRetriesConflicts(t *testing.T) {
 		{"conflicts every time", 100, "TransactWriteItems TransactWriteItems TransactWriteItems PutItem PutItem PutItem"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db := &fakeDB{}
-			s := newTestStore(t, db)
-			mem := newMemTable()
-			mem.plug(db)
+			db, s, mem := memStore(t)
 			n := 0
 			db.tx = func(in *dynamodb.TransactWriteItemsInput) (*dynamodb.TransactWriteItemsOutput, error) {
 				if n++; n <= tc.conflicts {
@@ -212,10 +217,7 @@ func TestCompleteMany(t *testing.T) {
 	// BatchWriteItem calls (25 + 5) leave each record as Complete would:
 	// done, the answer, lease 0, the same id, body hash, creation and
 	// expiry; and the key then replays.
-	db := &fakeDB{}
-	s := newTestStore(t, db)
-	mem := newMemTable()
-	mem.plug(db)
+	db, s, mem := memStore(t)
 	keys := make([]string, 30)
 	for i := range keys {
 		keys[i] = fmt.Sprint("k", i)
@@ -275,10 +277,7 @@ func TestCompleteManyUnprocessed(t *testing.T) {
 		{"never written", 100, "BatchWriteItem BatchWriteItem BatchWriteItem BatchWriteItem", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db := &fakeDB{}
-			s := newTestStore(t, db)
-			mem := newMemTable()
-			mem.plug(db)
+			db, s, mem := memStore(t)
 			leases := begunOn(t, s, 30*time.Second, "a", "b", "c")
 			n := 0
 			db.batch = func(in *dynamodb.BatchWriteItemInput) (*dynamodb.BatchWriteItemOutput, error) {
@@ -317,10 +316,7 @@ func TestCompleteManyUnprocessed(t *testing.T) {
 }
 
 func TestCompleteManyRefuses(t *testing.T) {
-	db := &fakeDB{}
-	s := newTestStore(t, db)
-	mem := newMemTable()
-	mem.plug(db)
+	db, s, mem := memStore(t)
 	long := begunOn(t, s, 30*time.Second, "l1", "l2", "l3")
 	short := begunOn(t, s, 2*time.Second, "s1")
 	db.calls = nil
