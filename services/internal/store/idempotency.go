@@ -100,6 +100,10 @@ func keyItemPK(scope, idempotencyKey string) string {
 // lease over, the same body and id): a take-over.
 const beginCond = "attribute_not_exists(#pk) OR #exp <= :nows OR (#state = :inflight AND #lease <= :nowms AND #bh = :bh AND #id = :id)"
 
+// beginNames are beginCond's names, made once: every Put of a transaction
+// carries them, and the SDK only reads them.
+var beginNames = names(beginCond)
+
 // Begin starts a request with an Idempotency-Key for the API key scope:
 // one conditional PutItem. The record binds the key to bodyHash (the
 // SHA-256 of the request body) for IdempotencyTTL; the caller's lease on it
@@ -304,7 +308,7 @@ func (s *Store) beginPut(now time.Time, b *beginning, lease time.Duration) (*typ
 			TTLAttribute:   num(rec.expires),
 		},
 		ConditionExpression:      aws.String(beginCond),
-		ExpressionAttributeNames: names(beginCond),
+		ExpressionAttributeNames: beginNames,
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":nows": num(now.Unix()), ":nowms": num(now.UnixMilli()),
 			":inflight": str(stateInFlight), ":bh": bin(b.req.BodyHash[:]), ":id": str(b.id),
