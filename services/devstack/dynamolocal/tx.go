@@ -34,6 +34,17 @@ const txTimeout = 30 * time.Second
 // txKinds are the actions of TransactWriteItems, by their member name.
 var txKinds = []string{"ConditionCheck", "Put", "Delete", "Update"}
 
+// txMembers are the members of each action that go on to dynalite's
+// single-item write: others, unknown to DynamoDB's action (AttributeUpdates,
+// Expected, an UpdateExpression in a ConditionCheck ...), are ignored, as
+// DynamoDB ignores members it does not know.
+var txMembers = map[string][]string{
+	"ConditionCheck": {"TableName", "Key", "ConditionExpression", "ExpressionAttributeNames", "ExpressionAttributeValues"},
+	"Put":            {"TableName", "Item", "ConditionExpression", "ExpressionAttributeNames", "ExpressionAttributeValues"},
+	"Delete":         {"TableName", "Key", "ConditionExpression", "ExpressionAttributeNames", "ExpressionAttributeValues"},
+	"Update":         {"TableName", "Key", "UpdateExpression", "ConditionExpression", "ExpressionAttributeNames", "ExpressionAttributeValues"},
+}
+
 // txAction is one action of a transaction.
 type txAction struct {
 	kind   string
@@ -168,6 +179,12 @@ func (p *proxy) parseAction(ctx context.Context, i int, item map[string]json.Raw
 		return fail(validation(fmt.Sprintf("Value null at 'transactItems.%d.member.%s.%s' failed to satisfy constraint: Member must not be null",
 			i+1, lowerFirst(a.kind), missing)))
 	}
+	switch rv := f.ReturnValuesOnConditionCheckFailure; rv {
+	case "", "ALL_OLD", "NONE":
+	default:
+		return fail(validation(fmt.Sprintf("Value '%s' at 'transactItems.%d.member.%s.returnValuesOnConditionCheckFailure' failed to satisfy constraint: Member must satisfy enum value set: [ALL_OLD, NONE]",
+			rv, i+1, lowerFirst(a.kind))))
+	}
 	a.table, a.key = f.TableName, f.Key
 	a.allOld = f.ReturnValuesOnConditionCheckFailure == "ALL_OLD"
 	if a.kind == "Put" {
@@ -190,7 +207,7 @@ func (p *proxy) parseAction(ctx context.Context, i int, item map[string]json.Raw
 
 func lowerFirst(s string) string { return strings.ToLower(s[:1]) + s[1:] }
 
-// applyTx applies the actions in order, all of them even after a condition
+// applyTx applies all the actions, also those after a condition that
 // failed (so each gets its reason), and undoes them all when one failed.
 // final says the answer is the transaction's outcome (done, or cancelled)
 // rather than an error that changed nothing.
@@ -286,13 +303,12 @@ func (p *proxy) applyTx(ctx context.Context, acts []*txAction) (_ answer, final 
 // it leaves an existing item as it is, and writes a key-only item in place
 // of a missing one, which the caller removes.
 func (a *txAction) write() opRequest {
-	data := make(map[string]any, len(a.fields)+1)
-	for k, v := range a.fields {
-		data[k] = v
+	data := map[string]any{"ReturnValues": "ALL_OLD"}
+	for _, k := range txMembers[a.kind] {
+		if v, ok := a.fields[k]; ok {
+			data[k] = v
+		}
 	}
-	// dynalite ignores this member; the proxy reads the item itself.
-	delete(data, "ReturnValuesOnConditionCheckFailure")
-	data["ReturnValues"] = "ALL_OLD"
 	op := map[string]string{"Put": "PutItem", "Delete": "DeleteItem", "Update": "UpdateItem", "ConditionCheck": "UpdateItem"}[a.kind]
 	return opRequest{Op: op, Data: data}
 }

@@ -185,6 +185,8 @@ func TestTransactWriteItemsInvalid(t *testing.T) {
 			Put:    putNew("two", "1", "").Put,
 			Delete: &types.Delete{TableName: aws.String(table), Key: key("other")},
 		}}, "ValidationException", "can only contain one of"},
+		{"ReturnValuesOnConditionCheckFailure neither ALL_OLD nor NONE", []types.TransactWriteItem{putNew("good", "1", "ALL_NEW")},
+			"ValidationException", "enum value set: [ALL_OLD, NONE]"},
 		{"a bad item after a good one", []types.TransactWriteItem{putNew("good", "1", ""), {Put: &types.Put{
 			TableName: aws.String(table), Item: map[string]types.AttributeValue{"pk": num(7)},
 		}}}, "ValidationException", "Type mismatch"},
