@@ -36,12 +36,15 @@ func putNew(pk, v string, rv types.ReturnValuesOnConditionCheckFailure) types.Tr
 	}}
 }
 
-func put(t *testing.T, c *dynamodb.Client, pk, v string) {
+// seed puts an item {pk, v} for each pk: v.
+func seed(t *testing.T, c *dynamodb.Client, items map[string]string) {
 	t.Helper()
-	if _, err := c.PutItem(context.Background(), &dynamodb.PutItemInput{
-		TableName: aws.String(table), Item: map[string]types.AttributeValue{"pk": str(pk), "v": str(v)},
-	}); err != nil {
-		t.Fatal(err)
+	for pk, v := range items {
+		if _, err := c.PutItem(context.Background(), &dynamodb.PutItemInput{
+			TableName: aws.String(table), Item: map[string]types.AttributeValue{"pk": str(pk), "v": str(v)},
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -71,9 +74,7 @@ func transact(c *dynamodb.Client, items ...types.TransactWriteItem) error {
 
 func TestTransactWriteItemsAllApplied(t *testing.T) {
 	_, c := startWithTable(t)
-	put(t, c, "upd", "old")
-	put(t, c, "del", "old")
-	put(t, c, "chk", "kept")
+	seed(t, c, map[string]string{"upd": "old", "del": "old", "chk": "kept"})
 	err := transact(c,
 		putNew("a", "1", types.ReturnValuesOnConditionCheckFailureAllOld),
 		putNew("b", "2", ""),
@@ -106,9 +107,7 @@ func TestTransactWriteItemsAllApplied(t *testing.T) {
 // every action gets its reason, in order, with the item when asked for.
 func TestTransactWriteItemsCancelled(t *testing.T) {
 	_, c := startWithTable(t)
-	put(t, c, "taken", "first")
-	put(t, c, "upd", "old")
-	put(t, c, "del", "old")
+	seed(t, c, map[string]string{"taken": "first", "upd": "old", "del": "old"})
 	err := transact(c,
 		putNew("a", "1", types.ReturnValuesOnConditionCheckFailureAllOld),
 		putNew("taken", "second", types.ReturnValuesOnConditionCheckFailureAllOld),
@@ -246,7 +245,7 @@ func TestTransactWriteItemsClientRequestToken(t *testing.T) {
 
 	// A cancelled transaction's replay is cancelled again, even once its
 	// condition would pass: the token's outcome is the first one.
-	put(t, c, "blocked", "x")
+	seed(t, c, map[string]string{"blocked": "x"})
 	claim := func() error {
 		_, err := c.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
 			ClientRequestToken: aws.String("token-3"),
@@ -440,7 +439,7 @@ func TestTransactWriteItemsIsolation(t *testing.T) {
 
 func TestTransactWriteItemsFaultsAndStats(t *testing.T) {
 	s, c := startWithTable(t)
-	put(t, c, "taken", "x")
+	seed(t, c, map[string]string{"taken": "x"})
 	before := s.Stats()
 	if err := transact(c, putNew("a", "1", ""), putNew("b", "2", "")); err != nil {
 		t.Fatal(err)
@@ -476,7 +475,7 @@ func TestTransactWriteItemsFaultsAndStats(t *testing.T) {
 // BatchWriteItem reaches dynalite and counts as one request.
 func TestBatchWriteItemPassesThrough(t *testing.T) {
 	s, c := startWithTable(t)
-	put(t, c, "gone", "x")
+	seed(t, c, map[string]string{"gone": "x"})
 	before := s.Stats()
 	out, err := c.BatchWriteItem(context.Background(), &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{table: {
 		{PutRequest: &types.PutRequest{Item: map[string]types.AttributeValue{"pk": str("p1"), "v": str("1")}}},
