@@ -14,7 +14,6 @@ import (
 	"github.com/hashicorp/terraform-cdk-go/cdktf"
 
 	"herald/services/contract"
-	"herald/services/email-sender/feedback"
 )
 
 // SES feedback (issue 14; services/email-sender/feedback/FEEDBACK.md): the
@@ -22,13 +21,12 @@ import (
 // delivers them to the feedback queue, and the sender's feedback consumer
 // records them on each notification's status item.
 
+// An event that fails contract.FeedbackMaxReceiveCount times goes to the
+// feedback DLQ (the consumer backs off between tries, so its receives span
+// the store's outages, not seconds); the local pipeline's queue has the same.
 const (
-	// feedbackMaxReceiveCount: an event that fails this often goes to the
-	// feedback DLQ (the consumer backs off between tries, so 20 receives
-	// span the store's outages, not seconds).
-	feedbackMaxReceiveCount = 20
-	feedbackRetention       = 4 * 24 * time.Hour
-	feedbackDLQRetention    = maxQueueRetention
+	feedbackRetention    = 4 * 24 * time.Hour
+	feedbackDLQRetention = maxQueueRetention
 )
 
 // FeedbackProps describe the path of SES's events to the sender.
@@ -124,7 +122,7 @@ func NewFeedback(scope constructs.Construct, id string, props *FeedbackProps) *F
 		Name:            name,
 		Account:         p.Account,
 		Region:          p.Region,
-		MaxReceiveCount: feedbackMaxReceiveCount,
+		MaxReceiveCount: contract.FeedbackMaxReceiveCount,
 		Retention:       feedbackRetention,
 		DLQRetention:    feedbackDLQRetention,
 		MaxMessageBytes: maxQueueMessageBytes,
@@ -182,7 +180,7 @@ func NewFeedback(scope constructs.Construct, id string, props *FeedbackProps) *F
 		EventDestinationName: jsii.String("herald-feedback"),
 		EventDestination: &sesv2configurationseteventdestination.Sesv2ConfigurationSetEventDestinationEventDestination{
 			Enabled:            jsii.Bool(true),
-			MatchingEventTypes: jsii.Strings(feedback.EventTypes...),
+			MatchingEventTypes: jsii.Strings(contract.SESEventTypes()...),
 			SnsDestination: &sesv2configurationseteventdestination.Sesv2ConfigurationSetEventDestinationEventDestinationSnsDestination{
 				TopicArn: f.Topic.Arn(),
 			},

@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/terraform-cdk-go/cdktf"
 
-	"herald/services/email-sender/feedback"
+	"herald/services/contract"
 )
 
 // TestFeedbackPolicies decodes the topic's, the queues' and the key's
@@ -143,7 +143,7 @@ func TestFeedbackPolicies(t *testing.T) {
 	}
 	ed := doc.only(t, "aws_sesv2_configuration_set_event_destination")
 	dest := block(ed["event_destination"])
-	if ed["configuration_set_name"] != "herald-test" || dest["enabled"] != true || !slices.Equal(strs(t, dest["matching_event_types"]), feedback.EventTypes) {
+	if ed["configuration_set_name"] != "herald-test" || dest["enabled"] != true || !slices.Equal(strs(t, dest["matching_event_types"]), contract.SESEventTypes()) {
 		t.Errorf("event destination %v", ed)
 	}
 	deps := strings.Join(strs(t, ed["depends_on"]), " ")

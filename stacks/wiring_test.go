@@ -19,7 +19,6 @@ import (
 	"testing"
 
 	"herald/services/contract"
-	"herald/services/email-sender/feedback"
 )
 
 // wired is one synthesized stack as the wiring checks read it.
@@ -803,7 +802,7 @@ func checkFeedback(w wired) []string {
 		if ed["enabled"] != true {
 			add("event destination %s is disabled", name)
 		}
-		for _, typ := range feedback.EventTypes {
+		for _, typ := range contract.SESEventTypes() {
 			if !slices.Contains(list(ed["matching_event_types"]), typ) {
 				add("event destination %s does not publish %s", name, typ)
 			}

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"herald/services/contract"
 	"herald/services/devstack"
 	"herald/services/devstack/dynamolocal"
-	"herald/services/email-sender/feedback/sestag"
 )
 
 // sendsPerID counts the gate's accepted sends of the ledger per
@@ -27,7 +27,7 @@ func sendsPerID(s *devstack.Stack, l *ledger) (perID map[string]int, untagged in
 		if !strings.HasPrefix(x.Subject, l.prefix) {
 			continue
 		}
-		if id := x.Tags[sestag.NotificationTag]; id != "" {
+		if id := x.Tags[contract.SESNotificationTag]; id != "" {
 			perID[id]++
 		} else {
 			untagged++

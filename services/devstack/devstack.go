@@ -41,7 +41,6 @@ import (
 	"herald/services/devstack/secretslocal"
 	"herald/services/devstack/sesgate"
 	"herald/services/devstack/sqslocal"
-	"herald/services/email-sender/feedback"
 	"herald/services/internal/herald"
 	"herald/services/internal/store"
 )
@@ -150,6 +149,12 @@ type Config struct {
 	// StoreTable is the state store's table (HERALD_STORE_TABLE), created
 	// in the DynamoDB emulator at start; "" means herald-local-state.
 	StoreTable string
+	// NoStore runs the pipeline without the state store and SES feedback:
+	// no DynamoDB emulator, no configuration set, so no Idempotency-Key,
+	// status lookup or deduplication; the SQS and SES path alone. For the
+	// benchmarks of that path (the local DynamoDB emulator would be their
+	// ceiling); Dynamo is then nil.
+	NoStore bool
 	// IDSecret names the id secret (HERALD_ID_SECRET_ID), random bytes made
 	// at start; "" means herald-local/id-secret.
 	IDSecret string
@@ -387,7 +392,7 @@ func (s *Stack) startAll(ctx context.Context) error {
 		Region:            s.cfg.Region,
 		SuppressedReasons: []string{sesgate.ReasonBounce, sesgate.ReasonComplaint},
 		ConfigurationSets: []sesgate.ConfigurationSet{{Name: ConfigurationSet, Events: &sesgate.EventDestination{
-			EventTypes: feedback.EventTypes, TopicARN: s.feedbackTopic(), SQSEndpoint: s.sqsEndpoint, QueueURL: s.feedbackURL,
+			EventTypes: contract.SESEventTypes(), TopicARN: s.feedbackTopic(), SQSEndpoint: s.sqsEndpoint, QueueURL: s.feedbackURL,
 		}}},
 		Mailboxes: s.cfg.Mailboxes,
 		Logger:    s.log.With("component", "sesgate"),
@@ -418,8 +423,10 @@ func (s *Stack) startAll(ctx context.Context) error {
 	}
 	s.secrets = secrets
 	s.log.Info("ready", "component", "secretslocal", "url", secrets.URL)
-	if err := s.startDynamo(ctx); err != nil {
-		return err
+	if !s.cfg.NoStore {
+		if err := s.startDynamo(ctx); err != nil {
+			return err
+		}
 	}
 	if s.cfg.EmulatorsOnly {
 		return nil
@@ -629,10 +636,12 @@ func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error,
 		contract.ShutdownTimeout.Name: contract.ShutdownTimeout.Format(5 * time.Second),
 		// The same list for both, the default sender in it, as the stacks set it.
 		contract.AllowedFrom.Name: s.allowedFrom,
+	}
+	if !s.cfg.NoStore {
 		// The state store, in the DynamoDB emulator.
-		contract.EndpointDynamoDB.Name: s.dynamo.Endpoint,
-		contract.StoreTable.Name:       s.cfg.StoreTable,
-		contract.StatusTTL.Name:        contract.StatusTTL.Format(contract.StatusTTL.Default),
+		env[contract.EndpointDynamoDB.Name] = s.dynamo.Endpoint
+		env[contract.StoreTable.Name] = s.cfg.StoreTable
+		env[contract.StatusTTL.Name] = contract.StatusTTL.Format(contract.StatusTTL.Default)
 	}
 	bin, path := BinNotificationAPI, contract.ReadyPath
 	extra := s.cfg.APIVariables
@@ -642,7 +651,9 @@ func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error,
 		env[contract.EndpointSecretsManager.Name] = s.secrets.URL
 		env[contract.APIKeysSecretID.Name] = s.cfg.KeysSecret
 		env[contract.APIKeysRefresh.Name] = contract.APIKeysRefresh.Format(s.cfg.KeysRefresh)
-		env[contract.IDSecretID.Name] = s.cfg.IDSecret
+		if !s.cfg.NoStore {
+			env[contract.IDSecretID.Name] = s.cfg.IDSecret
+		}
 	} else {
 		bin, path = BinEmailSender, contract.LivePath
 		extra = s.cfg.SenderVariables
@@ -654,13 +665,15 @@ func (s *Stack) serviceSpec(c Component) (procSpec, func(context.Context) error,
 		env[contract.RetryBase.Name] = contract.RetryBase.Format(time.Second)
 		env[contract.RetryMax.Name] = contract.RetryMax.Format(10 * time.Second)
 		env[contract.SenderTasks.Name] = contract.SenderTasks.Format(s.cfg.Senders)
-		// SES feedback, as the stacks set it, with local backoffs.
-		env[contract.SESConfigurationSet.Name] = ConfigurationSet
-		env[contract.FeedbackQueueURL.Name] = s.feedbackURL
-		env[contract.FeedbackDLQURL.Name] = s.feedbackDLQURL
-		env[contract.FeedbackTopicARN.Name] = s.feedbackTopic()
-		env[contract.FeedbackRetryBase.Name] = contract.FeedbackRetryBase.Format(time.Second)
-		env[contract.FeedbackRetryMax.Name] = contract.FeedbackRetryMax.Format(10 * time.Second)
+		if !s.cfg.NoStore {
+			// SES feedback, as the stacks set it, with local backoffs.
+			env[contract.SESConfigurationSet.Name] = ConfigurationSet
+			env[contract.FeedbackQueueURL.Name] = s.feedbackURL
+			env[contract.FeedbackDLQURL.Name] = s.feedbackDLQURL
+			env[contract.FeedbackTopicARN.Name] = s.feedbackTopic()
+			env[contract.FeedbackRetryBase.Name] = contract.FeedbackRetryBase.Format(time.Second)
+			env[contract.FeedbackRetryMax.Name] = contract.FeedbackRetryMax.Format(10 * time.Second)
+		}
 	}
 	for k, v := range extra {
 		env[k] = v
@@ -711,20 +724,7 @@ func freePort() (int, error) {
 func (s *Stack) get(ctx context.Context, url string) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := s.http.Do(req)
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
-	}
-	return nil
+	return herald.GetOK(ctx, s.http, url)
 }
 
 // waitReady polls ready until it succeeds, the process exits, or the start

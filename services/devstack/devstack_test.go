@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -488,6 +489,79 @@ func TestFullStackStopKillRestartLeavesNothing(t *testing.T) {
 	case <-dyn.Exited():
 	default:
 		t.Error("the DynamoDB emulator runs after Close")
+	}
+}
+
+// TestNoStoreRunsTheSQSPathAlone: without the state store the pipeline
+// starts no DynamoDB emulator and gives the services no table and no
+// feedback settings; a notification still goes through, and what needs the
+// store is refused by the API instead of half-working.
+func TestNoStoreRunsTheSQSPathAlone(t *testing.T) {
+	root, err := FindRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if api, sender := Available(root); !api || !sender {
+		t.Fatal("services/notification-api and services/email-sender are needed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := Start(ctx, Config{BinDir: binDir, LogDir: t.TempDir(), NoStore: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if s.Dynamo() != nil {
+		t.Fatal("a DynamoDB emulator runs with NoStore")
+	}
+	for _, c := range []Component{API, Sender} {
+		b, err := os.ReadFile(s.LogPath(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, setting := range []string{`"storeTable":"herald`, `"sesConfigurationSet":"herald"`} {
+			if strings.Contains(string(b), setting) {
+				t.Errorf("%s was given %s with NoStore", c, setting)
+			}
+		}
+	}
+	post := func(idempotencyKey string) int {
+		t.Helper()
+		body := `{"from":"noreply@example.com","to":["nostore@example.com"],"subject":"no store","text":"x"}`
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.APIURL()+"/api/notifications", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+s.APIKey())
+		if idempotencyKey != "" {
+			req.Header.Set("Idempotency-Key", idempotencyKey)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := post("k-1"); got != http.StatusNotImplemented {
+		t.Errorf("Idempotency-Key without a store: status %d, want 501", got)
+	}
+	if got := post(""); got != http.StatusAccepted {
+		t.Fatalf("post: status %d, want 202", got)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		mails, err := s.Emails(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(mails) == 1 {
+			break
+		}
+		if len(mails) > 1 || time.Now().After(deadline) {
+			t.Fatalf("%d mails in the SES store, want 1", len(mails))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

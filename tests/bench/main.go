@@ -69,41 +69,27 @@ type mode struct {
 	apiVariables, senderVariables map[string]string
 	// keyed: every post carries an Idempotency-Key of its own.
 	keyed bool
-}
-
-// withoutStore turns the state store and SES feedback (which needs it) off
-// for a service: the batching modes measure the SQS path alone, because the
-// local DynamoDB emulator (dynalite, one Node.js process) serves a few
-// hundred conditional writes a second, and the sender's two per
-// notification would make it the ceiling of every figure (BENCHMARKS.md).
-// The keyed mode runs with the store.
-func withoutStore(vars map[string]string) map[string]string {
-	out := map[string]string{
-		contract.StoreTable.Name:       "",
-		contract.FeedbackQueueURL.Name: "",
-		contract.FeedbackDLQURL.Name:   "",
-		contract.FeedbackTopicARN.Name: "",
-		// Without a configuration set the SES gate publishes no events:
-		// its SendMessage calls to the feedback queue (SNS's, on AWS)
-		// would be counted as the pipeline's SQS requests.
-		contract.SESConfigurationSet.Name: "",
-	}
-	for k, v := range vars {
-		out[k] = v
-	}
-	return out
+	// noStore: the pipeline runs without the state store and SES feedback
+	// (devstack.Config.NoStore). The batching modes measure the SQS path
+	// alone: the local DynamoDB emulator (dynalite, one Node.js process)
+	// would be the ceiling of every figure with the sender's two writes per
+	// notification, and the SES gate's feedback events (SNS's SendMessage
+	// on AWS) would count as the pipeline's SQS requests (BENCHMARKS.md).
+	// The keyed mode runs with the store.
+	noStore bool
 }
 
 var modes = map[string]mode{
 	// The services' defaults: the API coalesces concurrent sends into
 	// SendMessageBatch, the sender receives and deletes in tens.
-	"on": {name: "batching on", apiVariables: withoutStore(nil), senderVariables: withoutStore(nil)},
+	"on": {name: "batching on", noStore: true},
 	// One SQS call per message at every step: SendMessage, ReceiveMessage
 	// of one, DeleteMessage.
 	"off": {
 		name:            "batching off",
-		apiVariables:    withoutStore(map[string]string{contract.BatchLinger.Name: "0"}),
-		senderVariables: withoutStore(map[string]string{contract.ReceiveBatch.Name: "1", contract.DeleteBatch.Name: "1"}),
+		noStore:         true,
+		apiVariables:    map[string]string{contract.BatchLinger.Name: "0"},
+		senderVariables: map[string]string{contract.ReceiveBatch.Name: "1", contract.DeleteBatch.Name: "1"},
 	},
 	// The defaults, every post with an Idempotency-Key (a conditional
 	// write to the state store before the queue, one after), and the

@@ -53,7 +53,9 @@ func sample(ctx context.Context, s *devstack.Stack) (usage, error) {
 		return u, err
 	}
 	u.sqs = st
-	u.dyn = s.Dynamo().Stats()
+	if d := s.Dynamo(); d != nil {
+		u.dyn = d.Stats()
+	}
 	return u, nil
 }
 
@@ -166,6 +168,7 @@ func runMode(ctx context.Context, o options, md mode, root, logDir string, progr
 		VisibilityTimeout: o.visibility,
 		APIVariables:      apiVariables,
 		SenderVariables:   md.senderVariables,
+		NoStore:           md.noStore,
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()

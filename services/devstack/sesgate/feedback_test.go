@@ -27,7 +27,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
 
-	"herald/services/email-sender/feedback"
+	"herald/services/contract"
 	"herald/services/email-sender/feedback/sestag"
 )
 
@@ -95,7 +95,7 @@ func feedbackGate(t *testing.T, change func(*Config)) (*Gate, *fakeSES, *fakeSQS
 		Verified:          []string{"example.com"},
 		SuppressedReasons: []string{ReasonBounce, ReasonComplaint},
 		ConfigurationSets: []ConfigurationSet{{Name: testSet, Events: &EventDestination{
-			EventTypes: feedback.EventTypes, TopicARN: testTopic, SQSEndpoint: qs.URL, QueueURL: testQueue,
+			EventTypes: contract.SESEventTypes(), TopicARN: testTopic, SQSEndpoint: qs.URL, QueueURL: testQueue,
 		}}},
 		Mailboxes: map[string]Mailbox{"gone@example.org": MailboxBounce, "angry@example.org": MailboxComplaint, "slow.example.net": MailboxDelay},
 	}
@@ -238,7 +238,7 @@ func checkMail(t *testing.T, rec map[string]any, messageID string, to []string, 
 	}
 	tags := obj(t, m["tags"], "mail.tags")
 	want := map[string]string{"ses:configuration-set": testSet, "ses:from-domain": "example.com", "ses:caller-identity": "local",
-		"ses:source-ip": "127.0.0.1", "team": "billing", sestag.NotificationTag: testID}
+		"ses:source-ip": "127.0.0.1", "team": "billing", contract.SESNotificationTag: testID}
 	for k, v := range want {
 		if fmt.Sprint(tags[k]) != "["+v+"]" {
 			t.Errorf("tag %s = %v, want [%s]", k, tags[k], v)
@@ -367,7 +367,7 @@ func TestMailboxSimulator(t *testing.T) {
 			if got := up.calls.Load() == 1; got != tc.forwarded {
 				t.Errorf("reached the emulator: %v, want %v", got, tc.forwarded)
 			}
-			if s := g.Sends(); len(s) != 1 || s[0].MessageID != id || s[0].ConfigurationSet != testSet || s[0].Tags[sestag.NotificationTag] != testID ||
+			if s := g.Sends(); len(s) != 1 || s[0].MessageID != id || s[0].ConfigurationSet != testSet || s[0].Tags[contract.SESNotificationTag] != testID ||
 				(len(s[0].NotSent) == 0) != tc.forwarded {
 				t.Errorf("record %+v", s)
 			}

@@ -7,7 +7,7 @@
 // rejected, delayed).
 //
 // Each send carries the notification id as the SES message tag
-// sestag.NotificationTag, so an event finds its notification without a lookup.
+// contract.SESNotificationTag, so an event finds its notification without a lookup.
 // Applying an event is idempotent and order-independent (the store keeps
 // the highest outcome per recipient), so SQS's repeats and SNS's disorder
 // change nothing. A message that cannot be applied as it is (not SNS, not

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"herald/services/email-sender/feedback/sestag"
+	"herald/services/contract"
 	"herald/services/internal/store"
 )
 
@@ -91,7 +91,7 @@ type sesEvent struct {
 	} `json:"deliveryDelay"`
 }
 
-// The eventType values of the event types Herald publishes (EventTypes).
+// The eventType values of the event types Herald publishes (contract.SESEventTypes).
 const (
 	EventSend             = "Send"
 	EventDelivery         = "Delivery"
@@ -108,7 +108,7 @@ type Event struct {
 	Type string
 	// SNSMessageID and TopicARN are the envelope's.
 	SNSMessageID, TopicARN string
-	// NotificationID is the value of the sestag.NotificationTag tag.
+	// NotificationID is the value of the contract.SESNotificationTag tag.
 	NotificationID string
 	// Feedback is what the event says, for the store.
 	Feedback store.Feedback
@@ -189,12 +189,12 @@ func Parse(body []byte, topicARN string) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	ids := m.Tags[sestag.NotificationTag]
+	ids := m.Tags[contract.SESNotificationTag]
 	switch {
 	case len(ids) == 0:
-		return Event{}, malformed(KindUntagged, "%s event of SES message %s has no %s tag: not sent by Herald, or by a sender without the tag", ev.EventType, m.MessageID, sestag.NotificationTag)
+		return Event{}, malformed(KindUntagged, "%s event of SES message %s has no %s tag: not sent by Herald, or by a sender without the tag", ev.EventType, m.MessageID, contract.SESNotificationTag)
 	case len(ids) > 1 || !validID(ids[0]):
-		return Event{}, malformed(KindBadValue, "%s event of SES message %s: tag %s %q is not one notification id", ev.EventType, m.MessageID, sestag.NotificationTag, ids)
+		return Event{}, malformed(KindBadValue, "%s event of SES message %s: tag %s %q is not one notification id", ev.EventType, m.MessageID, contract.SESNotificationTag, ids)
 	}
 	out.NotificationID = ids[0]
 	out.Feedback = store.Feedback{ProviderMessageID: m.MessageID, SentAt: sentAt}
@@ -295,7 +295,7 @@ func (ev *sesEvent) recipients(sentAt time.Time) ([]store.Recipient, error) {
 				Diagnostic: strings.TrimSpace(f.TemplateName + ": " + f.ErrorMessage)}
 		})
 	default:
-		return nil, malformed(KindUnknownType, "event type %q is not one Herald publishes (%s)", ev.EventType, strings.Join(EventTypes, ", "))
+		return nil, malformed(KindUnknownType, "event type %q is not one Herald publishes (%s)", ev.EventType, strings.Join(contract.SESEventTypes(), ", "))
 	}
 	return out, err
 }

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"herald/services/email-sender/feedback/sestag"
+	"herald/services/contract"
 )
 
 // Event records in the shapes of the SES developer guide's "Examples of
@@ -26,7 +26,7 @@ const (
 func mailJSON(id string, to ...string) string {
 	tags := `"ses:configuration-set":["herald"],"ses:source-ip":["192.0.2.10"],"ses:from-domain":["example.com"],"ses:caller-identity":["herald-sender"],"team":["billing"]`
 	if id != "" {
-		tags += `,"` + sestag.NotificationTag + `":["` + id + `"]`
+		tags += `,"` + contract.SESNotificationTag + `":["` + id + `"]`
 	}
 	dest, _ := json.Marshal(to)
 	return fmt.Sprintf(`{"timestamp":"2026-03-01T12:00:00.120Z","source":"Herald <noreply@example.com>",`+

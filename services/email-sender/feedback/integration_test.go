@@ -27,6 +27,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"herald/services/contract"
 	"herald/services/devstack/dynamolocal"
 	"herald/services/devstack/sesgate"
 	"herald/services/devstack/sqslocal"
@@ -100,7 +101,7 @@ func startPipeline(t *testing.T) *pipeline {
 		Upstream: up.URL, MaxSendRate: 1000, Verified: []string{"example.com"},
 		SuppressedReasons: []string{sesgate.ReasonBounce, sesgate.ReasonComplaint},
 		ConfigurationSets: []sesgate.ConfigurationSet{{Name: configSet, Events: &sesgate.EventDestination{
-			EventTypes: feedback.EventTypes, TopicARN: topicARN, SQSEndpoint: q.Endpoint, QueueURL: q.QueueURL("herald-feedback"),
+			EventTypes: contract.SESEventTypes(), TopicARN: topicARN, SQSEndpoint: q.Endpoint, QueueURL: q.QueueURL("herald-feedback"),
 		}}},
 		Mailboxes: map[string]sesgate.Mailbox{"gone@example.org": sesgate.MailboxBounce},
 	})

@@ -2,12 +2,6 @@ package feedback
 
 import "herald/services/contract"
 
-// EventTypes are the SES event types Herald's configuration set publishes
-// (the event destination's MatchingEventTypes), as the SES v2 API names
-// them. The processor reads each of them; OPEN, CLICK and SUBSCRIPTION are
-// not published, and arrive as unknown types if they are.
-var EventTypes = []string{"SEND", "REJECT", "BOUNCE", "COMPLAINT", "DELIVERY", "DELIVERY_DELAY", "RENDERING_FAILURE"}
-
 // Metrics (services/contract; services/README.md): the outcomes count
 // recipients whose outcome an event raised (a repeated event counts once).
 var (

@@ -9,7 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
 
-	"herald/services/email-sender/feedback/sestag"
+	"herald/services/contract"
 	"herald/services/internal/herald"
 )
 
@@ -66,7 +66,7 @@ func TestSESSend(t *testing.T) {
 	}
 	// Only the entries within SES's tag charset, in key order, then the
 	// notification id.
-	want := []string{"campaign=spring-2026", "tenant=acme", sestag.NotificationTag + "=id-1"}
+	want := []string{"campaign=spring-2026", "tenant=acme", contract.SESNotificationTag + "=id-1"}
 	if len(in.EmailTags) != len(want) {
 		t.Fatalf("tags %v, want %v", tagStrings(in.EmailTags), want)
 	}
@@ -99,8 +99,8 @@ func TestSESSendTextOnlyNoExtras(t *testing.T) {
 		t.Errorf("unset fields were sent: %+v", fake.in)
 	}
 	// The one tag: the notification id, for SES's events.
-	if got := tagStrings(fake.in.EmailTags); len(got) != 1 || got[0] != sestag.NotificationTag+"=id" {
-		t.Errorf("tags %v, want only %s=id", got, sestag.NotificationTag)
+	if got := tagStrings(fake.in.EmailTags); len(got) != 1 || got[0] != contract.SESNotificationTag+"=id" {
+		t.Errorf("tags %v, want only %s=id", got, contract.SESNotificationTag)
 	}
 }
 

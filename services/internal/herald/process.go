@@ -129,17 +129,27 @@ func Healthcheck(ctx context.Context, getenv func(string) string, svc contract.S
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
+	if err := GetOK(ctx, http.DefaultClient, url); err != nil {
+		return fmt.Errorf("health check: %w", err)
+	}
+	return nil
+}
+
+// GetOK asks url with GET through client and fails unless it answers 200.
+// The body is read to its end, so the connection can serve the next ask.
+func GetOK(ctx context.Context, client *http.Client, url string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("health check %s: %w", url, err)
+		return err
 	}
+	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("health check %s: status %d", url, resp.StatusCode)
+		return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
 	}
 	return nil
 }
