@@ -31,8 +31,10 @@
 //     gets IdempotentParameterMismatchException, one still running
 //     TransactionInProgressException; the proxy keeps the last 100,000
 //     tokens. Not emulated: ConsumedCapacity and ItemCollectionMetrics in
-//     the answer, TransactionConflict (a transaction waits for the items'
-//     locks instead), TransactGetItems and PartiQL, which dynalite lacks too.
+//     the answer, the 4 MB bound on a transaction's items (each item's
+//     400 KB is dynalite's), TransactionConflict (a transaction waits for
+//     the items' locks instead), TransactGetItems and PartiQL, which
+//     dynalite lacks too.
 //   - Isolation: single-item writes, GetItem and each write of a
 //     BatchWriteItem take their items' locks, so none interleaves with a
 //     transaction (serializable, as in DynamoDB); Query, Scan and

@@ -39,7 +39,8 @@ type OpStats struct {
 	// Errors are answers with an HTTP status of 400 or more, conditional
 	// check failures and injected faults included.
 	Errors int64 `json:"errors"`
-	// ConditionalFailures are ConditionalCheckFailedException answers.
+	// ConditionalFailures are ConditionalCheckFailedException answers, and
+	// TransactionCanceledExceptions with a ConditionalCheckFailed reason.
 	ConditionalFailures int64 `json:"conditionalFailures"`
 }
 
