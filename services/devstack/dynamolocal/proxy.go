@@ -39,7 +39,8 @@ type OpStats struct {
 	// Errors are answers with an HTTP status of 400 or more, conditional
 	// check failures and injected faults included.
 	Errors int64 `json:"errors"`
-	// ConditionalFailures are ConditionalCheckFailedException answers.
+	// ConditionalFailures are ConditionalCheckFailedException answers, and
+	// TransactionCanceledExceptions with a ConditionalCheckFailed reason.
 	ConditionalFailures int64 `json:"conditionalFailures"`
 }
 
@@ -207,6 +208,10 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil || len(body) > maxBody {
 		http.Error(w, "request body unreadable or over 16 MB", http.StatusRequestEntityTooLarge)
+		return
+	}
+	if r.URL.Path == opsPath {
+		http.NotFound(w, r) // the proxy's own route at dynalite
 		return
 	}
 	op, isOp := strings.CutPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
@@ -601,13 +606,21 @@ func jsonAnswer(status int, header http.Header, v any) answer {
 	if err != nil {
 		return awsError(http.StatusInternalServerError, "InternalServerError", err.Error(), nil)
 	}
-	h := http.Header{}
+	a := rawAnswer(status, b)
 	for k, vs := range header {
-		h[k] = vs
+		if a.header.Get(k) == "" {
+			a.header[k] = vs
+		}
 	}
+	return a
+}
+
+// rawAnswer is a DynamoDB JSON answer of a body already encoded.
+func rawAnswer(status int, body []byte) answer {
+	h := http.Header{}
 	h.Set("Content-Type", "application/x-amz-json-1.0")
-	h.Set("X-Amz-Crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE(b)), 10))
-	return answer{status: status, header: h, body: b}
+	h.Set("X-Amz-Crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)), 10))
+	return answer{status: status, header: h, body: body}
 }
 
 // awsError is an error answer in DynamoDB's JSON protocol.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,17 @@ const txTimeout = 30 * time.Second
 
 // txKinds are the actions of TransactWriteItems, by their member name.
 var txKinds = []string{"ConditionCheck", "Put", "Delete", "Update"}
+
+// txMembers are the members of each action that go on to dynalite's
+// single-item write: others, unknown to DynamoDB's action (AttributeUpdates,
+// Expected, an UpdateExpression in a ConditionCheck ...), are ignored, as
+// DynamoDB ignores members it does not know.
+var txMembers = map[string][]string{
+	"ConditionCheck": {"TableName", "Key", "ConditionExpression", "ExpressionAttributeNames", "ExpressionAttributeValues"},
+	"Put":            {"TableName", "Item", "ConditionExpression", "ExpressionAttributeNames", "ExpressionAttributeValues"},
+	"Delete":         {"TableName", "Key", "ConditionExpression", "ExpressionAttributeNames", "ExpressionAttributeValues"},
+	"Update":         {"TableName", "Key", "UpdateExpression", "ConditionExpression", "ExpressionAttributeNames", "ExpressionAttributeValues"},
+}
 
 // txAction is one action of a transaction.
 type txAction struct {
@@ -167,6 +179,12 @@ func (p *proxy) parseAction(ctx context.Context, i int, item map[string]json.Raw
 		return fail(validation(fmt.Sprintf("Value null at 'transactItems.%d.member.%s.%s' failed to satisfy constraint: Member must not be null",
 			i+1, lowerFirst(a.kind), missing)))
 	}
+	switch rv := f.ReturnValuesOnConditionCheckFailure; rv {
+	case "", "ALL_OLD", "NONE":
+	default:
+		return fail(validation(fmt.Sprintf("Value '%s' at 'transactItems.%d.member.%s.returnValuesOnConditionCheckFailure' failed to satisfy constraint: Member must satisfy enum value set: [ALL_OLD, NONE]",
+			rv, i+1, lowerFirst(a.kind))))
+	}
 	a.table, a.key = f.TableName, f.Key
 	a.allOld = f.ReturnValuesOnConditionCheckFailure == "ALL_OLD"
 	if a.kind == "Put" {
@@ -189,112 +207,158 @@ func (p *proxy) parseAction(ctx context.Context, i int, item map[string]json.Raw
 
 func lowerFirst(s string) string { return strings.ToLower(s[:1]) + s[1:] }
 
-// applyTx applies the actions in order, all of them even after a condition
+// applyTx applies all the actions, also those after a condition that
 // failed (so each gets its reason), and undoes them all when one failed.
 // final says the answer is the transaction's outcome (done, or cancelled)
 // rather than an error that changed nothing.
 func (p *proxy) applyTx(ctx context.Context, acts []*txAction) (_ answer, final bool) {
+	// The actions are on distinct items, all locked: dynalite runs them at
+	// once, in one request.
+	writes := make([]opRequest, len(acts))
+	for i, a := range acts {
+		writes[i] = a.write()
+	}
+	results, err := p.ops(ctx, writes)
+	if err != nil {
+		// dynalite may have applied some: they cannot be told apart.
+		return awsError(http.StatusInternalServerError, "InternalServerError", "dynamolocal: transaction: "+err.Error(), nil), false
+	}
 	outs := make([]txOutcome, len(acts))
-	cancelled := false
-	for i, a := range acts {
-		o, bad := p.apply1(ctx, a)
-		outs[i] = o
-		if bad != nil {
+	var bad *answer
+	var reads []opRequest // the items of failed conditions that asked for them
+	var readFor []int
+	for i, res := range results {
+		switch {
+		case res.status == http.StatusOK:
+			var out struct{ Attributes json.RawMessage }
+			if err := json.Unmarshal(res.body, &out); err != nil {
+				a := awsError(http.StatusInternalServerError, "InternalServerError", "dynamolocal: dynalite's "+writes[i].Op+" answer: "+err.Error(), nil)
+				bad = &a
+				continue
+			}
+			outs[i] = txOutcome{applied: true, old: out.Attributes}
+		case res.status == http.StatusBadRequest && bytes.Contains(res.body, []byte("#ConditionalCheckFailedException")):
+			outs[i] = txOutcome{failed: true}
+			if acts[i].allOld {
+				reads = append(reads, opRequest{Op: "GetItem", Data: map[string]any{"TableName": acts[i].table, "Key": acts[i].key, "ConsistentRead": true}})
+				readFor = append(readFor, i)
+			}
+		case bad == nil:
 			// DynamoDB rejects an invalid transaction whole, before any
-			// condition: so does this, conditions failed or not.
-			if err := p.undo(ctx, acts, outs); err != nil {
-				return undoFailed(err), false
+			// condition: so does this, conditions failed or not (the first
+			// invalid action's error).
+			bad = &results[i]
+		}
+	}
+	if bad == nil && len(reads) > 0 {
+		items, err := p.ops(ctx, reads)
+		for j, res := range items {
+			var out struct{ Item json.RawMessage }
+			if res.status != http.StatusOK || json.Unmarshal(res.body, &out) != nil {
+				err = fmt.Errorf("GetItem: status %d: %s", res.status, res.body)
+				break
 			}
-			return *bad, false
+			outs[readFor[j]].item = out.Item
 		}
-		cancelled = cancelled || o.failed
-	}
-	if cancelled {
-		if err := p.undo(ctx, acts, outs); err != nil {
-			return undoFailed(err), false
+		if err != nil {
+			a := awsError(http.StatusInternalServerError, "InternalServerError", "dynamolocal: read the items for ReturnValuesOnConditionCheckFailure: "+err.Error(), nil)
+			bad = &a
 		}
-		return cancellation(outs), true
 	}
-	// A ConditionCheck on a missing item wrote a key-only item to check
-	// the condition against: it goes whether the transaction commits or not.
+	cancelled := slices.ContainsFunc(outs, func(o txOutcome) bool { return o.failed })
+	// Undo what was applied when the transaction fails; when it commits,
+	// still remove the key-only items that ConditionChecks of missing items
+	// wrote to check their condition against.
+	var undo []opRequest
 	for i, a := range acts {
-		if a.kind == "ConditionCheck" && outs[i].applied && outs[i].old == nil {
-			if err := p.restore(ctx, a, nil); err != nil {
-				return undoFailed(err), false
+		if o := outs[i]; o.applied && (bad != nil || cancelled || a.kind == "ConditionCheck") &&
+			(a.kind != "ConditionCheck" || o.old == nil) { // a check of an item changed nothing
+			undo = append(undo, a.restore(o.old))
+		}
+	}
+	if len(undo) > 0 {
+		results, err := p.ops(ctx, undo)
+		for _, res := range results {
+			if res.status != http.StatusOK {
+				err = fmt.Errorf("status %d: %s", res.status, res.body)
+				break
 			}
 		}
+		if err != nil {
+			return awsError(http.StatusInternalServerError, "InternalServerError",
+				"dynamolocal: undoing a transaction failed, the table may hold part of it: "+err.Error(), nil), false
+		}
+	}
+	switch {
+	case bad != nil:
+		return *bad, false
+	case cancelled:
+		return cancellation(outs), true
 	}
 	return jsonAnswer(http.StatusOK, nil, map[string]any{}), true
 }
 
-// apply1 applies one action as dynalite's conditional single-item write.
-// A ConditionCheck is an UpdateItem without updates: it leaves an existing
-// item as it is, and writes a key-only item in place of a missing one,
-// which the caller removes.
-func (p *proxy) apply1(ctx context.Context, a *txAction) (txOutcome, *answer) {
-	req := make(map[string]json.RawMessage, len(a.fields)+1)
-	for k, v := range a.fields {
-		req[k] = v
+// write is the action as dynalite's conditional single-item write that
+// returns the old item. A ConditionCheck is an UpdateItem without updates:
+// it leaves an existing item as it is, and writes a key-only item in place
+// of a missing one, which the caller removes.
+func (a *txAction) write() opRequest {
+	data := map[string]any{"ReturnValues": "ALL_OLD"}
+	for _, k := range txMembers[a.kind] {
+		if v, ok := a.fields[k]; ok {
+			data[k] = v
+		}
 	}
-	// dynalite ignores this member; the proxy reads the item itself.
-	delete(req, "ReturnValuesOnConditionCheckFailure")
-	req["ReturnValues"] = json.RawMessage(`"ALL_OLD"`)
 	op := map[string]string{"Put": "PutItem", "Delete": "DeleteItem", "Update": "UpdateItem", "ConditionCheck": "UpdateItem"}[a.kind]
-	res := p.callRaw(ctx, op, req)
-	switch {
-	case res.status == http.StatusOK:
-		var out struct{ Attributes json.RawMessage }
-		if err := json.Unmarshal(res.body, &out); err != nil {
-			bad := awsError(http.StatusInternalServerError, "InternalServerError", "dynamolocal: dynalite's "+op+" answer: "+err.Error(), nil)
-			return txOutcome{}, &bad
-		}
-		return txOutcome{applied: true, old: out.Attributes}, nil
-	case res.status == http.StatusBadRequest && bytes.Contains(res.body, []byte("#ConditionalCheckFailedException")):
-		o := txOutcome{failed: true}
-		if a.allOld {
-			item, err := p.getItem(ctx, a.table, a.key)
-			if err != nil {
-				bad := awsError(http.StatusInternalServerError, "InternalServerError", "dynamolocal: read the item for ReturnValuesOnConditionCheckFailure: "+err.Error(), nil)
-				return o, &bad
-			}
-			o.item = item
-		}
-		return o, nil
-	}
-	return txOutcome{}, &res
-}
-
-// undo puts back, last first, the items the applied actions changed.
-func (p *proxy) undo(ctx context.Context, acts []*txAction, outs []txOutcome) error {
-	for i := len(acts) - 1; i >= 0; i-- {
-		if !outs[i].applied {
-			continue
-		}
-		if acts[i].kind == "ConditionCheck" && outs[i].old != nil {
-			continue // it changed nothing
-		}
-		if err := p.restore(ctx, acts[i], outs[i].old); err != nil {
-			return err
-		}
-	}
-	return nil
+	return opRequest{Op: op, Data: data}
 }
 
 // restore writes old back in place of a's item, or deletes the item when
 // there was none.
-func (p *proxy) restore(ctx context.Context, a *txAction, old json.RawMessage) error {
-	var err error
+func (a *txAction) restore(old json.RawMessage) opRequest {
 	if old != nil {
-		_, err = p.call(ctx, "PutItem", map[string]any{"TableName": a.table, "Item": old})
-	} else {
-		_, err = p.call(ctx, "DeleteItem", map[string]any{"TableName": a.table, "Key": a.key})
+		return opRequest{Op: "PutItem", Data: map[string]any{"TableName": a.table, "Item": old}}
 	}
-	return err
+	return opRequest{Op: "DeleteItem", Data: map[string]any{"TableName": a.table, "Key": a.key}}
 }
 
-func undoFailed(err error) answer {
-	return awsError(http.StatusInternalServerError, "InternalServerError",
-		"dynamolocal: undoing a transaction failed, the table may hold part of it: "+err.Error(), nil)
+// opRequest is one operation for the launcher's opsPath.
+type opRequest struct {
+	Op   string         `json:"op"`
+	Data map[string]any `json:"data"`
+}
+
+// ops runs single-item operations at dynalite, all at once in one request
+// (launcher.js), and returns their answers in order.
+func (p *proxy) ops(ctx context.Context, reqs []opRequest) ([]answer, error) {
+	body, err := json.Marshal(reqs)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.upstream+opsPath, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	a := p.do(req)
+	if a.status != http.StatusOK {
+		return nil, fmt.Errorf("dynalite's %s: status %d: %s", opsPath, a.status, a.body)
+	}
+	var out []struct {
+		Status int             `json:"status"`
+		Body   json.RawMessage `json:"body"`
+	}
+	if err := json.Unmarshal(a.body, &out); err != nil {
+		return nil, fmt.Errorf("dynalite's %s: %w", opsPath, err)
+	}
+	if len(out) != len(reqs) {
+		return nil, fmt.Errorf("dynalite's %s: %d answers to %d operations", opsPath, len(out), len(reqs))
+	}
+	answers := make([]answer, len(out))
+	for i, o := range out {
+		answers[i] = rawAnswer(o.Status, o.Body)
+	}
+	return answers, nil
 }
 
 // cancellation is DynamoDB's TransactionCanceledException: one reason per
