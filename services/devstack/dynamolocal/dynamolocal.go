@@ -14,20 +14,50 @@
 //     so readers treat an item past its TTL as absent in both places.
 //   - Table creation: tables are ACTIVE at once (dynalite's createTableMs
 //     is 0), instead of after dynalite's 500 ms.
+//   - TransactWriteItems: dynalite does not know the action; the proxy
+//     applies it (tx.go). It holds the locks of all the transaction's items
+//     (taken in one order), applies each action as dynalite's conditional
+//     PutItem, DeleteItem or UpdateItem returning the old item (all in one
+//     request to the child, through dynalite's own validation and
+//     conditions), and when a condition failed undoes what it applied (puts the old item back, or
+//     deletes a new one) and answers TransactionCanceledException with one
+//     reason per action (with the item for ReturnValuesOnConditionCheckFailure
+//     ALL_OLD). A ConditionCheck is an UpdateItem without updates (a key-only
+//     item it wrote for a missing one is deleted again). Checked as DynamoDB
+//     does: 1 to 100 actions, one kind each, one action per item; an item
+//     dynalite rejects rejects the transaction. ClientRequestToken: a
+//     replay within 10 minutes answers the first outcome (success or
+//     cancellation) without applying again, another request with the token
+//     gets IdempotentParameterMismatchException, one still running
+//     TransactionInProgressException; the proxy keeps the last 100,000
+//     tokens. Not emulated: ConsumedCapacity and ItemCollectionMetrics in
+//     the answer, the 4 MB bound on a transaction's items (each item's
+//     400 KB is dynalite's), TransactionConflict (a transaction waits for
+//     the items' locks instead), TransactGetItems and PartiQL, which
+//     dynalite lacks too.
+//   - Isolation: single-item writes, GetItem and each write of a
+//     BatchWriteItem take their items' locks, so none interleaves with a
+//     transaction (serializable, as in DynamoDB); Query, Scan and
+//     BatchGetItem wait until no transaction is in progress (they never see
+//     one half applied: read-committed).
 //
 // The proxy also counts requests by operation (Stats, as DynamoDB would bill
-// them) and can simulate an outage (SetFault): throttling, server errors, or
-// requests that hang until the client gives up.
+// them: a transaction is one TransactWriteItems, whatever it takes from
+// dynalite) and can simulate an outage (SetFault): throttling, server
+// errors, or requests that hang until the client gives up.
 //
 // dynalite's CLI reads --port 0 as "no port" and listens on 4567, so a free
 // port could only be guessed before starting it. The child is node running
-// dynalite's module with a three-line script that listens on port 0 and
-// prints the port it got: no race for the port.
+// dynalite's module with a script of ours (launcher.js) that listens on
+// port 0 and prints the port it got: no race for the port. The script also
+// takes a list of single-item operations in one request, each run through
+// dynalite's own validation and action, for the proxy's transactions.
 package dynamolocal
 
 import (
 	"bufio"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,11 +86,15 @@ var ErrNotInstalled = errors.New("dynalite is not installed: run `make tools` (o
 const Region = "us-east-1"
 
 // launcher is the node program the child runs: dynalite's module, in
-// memory, on a free loopback port, tables active at once. The first line
-// it prints says the port.
-const launcher = `const dynalite = require(process.argv[1]);
-const server = dynalite({createTableMs: 0, deleteTableMs: 0, updateTableMs: 0});
-server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({dynaliteReady: true, port: server.address().port})));`
+// memory, on a free loopback port, tables active at once, with opsPath
+// added (see the file). The first line it prints says the port.
+//
+//go:embed launcher.js
+var launcher string
+
+// opsPath is the launcher's route for a list of single-item operations in
+// one request.
+const opsPath = "/_dynamolocal/ops"
 
 // Config says where dynalite is and how long to wait for it.
 type Config struct {
@@ -117,7 +151,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 
 	s := &Server{cfg: cfg, exited: make(chan struct{}), out: &lastLines{max: 40}}
-	s.cmd = exec.Command(node, "-e", launcher, module)
+	s.cmd = exec.Command(node, "-e", launcher, module, opsPath)
 	s.cmd.Dir = cfg.Root
 	s.cmd.Env = childEnv()
 	s.cmd.SysProcAttr = groupAttr()

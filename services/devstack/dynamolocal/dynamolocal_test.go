@@ -21,7 +21,7 @@ import (
 const table = "herald-test"
 
 // start runs an emulator for one test, stopped when the test ends.
-func start(t *testing.T) *Server {
+func start(t testing.TB) *Server {
 	t.Helper()
 	root, err := filepath.Abs("../../..")
 	if err != nil {
@@ -41,7 +41,7 @@ func start(t *testing.T) *Server {
 }
 
 // closeChecked stops s and fails t when it did not stop cleanly.
-func closeChecked(t *testing.T, s *Server) {
+func closeChecked(t testing.TB, s *Server) {
 	if err := s.Close(); err != nil {
 		t.Errorf("close: %v", err)
 	}
@@ -167,7 +167,8 @@ func TestConditionCheckFailureCarriesTheItem(t *testing.T) {
 }
 
 // The workarounds can go when dynalite itself returns the item of a failed
-// condition and knows UpdateTimeToLive: this test then fails.
+// condition and knows UpdateTimeToLive or TransactWriteItems: this test
+// then fails.
 func TestDynaliteStillNeedsTheProxy(t *testing.T) {
 	s, _ := startWithTable(t)
 	direct := dynamodb.New(dynamodb.Options{
@@ -196,6 +197,10 @@ func TestDynaliteStillNeedsTheProxy(t *testing.T) {
 	var ae smithy.APIError
 	if !errors.As(err, &ae) || ae.ErrorCode() != "UnknownOperationException" {
 		t.Errorf("dynalite's UpdateTimeToLive: err = %v; it knows the action now: drop the proxy's TTL answers", err)
+	}
+	_, err = direct.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{{Put: &types.Put{TableName: aws.String(table), Item: item}}}})
+	if !errors.As(err, &ae) || ae.ErrorCode() != "UnknownOperationException" {
+		t.Errorf("dynalite's TransactWriteItems: err = %v; it knows the action now: drop the proxy's transactions (tx.go)", err)
 	}
 }
 
@@ -309,7 +314,8 @@ func TestConcurrentConditionalPuts(t *testing.T) {
 	}
 }
 
-// fakeDynalite is a repository root whose node_modules/dynalite is module.
+// fakeDynalite is a repository root whose node_modules/dynalite is module
+// (index.js), with a db module.
 func fakeDynalite(t *testing.T, module string) string {
 	t.Helper()
 	root := t.TempDir()
@@ -318,6 +324,10 @@ func fakeDynalite(t *testing.T, module string) string {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "index.js"), []byte(module), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The launcher takes dynalite's store from its db module.
+	if err := os.WriteFile(filepath.Join(dir, "db.js"), []byte("exports.create = () => ({});\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return root

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,7 +39,8 @@ type OpStats struct {
 	// Errors are answers with an HTTP status of 400 or more, conditional
 	// check failures and injected faults included.
 	Errors int64 `json:"errors"`
-	// ConditionalFailures are ConditionalCheckFailedException answers.
+	// ConditionalFailures are ConditionalCheckFailedException answers, and
+	// TransactionCanceledExceptions with a ConditionalCheckFailed reason.
 	ConditionalFailures int64 `json:"conditionalFailures"`
 }
 
@@ -116,7 +118,14 @@ func (s *Server) Stats() Stats { return s.proxy.snapshot() }
 type proxy struct {
 	upstream string
 	client   *http.Client
-	locks    keyLocks
+	// locks serialises the operations on one item: writes, GetItem, and
+	// transactions, which hold the locks of all their items.
+	locks keyLocks
+	// readAll is held shared by transactions and exclusively by the reads
+	// of many items (Query, Scan, BatchGetItem), which thus see no
+	// transaction half applied, as DynamoDB's read-committed isolation.
+	readAll sync.RWMutex
+	tokens  tokens
 
 	mu         sync.Mutex // guards the fields below
 	stats      map[string]*OpStats
@@ -136,6 +145,7 @@ func newProxy(upstream string) *proxy {
 			IdleConnTimeout:     90 * time.Second,
 		}},
 		locks:    keyLocks{held: map[string]*keyLock{}},
+		tokens:   tokens{byToken: map[string]*tokenEntry{}},
 		stats:    map[string]*OpStats{},
 		keys:     map[string][]string{},
 		ttl:      map[string]string{},
@@ -200,6 +210,10 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "request body unreadable or over 16 MB", http.StatusRequestEntityTooLarge)
 		return
 	}
+	if r.URL.Path == opsPath {
+		http.NotFound(w, r) // the proxy's own route at dynalite
+		return
+	}
 	op, isOp := strings.CutPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
 	if r.Method != http.MethodPost || !isOp {
 		// Health checks and the like: dynalite answers them itself.
@@ -209,7 +223,9 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.count(op, func(o *OpStats) { o.Requests++ })
 	a := p.serveOp(r, op, body)
 	if a.status >= 400 {
-		ccf := bytes.Contains(a.body, []byte("ConditionalCheckFailedException"))
+		// A ConditionalCheckFailedException, or a cancelled transaction
+		// with a ConditionalCheckFailed reason.
+		ccf := bytes.Contains(a.body, []byte("ConditionalCheckFailed"))
 		p.count(op, func(o *OpStats) {
 			o.Errors++
 			if ccf {
@@ -235,6 +251,15 @@ func (p *proxy) serveOp(r *http.Request, op string, body []byte) answer {
 		p.learnKeys(body)
 	case "PutItem", "UpdateItem", "DeleteItem":
 		return p.write1(r, op, body)
+	case "GetItem":
+		return p.read1(r, body)
+	case "BatchWriteItem":
+		return p.batchWrite(r, body)
+	case "Query", "Scan", "BatchGetItem":
+		p.readAll.Lock()
+		defer p.readAll.Unlock()
+	case "TransactWriteItems":
+		return p.transactWrite(r.Context(), body)
 	}
 	return p.forward(r.Context(), r, body)
 }
@@ -277,10 +302,7 @@ func (p *proxy) write1(r *http.Request, op string, body []byte) answer {
 		if err != nil {
 			return p.forward(r.Context(), r, body)
 		}
-		key = make(map[string]json.RawMessage, len(names))
-		for _, n := range names {
-			key[n] = in.Item[n]
-		}
+		key = itemKey(names, in.Item)
 	}
 	lockID, err := lockName(in.TableName, key)
 	if err != nil {
@@ -305,6 +327,77 @@ func (p *proxy) write1(r *http.Request, op string, body []byte) answer {
 		fields["Item"] = item
 	}
 	return jsonAnswer(a.status, a.header, fields)
+}
+
+// read1 passes a GetItem on under its item's lock: it sees no transaction
+// half applied, as DynamoDB's GetItem is serializable with transactions.
+func (p *proxy) read1(r *http.Request, body []byte) answer {
+	var in struct {
+		TableName string
+		Key       map[string]json.RawMessage
+	}
+	if json.Unmarshal(body, &in) != nil {
+		return p.forward(r.Context(), r, body)
+	}
+	lockID, err := lockName(in.TableName, in.Key)
+	if err != nil {
+		return p.forward(r.Context(), r, body)
+	}
+	unlock := p.locks.lock(lockID)
+	defer unlock()
+	return p.forward(r.Context(), r, body)
+}
+
+// batchWrite passes a BatchWriteItem on under the locks of all its items:
+// each of its writes is serializable with transactions, as in DynamoDB
+// (the batch as a whole is not atomic there, nor needs to be here).
+func (p *proxy) batchWrite(r *http.Request, body []byte) answer {
+	var in struct {
+		RequestItems map[string][]struct {
+			PutRequest    *struct{ Item map[string]json.RawMessage }
+			DeleteRequest *struct{ Key map[string]json.RawMessage }
+		}
+	}
+	if json.Unmarshal(body, &in) != nil {
+		return p.forward(r.Context(), r, body)
+	}
+	var names []string
+	for table, reqs := range in.RequestItems {
+		for _, req := range reqs {
+			var key map[string]json.RawMessage
+			switch {
+			case req.PutRequest != nil:
+				keyAttrs, err := p.keyNames(r.Context(), table)
+				if err != nil {
+					return p.forward(r.Context(), r, body) // dynalite says what is wrong
+				}
+				key = itemKey(keyAttrs, req.PutRequest.Item)
+			case req.DeleteRequest != nil:
+				key = req.DeleteRequest.Key
+			default:
+				continue
+			}
+			name, err := lockName(table, key)
+			if err != nil {
+				return p.forward(r.Context(), r, body)
+			}
+			names = append(names, name)
+		}
+	}
+	unlock := p.locks.lockAll(names)
+	defer unlock()
+	return p.forward(r.Context(), r, body)
+}
+
+// itemKey is the item's key attributes (those it has).
+func itemKey(names []string, item map[string]json.RawMessage) map[string]json.RawMessage {
+	key := make(map[string]json.RawMessage, len(names))
+	for _, n := range names {
+		if v, ok := item[n]; ok {
+			key[n] = v
+		}
+	}
+	return key
 }
 
 // lockName is the table and the key's attributes in a canonical form.
@@ -432,35 +525,43 @@ func (p *proxy) describeTTL(body []byte) (answer, bool) {
 	}}), true
 }
 
+// upstreamError is an answer of dynalite's other than 200.
+type upstreamError struct {
+	op     string
+	answer answer
+}
+
+func (e *upstreamError) Error() string {
+	return fmt.Sprintf("%s: status %d: %s", e.op, e.answer.status, e.answer.body)
+}
+
 // call sends one operation of the proxy's own to dynalite and returns the
-// body of a 200 answer.
+// body of a 200 answer; any other answer is an *upstreamError.
 func (p *proxy) call(ctx context.Context, op string, in any) ([]byte, error) {
+	a := p.callRaw(ctx, op, in)
+	if a.status != http.StatusOK {
+		return nil, &upstreamError{op: op, answer: a}
+	}
+	return a.body, nil
+}
+
+// callRaw sends one operation of the proxy's own to dynalite and returns
+// its answer, or an InternalServerError when there was none.
+func (p *proxy) callRaw(ctx context.Context, op string, in any) answer {
 	body, err := json.Marshal(in)
 	if err != nil {
-		return nil, err
+		return awsError(http.StatusInternalServerError, "InternalServerError", "dynamolocal: "+op+": "+err.Error(), nil)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.upstream+"/", bytes.NewReader(body))
 	if err != nil {
-		return nil, err
+		return awsError(http.StatusInternalServerError, "InternalServerError", "dynamolocal: "+op+": "+err.Error(), nil)
 	}
 	req.Header.Set("Content-Type", "application/x-amz-json-1.0")
 	req.Header.Set("X-Amz-Target", targetPrefix+op)
 	// dynalite wants a signature's shape; it checks none.
 	req.Header.Set("X-Amz-Date", time.Now().UTC().Format("20060102T150405Z"))
 	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=local/20200101/"+Region+"/dynamodb/aws4_request, SignedHeaders=host, Signature=0")
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: status %d: %s", op, resp.StatusCode, b)
-	}
-	return b, nil
+	return p.do(req)
 }
 
 // forward passes the client's request to dynalite as it came.
@@ -470,6 +571,11 @@ func (p *proxy) forward(ctx context.Context, r *http.Request, body []byte) answe
 		return awsError(http.StatusInternalServerError, "InternalServerError", err.Error(), nil)
 	}
 	req.Header = r.Header.Clone()
+	return p.do(req)
+}
+
+// do sends a request to dynalite.
+func (p *proxy) do(req *http.Request) answer {
 	resp, err := p.client.Do(req)
 	if err != nil {
 		return awsError(http.StatusInternalServerError, "InternalServerError", "dynamolocal: dynalite: "+err.Error(), nil)
@@ -500,13 +606,21 @@ func jsonAnswer(status int, header http.Header, v any) answer {
 	if err != nil {
 		return awsError(http.StatusInternalServerError, "InternalServerError", err.Error(), nil)
 	}
-	h := http.Header{}
+	a := rawAnswer(status, b)
 	for k, vs := range header {
-		h[k] = vs
+		if a.header.Get(k) == "" {
+			a.header[k] = vs
+		}
 	}
+	return a
+}
+
+// rawAnswer is a DynamoDB JSON answer of a body already encoded.
+func rawAnswer(status int, body []byte) answer {
+	h := http.Header{}
 	h.Set("Content-Type", "application/x-amz-json-1.0")
-	h.Set("X-Amz-Crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE(b)), 10))
-	return answer{status: status, header: h, body: b}
+	h.Set("X-Amz-Crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)), 10))
+	return answer{status: status, header: h, body: body}
 }
 
 // awsError is an error answer in DynamoDB's JSON protocol.
@@ -526,6 +640,23 @@ type keyLocks struct {
 type keyLock struct {
 	mu    sync.Mutex
 	users int
+}
+
+// lockAll takes the locks of all the names, in sorted order so that two
+// callers never wait on each other.
+func (l *keyLocks) lockAll(names []string) (unlock func()) {
+	names = slices.Clone(names)
+	slices.Sort(names)
+	names = slices.Compact(names)
+	unlocks := make([]func(), len(names))
+	for i, n := range names {
+		unlocks[i] = l.lock(n)
+	}
+	return func() {
+		for i := len(unlocks) - 1; i >= 0; i-- {
+			unlocks[i]()
+		}
+	}
 }
 
 func (l *keyLocks) lock(name string) (unlock func()) {
