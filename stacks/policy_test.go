@@ -202,7 +202,7 @@ func TestPolicyIAM(t *testing.T) {
 						// layer bucket, DynamoDB to the state store's items
 						s3 := len(resources) == 1 && strings.Contains(resources[0], "starport-layer-bucket/*") && slices.Equal(actions, []string{"s3:GetObject"})
 						table := slices.Equal(resources, []string{TableARN(s.env.Region, s.env.Account, s.id+tableSuffix)}) &&
-							slices.Equal(actions, []string{"dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"})
+							slices.Equal(actions, []string{"dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"})
 						if !s3 && !table {
 							t.Errorf("%s: allows anyone %v on %v", where, actions, resources)
 						}
@@ -330,7 +330,7 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 		// each limited to its items' key prefix (DESIGN.md's IAM table).
 		table := TableARN(s.env.Region, s.env.Account, s.id+tableSuffix)
 		for role, want := range map[string]map[string]string{
-			"api_task-role":    {"dynamodb:PutItem": "k#*", "dynamodb:DeleteItem": "k#*", "dynamodb:UpdateItem": "k#* r#*", "dynamodb:GetItem": "n#* r#*"},
+			"api_task-role":    {"dynamodb:BatchWriteItem": "k#*", "dynamodb:PutItem": "k#*", "dynamodb:DeleteItem": "k#*", "dynamodb:UpdateItem": "k#* r#*", "dynamodb:GetItem": "n#* r#*"},
 			"sender_task-role": {"dynamodb:UpdateItem": "n#*"},
 		} {
 			got := map[string]string{}

@@ -49,15 +49,17 @@ type Table struct {
 
 // Grants, as AWS CDK's table.grant* methods: the table knows which item
 // actions each of its users needs, limited to the items of its kind by
-// their partition key's prefix. No Scan, Query, Batch* or Transact*:
-// every access is one item by its key.
+// their partition key's prefix. No Scan or Query: every access is by an
+// item's key. The API's Begins of concurrent requests share a
+// TransactWriteItems, which IAM checks as each item's PutItem, and their
+// Completes a BatchWriteItem (its own action), both on k# items only.
 
 // GrantAPI is the notification API's: its Idempotency-Key records
 // (written, completed, abandoned), the status of its own notifications
 // (read), and the shared rate limit (read and counted).
 func (t *Table) GrantAPI() []Statement {
 	return []Statement{
-		t.grantItems("IdempotencyRecords", idempotencyItems, "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+		t.grantItems("IdempotencyRecords", idempotencyItems, "dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
 		t.grantItems("ReadNotificationStatus", statusItems, "dynamodb:GetItem"),
 		t.grantItems("SharedRateLimit", rateLimitItems, "dynamodb:GetItem", "dynamodb:UpdateItem"),
 		t.grantKey("StoreKeyForTheAPI"),
@@ -97,7 +99,7 @@ func (t *Table) grantKey(sid string) Statement {
 func (t *Table) EndpointStatement() Statement {
 	return Statement{
 		Sid:        "HeraldTableOnly",
-		Actions:    []string{"dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+		Actions:    []string{"dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
 		Resources:  []string{t.ARN},
 		Principals: []Principal{{Type: "*", Identifiers: []string{"*"}}},
 	}

@@ -127,7 +127,7 @@ var (
 	}
 	BatchLinger = Duration{
 		Variable: Variable{Name: "HERALD_BATCH_LINGER", ReadBy: []Service{API}, Source: Tunable,
-			Meaning: "how long a single send may wait to share a `SendMessageBatch`; `0` sends each on its own"},
+			Meaning: "how long a single send may wait to share a `SendMessageBatch`, and a keyed request's state-store writes a `TransactWriteItems` (Begin) or `BatchWriteItem` (Complete); `0` makes each call on its own"},
 		Default: 2 * time.Millisecond, Min: 0, Max: 100 * time.Millisecond,
 	}
 	ReadyCache = Duration{

@@ -279,7 +279,7 @@ func newHarness(t testing.TB, cfg config, f *fakeSQS, d deps) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.enq.close)
+	t.Cleanup(s.close)
 	return &harness{t: t, srv: s, h: s.handler(), sqs: f, log: lg, metrics: m}
 }
 

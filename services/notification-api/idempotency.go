@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"herald/services/internal/batch"
 	"herald/services/internal/herald"
 	"herald/services/internal/store"
 )
@@ -31,8 +32,8 @@ const (
 
 // stateStore is the part of the store the API uses.
 type stateStore interface {
-	Begin(ctx context.Context, scope, key string, bodyHash [32]byte, lease time.Duration) (store.Begun, error)
-	Complete(ctx context.Context, l store.KeyLease, a store.Answer) error
+	BeginMany(ctx context.Context, lease time.Duration, reqs []store.BeginRequest) []store.BeginResult
+	CompleteMany(ctx context.Context, cs []store.Completion) []error
 	Release(ctx context.Context, l store.KeyLease) error
 	Abandon(ctx context.Context, l store.KeyLease) error
 	Get(ctx context.Context, id, scope string) (store.Status, error)
@@ -115,11 +116,13 @@ type keyed struct {
 	err   error // from Begin: the store could not be used
 }
 
-// begin records the key of one notification (one conditional write).
+// begin records the key of one notification: its conditional Put shares
+// a transaction with the Begins of concurrent requests (keyWriter).
 func (s *server) begin(ctx context.Context, keyID string, k *keyed) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	k.begun, k.err = s.state.Begin(ctx, keyID, k.key, k.hash, keyLease)
+	r := s.keyw.begin(ctx, store.BeginRequest{Scope: keyID, Key: k.key, BodyHash: k.hash})
+	k.begun, k.err = r.Begun, r.Err
 }
 
 // keyedRefusal is the answer to a keyed notification that is not sent:
@@ -138,7 +141,7 @@ type keyedRefusal struct {
 func (s *server) refusal(r *http.Request, k *keyed) (keyedRefusal, bool) {
 	if k.err != nil {
 		level, status := slog.LevelWarn, http.StatusServiceUnavailable
-		if !store.Unavailable(k.err) && !errors.Is(k.err, context.Canceled) {
+		if !store.Unavailable(k.err) && !errors.Is(k.err, context.Canceled) && !errors.Is(k.err, errClosed) {
 			// Access denied, no such table: not fixed by waiting.
 			level, status = slog.LevelError, http.StatusInternalServerError
 		}
@@ -179,7 +182,7 @@ func (s *server) settle(r *http.Request, k *keyed, res result, answer []byte) {
 	var op string
 	switch {
 	case res.err == nil:
-		op, err = "complete", s.state.Complete(ctx, k.begun.Lease, store.Answer{Status: http.StatusAccepted, Body: answer})
+		op, err = "complete", s.keyw.complete(ctx, store.Completion{Lease: k.begun.Lease, Answer: store.Answer{Status: http.StatusAccepted, Body: answer}})
 	case res.err.unknown:
 		op, err = "release", s.state.Release(ctx, k.begun.Lease)
 	default:
@@ -191,6 +194,135 @@ func (s *server) settle(r *http.Request, k *keyed, res result, answer []byte) {
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "idempotency record not updated", slog.String("requestId", info(r).requestID),
 			slog.String("op", op), slog.String("notificationId", k.begun.ID), slog.String("err", err.Error()))
 	}
+}
+
+// keyWriter gathers the Begins of concurrent keyed requests into
+// TransactWriteItems calls and their Completes into BatchWriteItem calls
+// (store.BeginMany, store.CompleteMany), with the one batcher (package
+// batch) and the linger of the SQS coalescer (HERALD_BATCH_LINGER): a
+// lone request waits at most the linger for others, and a call leaves as
+// soon as it is full. Linger 0: every request makes its own calls. A
+// caller waits for its own outcome, so a keyed 202 still follows its
+// stored answer (an immediate replay gets the answer, not a 409).
+type keyWriter struct {
+	st        stateStore
+	begins    *batch.Batcher[*pending[store.BeginRequest, store.BeginResult]]
+	completes *batch.Batcher[*pending[store.Completion, error]]
+}
+
+// pending is one caller's request A waiting for its result R.
+type pending[A, R any] struct {
+	ctx  context.Context
+	arg  A
+	done chan R // buffered: a caller that gave up never blocks the call
+}
+
+// newKeyWriter gathers st's writes; nil st (no store) gives nil.
+func newKeyWriter(st stateStore, linger time.Duration, maxCalls int, after func(time.Duration) <-chan time.Time) (*keyWriter, error) {
+	if st == nil {
+		return nil, nil
+	}
+	w := &keyWriter{st: st}
+	if linger <= 0 {
+		return w, nil
+	}
+	var err error
+	w.begins, err = batch.New(batch.Config[*pending[store.BeginRequest, store.BeginResult]]{
+		Size: store.MaxTransactItems, Linger: linger, MaxCalls: maxCalls, Queue: store.MaxTransactItems, After: after,
+		Flush: func(b []*pending[store.BeginRequest, store.BeginResult]) { callLive(b, w.beginMany) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.completes, err = batch.New(batch.Config[*pending[store.Completion, error]]{
+		Size: store.MaxBatchWrite, Linger: linger, MaxCalls: maxCalls, Queue: 4 * store.MaxBatchWrite, After: after,
+		Flush: func(b []*pending[store.Completion, error]) { callLive(b, w.st.CompleteMany) },
+	})
+	if err != nil {
+		w.begins.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *keyWriter) beginMany(ctx context.Context, reqs []store.BeginRequest) []store.BeginResult {
+	return w.st.BeginMany(ctx, keyLease, reqs)
+}
+
+// begin is one request's Begin, in a call shared with concurrent ones.
+func (w *keyWriter) begin(ctx context.Context, req store.BeginRequest) store.BeginResult {
+	if w.begins == nil {
+		return w.beginMany(ctx, []store.BeginRequest{req})[0]
+	}
+	return await(ctx, w.begins, req, func(err error) store.BeginResult { return store.BeginResult{Err: err} })
+}
+
+// complete is one request's Complete, in a call shared with concurrent ones.
+func (w *keyWriter) complete(ctx context.Context, c store.Completion) error {
+	if w.completes == nil {
+		return w.st.CompleteMany(ctx, []store.Completion{c})[0]
+	}
+	return await(ctx, w.completes, c, func(err error) error { return err })
+}
+
+// await hands arg to b and waits for its result, or for ctx. failed is the
+// result of an error: ctx's, or errClosed when b no longer takes requests
+// (nothing was written; a 503, and the client retries on another task).
+func await[A, R any](ctx context.Context, b *batch.Batcher[*pending[A, R]], arg A, failed func(error) R) R {
+	p := &pending[A, R]{ctx: ctx, arg: arg, done: make(chan R, 1)}
+	if err := b.Add(ctx, p); errors.Is(err, batch.ErrClosed) {
+		return failed(errClosed)
+	} else if err != nil {
+		return failed(err)
+	}
+	select {
+	case r := <-p.done:
+		return r
+	case <-ctx.Done():
+		return failed(ctx.Err())
+	}
+}
+
+// callLive makes one call for the callers of batch still waiting, under the
+// earliest of their deadlines (each has one: the store timeout), and hands
+// each its own result.
+func callLive[A, R any](batch []*pending[A, R], call func(context.Context, []A) []R) {
+	var live []*pending[A, R]
+	var deadline time.Time
+	for _, p := range batch {
+		if p.ctx.Err() != nil {
+			continue // its caller has already been answered
+		}
+		live = append(live, p)
+		if d, ok := p.ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+			deadline = d
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	if deadline.IsZero() {
+		deadline = time.Now().Add(storeTimeout)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	args := make([]A, len(live))
+	for i, p := range live {
+		args[i] = p.arg
+	}
+	for i, r := range call(ctx, args) {
+		live[i].done <- r
+	}
+}
+
+// close writes what was gathered and waits for the calls in flight. Call it
+// after the HTTP server has drained.
+func (w *keyWriter) close() {
+	if w == nil || w.begins == nil {
+		return
+	}
+	w.begins.Close()
+	w.completes.Close()
 }
 
 // acceptedBody is the answer to a queued notification.

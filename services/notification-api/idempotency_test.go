@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -480,5 +481,78 @@ func TestOpenStoreReadsTheIDSecretAcrossARotation(t *testing.T) {
 	cfg.IDSecretID = "herald/missing"
 	if _, _, err := openStore(ctx, cfg, db, client); err == nil || !strings.Contains(err.Error(), "HERALD_ID_SECRET_ID") {
 		t.Errorf("missing secret: %v", err)
+	}
+}
+
+// TestKeyedWritesShareCalls: the Begins and Completes of concurrent keyed
+// requests, from both endpoints, share DynamoDB calls. The batchers' linger
+// is long here (10 s), so every call leaves full, and the count is exact:
+// 100 keyed posts are one TransactWriteItems of 100 Puts and four
+// BatchWriteItem of 25 done records; their replays one more transaction,
+// cancelled, which answers every one of them from its record.
+func TestKeyedWritesShareCalls(t *testing.T) {
+	env := newStoreEnv(t)
+	long := func(time.Duration) <-chan time.Time { return time.After(10 * time.Second) }
+	h := newHarness(t, testConfig(), nil, deps{state: env.st, ids: env.ids, after: long})
+	const n = store.MaxTransactItems
+	post := func(i int) *httptest.ResponseRecorder {
+		return h.do(http.MethodPost, "/api/notifications", keyHeader(fmt.Sprint("shared-", i)), valid(func(m map[string]any) { m["subject"] = fmt.Sprint("n", i) }))
+	}
+	postAll := func() []*httptest.ResponseRecorder {
+		recs := make([]*httptest.ResponseRecorder, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { recs[i] = post(i) })
+		}
+		wg.Wait()
+		return recs
+	}
+	before := env.dyn.Stats()
+	first := postAll()
+	ops := env.dyn.Stats().Sub(before)
+	for i, rec := range first {
+		want, _ := env.ids.Derive(testKeyID, fmt.Sprint("shared-", i), sha256.Sum256([]byte(valid(func(m map[string]any) { m["subject"] = fmt.Sprint("n", i) }))))
+		if rec.Code != http.StatusAccepted || answerOf(t, rec).ID != want {
+			t.Fatalf("post %d: %d %s, want 202 with id %s", i, rec.Code, rec.Body, want)
+		}
+	}
+	if got := ops.String(); got != "BatchWriteItem=4 TransactWriteItems=1" {
+		t.Errorf("DynamoDB requests for %d keyed posts: %s, want BatchWriteItem=4 TransactWriteItems=1", n, got)
+	}
+	if q := len(h.sqs.queued()); q != n {
+		t.Errorf("%d queued, want %d", q, n)
+	}
+
+	// The replays: the same answers, nothing queued, one cancelled
+	// transaction.
+	before = env.dyn.Stats()
+	again := postAll()
+	ops = env.dyn.Stats().Sub(before)
+	for i, rec := range again {
+		if rec.Code != http.StatusAccepted || rec.Body.String() != first[i].Body.String() {
+			t.Fatalf("replay %d: %d %s, want %s", i, rec.Code, rec.Body, first[i].Body)
+		}
+	}
+	if got := ops.String(); got != "TransactWriteItems=1" {
+		t.Errorf("DynamoDB requests for %d replays: %s, want TransactWriteItems=1", n, got)
+	}
+	if q := len(h.sqs.queued()); q != n {
+		t.Errorf("%d queued after the replays, want still %d", q, n)
+	}
+
+	// A batch request's keyed items go through the same calls: 100 items,
+	// one transaction, four batch writes.
+	items := make([]string, n)
+	for i := range items {
+		items[i] = valid(func(m map[string]any) { m["idempotencyKey"] = fmt.Sprint("item-", i) })
+	}
+	before = env.dyn.Stats()
+	rec := h.do(http.MethodPost, "/api/notifications/batch", nil, `{"notifications":[`+strings.Join(items, ",")+`]}`)
+	ops = env.dyn.Stats().Sub(before)
+	if rec.Code != http.StatusAccepted {
+		t.Fatalf("batch: %d %s", rec.Code, rec.Body)
+	}
+	if got := ops.String(); got != "BatchWriteItem=4 TransactWriteItems=1" {
+		t.Errorf("DynamoDB requests for a batch of %d keyed items: %s, want BatchWriteItem=4 TransactWriteItems=1", n, got)
 	}
 }

@@ -157,7 +157,7 @@ func serve(ctx context.Context, cfg config, d deps, log *slog.Logger, metrics *h
 
 	err = herald.Run(ctx, []func(context.Context) error{
 		func(ctx context.Context) error {
-			defer s.enq.close()
+			defer s.close()
 			return herald.ServeHTTP(ctx, srv, ln, herald.Drain{
 				Timeout: cfg.ShutdownTimeout, Log: log,
 				// /readyz fails from now on, so the load balancer stops sending.

@@ -36,6 +36,7 @@ type server struct {
 	enq      *enqueuer
 	ready    *readiness
 	state    stateStore // nil without HERALD_STORE_TABLE
+	keyw     *keyWriter // the state store's keyed writes; nil without it
 	ids      *store.IDs // with state
 	now      func() time.Time
 	draining atomic.Bool
@@ -52,6 +53,8 @@ type deps struct {
 	state stateStore
 	ids   *store.IDs
 	now   func() time.Time
+	// after is time.After for the batchers of keyed writes; tests set it.
+	after func(time.Duration) <-chan time.Time
 
 	// rateBuckets share the per-key rate limit among the tasks; nil
 	// without the store (HERALD_STORE_TABLE).
@@ -61,6 +64,9 @@ type deps struct {
 func newServer(cfg config, d deps, log *slog.Logger, metrics *herald.Metrics) (*server, error) {
 	if d.now == nil {
 		d.now = time.Now
+	}
+	if d.after == nil {
+		d.after = time.After
 	}
 	if (d.state == nil) != (d.ids == nil) {
 		return nil, errors.New("the state store and the id secret go together")
@@ -72,6 +78,11 @@ func newServer(cfg config, d deps, log *slog.Logger, metrics *herald.Metrics) (*
 	if err != nil {
 		return nil, err
 	}
+	keyw, err := newKeyWriter(d.state, cfg.BatchLinger, cfg.MaxConnections, d.after)
+	if err != nil {
+		enq.close()
+		return nil, err
+	}
 	return &server{
 		cfg:     cfg,
 		log:     log,
@@ -81,11 +92,19 @@ func newServer(cfg config, d deps, log *slog.Logger, metrics *herald.Metrics) (*
 		enq:     enq,
 		ready:   &readiness{api: d.sqs, url: cfg.QueueURL, ttl: cfg.ReadyCache, now: d.now},
 		state:   d.state,
+		keyw:    keyw,
 		ids:     d.ids,
 		now:     d.now,
 
 		unauthLog: newLogSampler(unauthLogRate, unauthLogBurst),
 	}, nil
+}
+
+// close writes what the batchers gathered (sends, keyed writes) and waits
+// for their calls. Call it after the HTTP server has drained.
+func (s *server) close() {
+	s.enq.close()
+	s.keyw.close()
 }
 
 // handler routes the API. Unknown paths get 404 and known paths with another
@@ -390,7 +409,8 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 		at = append(at, i)
 		keys = append(keys, nil)
 	}
-	// One conditional write per keyed item, at once.
+	// Each keyed item's conditional Put, in transactions shared with
+	// concurrent requests.
 	var wg sync.WaitGroup
 	for _, i := range toBegin {
 		wg.Go(func() { s.begin(r.Context(), keyID, byItem[i]) })

@@ -24,6 +24,8 @@ type fakeDB struct {
 	update func(*dynamodb.UpdateItemInput) (*dynamodb.UpdateItemOutput, error)
 	del    func(*dynamodb.DeleteItemInput) (*dynamodb.DeleteItemOutput, error)
 	get    func(*dynamodb.GetItemInput) (*dynamodb.GetItemOutput, error)
+	tx     func(*dynamodb.TransactWriteItemsInput) (*dynamodb.TransactWriteItemsOutput, error)
+	batch  func(*dynamodb.BatchWriteItemInput) (*dynamodb.BatchWriteItemOutput, error)
 	// hang makes every call wait for its context, as a request to a table
 	// that does not answer.
 	hang bool
@@ -84,6 +86,19 @@ func (f *fakeDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, _
 
 func (f *fakeDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
 	return serve(ctx, f, "GetItem", in, f.get, nil, in.ExpressionAttributeNames, nil)
+}
+
+func (f *fakeDB) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, _ ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	for _, it := range in.TransactItems {
+		if p := it.Put; p != nil {
+			checkExpressions(f.t, "TransactWriteItems", []string{deref(p.ConditionExpression)}, p.ExpressionAttributeNames, p.ExpressionAttributeValues)
+		}
+	}
+	return serve(ctx, f, "TransactWriteItems", in, f.tx, nil, nil, nil)
+}
+
+func (f *fakeDB) BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
+	return serve(ctx, f, "BatchWriteItem", in, f.batch, nil, nil, nil)
 }
 
 var (

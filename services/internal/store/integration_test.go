@@ -92,7 +92,7 @@ func TestIdempotencyOnDynalite(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, _ := testIDs(t).Derive("svc", "k1", body("a"))
-	if first.Outcome != store.Started || first.ID != want || first.TookOver {
+	if first.Outcome != store.Started || first.ID != want {
 		t.Fatalf("first = %+v, want started with id %s", first, want)
 	}
 	// While it is in flight: the same body is 409, another body 422.
@@ -126,7 +126,7 @@ func TestIdempotencyOnDynalite(t *testing.T) {
 	dead, _ := s.Begin(ctx, "svc", "k2", body("a"), lease)
 	c.Advance(lease)
 	retry, err := s.Begin(ctx, "svc", "k2", body("a"), lease)
-	if err != nil || retry.Outcome != store.Started || !retry.TookOver || retry.ID != dead.ID {
+	if err != nil || retry.Outcome != store.Started || retry.ID != dead.ID {
 		t.Fatalf("retry after the lease = %+v, %v; want a take-over with id %s", retry, err, dead.ID)
 	}
 	if err := s.Complete(ctx, dead.Lease, answer); !errors.Is(err, store.ErrLeaseLost) {
@@ -139,7 +139,7 @@ func TestIdempotencyOnDynalite(t *testing.T) {
 	if err := s.Release(ctx, retry.Lease); err != nil {
 		t.Fatal(err)
 	}
-	if b, err := s.Begin(ctx, "svc", "k2", body("a"), lease); err != nil || b.Outcome != store.Started || !b.TookOver || b.ID != dead.ID {
+	if b, err := s.Begin(ctx, "svc", "k2", body("a"), lease); err != nil || b.Outcome != store.Started || b.ID != dead.ID {
 		t.Fatalf("after Release = %+v, %v; want a take-over", b, err)
 	}
 	if err := s.Release(ctx, retry.Lease); !errors.Is(err, store.ErrLeaseLost) {
@@ -153,7 +153,7 @@ func TestIdempotencyOnDynalite(t *testing.T) {
 			t.Fatalf("Abandon: %v", err)
 		}
 	}
-	if b, err := s.Begin(ctx, "svc", "k3", body("b"), lease); err != nil || b.Outcome != store.Started || b.TookOver {
+	if b, err := s.Begin(ctx, "svc", "k3", body("b"), lease); err != nil || b.Outcome != store.Started {
 		t.Fatalf("after Abandon = %+v, %v; want a fresh start", b, err)
 	}
 
@@ -161,7 +161,7 @@ func TestIdempotencyOnDynalite(t *testing.T) {
 	// notification with another id.
 	c.Advance(idemTTL)
 	b, err = s.Begin(ctx, "svc", "k1", body("b"), lease)
-	if err != nil || b.Outcome != store.Started || b.TookOver || b.ID == first.ID {
+	if err != nil || b.Outcome != store.Started || b.ID == first.ID {
 		t.Fatalf("after the TTL = %+v, %v; want a fresh start with a new id", b, err)
 	}
 }
@@ -184,7 +184,7 @@ func TestBeginKeepsTheIDAcrossASecretRotation(t *testing.T) {
 	}
 	c.Advance(time.Second)
 	b, err := s.Begin(ctx, "svc", "k", body("a"), time.Second)
-	if err != nil || b.Outcome != store.Started || !b.TookOver || b.ID != first.ID {
+	if err != nil || b.Outcome != store.Started || b.ID != first.ID {
 		t.Fatalf("take-over after rotation = %+v, %v; want id %s", b, err, first.ID)
 	}
 	if !rotated.Owns("svc", b.ID) {
@@ -382,6 +382,20 @@ func TestRequestsPerNotification(t *testing.T) {
 			must(err)
 			must(s.Complete(ctx, b.Lease, answer))
 		}, "PutItem=1 UpdateItem=1"},
+		{"with key: API, 10 at once", func() {
+			reqs := make([]store.BeginRequest, 10)
+			for i := range reqs {
+				reqs[i] = store.BeginRequest{Scope: "svc", Key: fmt.Sprint("shared-", i), BodyHash: body("a")}
+			}
+			var cs []store.Completion
+			for _, r := range s.BeginMany(ctx, lease, reqs) {
+				must(r.Err)
+				cs = append(cs, store.Completion{Lease: r.Lease, Answer: answer})
+			}
+			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			must(errors.Join(s.CompleteMany(cctx, cs)...))
+		}, "BatchWriteItem=1 TransactWriteItems=1"},
 		{"with key: sender, sent", func() { id, _ := ids.Derive("svc", "k1", body("a")); sendOnce(id) }, "UpdateItem=2"},
 		{"with key: replay", func() { _, err := s.Begin(ctx, "svc", "k1", body("a"), lease); must(err) }, "PutItem=1"},
 		{"with key: 409 or 422", func() { _, err := s.Begin(ctx, "svc", "k1", body("b"), lease); must(err) }, "PutItem=1"},
@@ -447,4 +461,122 @@ func TestOutagesOnDynalite(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BeginMany and CompleteMany on the emulator: a mixed batch gets the
+// outcomes Begin gives one by one, in two transactions (the first cancelled
+// by the records that exist) and a PutItem (the key twice); ten done
+// records are one BatchWriteItem; their replays one cancelled transaction.
+func TestBeginManyOnDynalite(t *testing.T) {
+	ctx, emu, c, s := setup(t)
+	const lease = 30 * time.Second
+	answer := store.Answer{Status: 202, Body: []byte(`{"status":"queued"}`)}
+	done, err := s.Begin(ctx, "svc", "done", body("a"), lease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Complete(ctx, done.Lease, answer); err != nil {
+		t.Fatal(err)
+	}
+	inflight, _ := s.Begin(ctx, "svc", "inflight", body("a"), lease)
+	s.Begin(ctx, "svc", "other-body", body("b"), lease)
+	stale, _ := s.Begin(ctx, "svc", "stale", body("a"), time.Second)
+	c.Advance(2 * time.Second)
+
+	keys := []string{"new", "done", "inflight", "other-body", "stale", "twice", "twice"}
+	reqs := make([]store.BeginRequest, len(keys))
+	for i, k := range keys {
+		reqs[i] = store.BeginRequest{Scope: "svc", Key: k, BodyHash: body("a")}
+	}
+	before := emu.Stats()
+	got := s.BeginMany(ctx, lease, reqs)
+	if ops := emu.Stats().Sub(before).String(); ops != "PutItem=1 TransactWriteItems=2" {
+		t.Errorf("requests %s, want PutItem=1 TransactWriteItems=2", ops)
+	}
+	want := []store.BeginOutcome{store.Started, store.Replay, store.InFlight, store.Mismatch, store.Started, store.Started, store.InFlight}
+	for i, r := range got {
+		if r.Err != nil || r.Outcome != want[i] {
+			t.Fatalf("%s: %+v, want %s", keys[i], r, want[i])
+		}
+	}
+	if got[1].ID != done.ID || string(got[1].Answer.Body) != string(answer.Body) || got[2].ID != inflight.ID || got[4].ID != stale.ID {
+		t.Errorf("ids or answer not the records': %+v", got)
+	}
+	if err := s.Complete(ctx, stale.Lease, answer); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("the taken-over request's Complete: %v, want ErrLeaseLost", err)
+	}
+
+	// Ten started requests complete in one BatchWriteItem and then replay.
+	var cs []store.Completion
+	reqs = reqs[:0]
+	for i := range 10 {
+		reqs = append(reqs, store.BeginRequest{Scope: "svc", Key: fmt.Sprint("ten-", i), BodyHash: body("a")})
+	}
+	for _, r := range s.BeginMany(ctx, lease, reqs) {
+		if r.Err != nil || r.Outcome != store.Started {
+			t.Fatalf("begin: %+v", r)
+		}
+		cs = append(cs, store.Completion{Lease: r.Lease, Answer: store.Answer{Status: 202, Body: []byte(r.ID)}})
+	}
+	before = emu.Stats()
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := errors.Join(s.CompleteMany(cctx, cs)...); err != nil {
+		t.Fatal(err)
+	}
+	if ops := emu.Stats().Sub(before).String(); ops != "BatchWriteItem=1" {
+		t.Errorf("requests %s, want BatchWriteItem=1", ops)
+	}
+	before = emu.Stats()
+	for i, r := range s.BeginMany(ctx, lease, reqs) {
+		if r.Err != nil || r.Outcome != store.Replay || string(r.Answer.Body) != r.ID || r.ID != cs[i].Lease.ID() {
+			t.Fatalf("replay %d: %+v", i, r)
+		}
+	}
+	if ops := emu.Stats().Sub(before).String(); ops != "TransactWriteItems=1" {
+		t.Errorf("requests %s, want TransactWriteItems=1", ops)
+	}
+	// A completed record's answer is final: a late Release fails.
+	if err := s.Release(ctx, cs[0].Lease); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("Release after CompleteMany: %v, want ErrLeaseLost", err)
+	}
+}
+
+// Many API tasks begin overlapping batches of keys at once: each key is
+// started exactly once, every other request for it is in flight.
+func TestConcurrentBeginMany(t *testing.T) {
+	ctx := context.Background()
+	emu, table := newTable(t)
+	s := newStore(t, newClock(), emu.Client(), table)
+	const tasks, keys = 8, 20
+	before := emu.Stats()
+	results := make([][]store.BeginResult, tasks)
+	var wg sync.WaitGroup
+	for i := range tasks {
+		reqs := make([]store.BeginRequest, keys)
+		for k := range keys {
+			reqs[k] = store.BeginRequest{Scope: "svc", Key: fmt.Sprint("k", (k+i)%keys), BodyHash: body("a")}
+		}
+		wg.Go(func() { results[i] = s.BeginMany(ctx, time.Minute, reqs) })
+	}
+	wg.Wait()
+	started := map[string]int{}
+	for _, rs := range results {
+		for _, r := range rs {
+			switch {
+			case r.Err != nil:
+				t.Fatal(r.Err)
+			case r.Outcome == store.Started:
+				started[r.Lease.Key]++
+			case r.Outcome != store.InFlight:
+				t.Fatalf("outcome %s", r.Outcome)
+			}
+		}
+	}
+	for k := range keys {
+		if n := started[fmt.Sprint("k", k)]; n != 1 {
+			t.Errorf("k%d started %d times", k, n)
+		}
+	}
+	t.Logf("requests: %s", emu.Stats().Sub(before))
 }

@@ -6,7 +6,10 @@
 //
 // Every write is a single-item conditional write, and every operation can be
 // retried by the SDK after a lost answer without changing its outcome: a
-// write recognises its own earlier attempt by the lease token it wrote.
+// write recognises its own earlier attempt by the lease token it wrote. The
+// API's keyed requests under load share calls: BeginMany puts Begin's
+// conditional writes in one TransactWriteItems, CompleteMany writes done
+// records in one BatchWriteItem (DESIGN.md says why that needs no condition).
 // Failed conditions are outcomes (Mismatch, InFlight, AlreadySent, Busy,
 // ErrLeaseLost ...), never store failures; any other error means the table
 // could not be used (Unavailable tells a throttled or unreachable table from
@@ -49,6 +52,10 @@ type Client interface {
 	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+	// The API's keyed requests, several callers' at once (BeginMany,
+	// CompleteMany).
+	TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
+	BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
 }
 
 // Config is what a Store needs; every field is required.

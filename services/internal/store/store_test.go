@@ -207,7 +207,7 @@ func TestBegin(t *testing.T) {
 		}, want: Begun{Outcome: Started, ID: derived}, ops: "PutItem"},
 		{name: "stale record taken over", put: func(int, *dynamodb.PutItemInput) (*dynamodb.PutItemOutput, error) {
 			return &dynamodb.PutItemOutput{Attributes: attrs(attrState, stateInFlight, TTLAttribute, testNow.Add(time.Hour).Unix())}, nil
-		}, want: Begun{Outcome: Started, ID: derived, TookOver: true}, ops: "PutItem"},
+		}, want: Begun{Outcome: Started, ID: derived}, ops: "PutItem"},
 		{name: "expired record replaced", put: func(int, *dynamodb.PutItemInput) (*dynamodb.PutItemOutput, error) {
 			return &dynamodb.PutItemOutput{Attributes: attrs(attrState, stateDone, TTLAttribute, testNow.Unix())}, nil
 		}, want: Begun{Outcome: Started, ID: derived}, ops: "PutItem"},
@@ -232,7 +232,7 @@ func TestBegin(t *testing.T) {
 				return nil, fmt.Errorf("second put with id %s, want old-id", got)
 			}
 			return &dynamodb.PutItemOutput{Attributes: attrs(attrState, stateInFlight, TTLAttribute, testNow.Add(time.Hour).Unix())}, nil
-		}, want: Begun{Outcome: Started, ID: "old-id", TookOver: true}, ops: "PutItem PutItem"},
+		}, want: Begun{Outcome: Started, ID: "old-id"}, ops: "PutItem PutItem"},
 		{name: "record keeps changing id", put: func(n int, in *dynamodb.PutItemInput) (*dynamodb.PutItemOutput, error) {
 			return nil, ccf(attrs(attrLeaseToken, "x", attrState, stateInFlight, attrBodyHash, hashA[:], attrID, fmt.Sprint("id-", n), attrLeaseUntil, 0))
 		}, err: "kept changing", ops: "PutItem PutItem"},
