@@ -89,7 +89,14 @@ type Drain struct {
 // ServeHTTP serves srv on ln until ctx ends, then shuts it down within
 // d.Timeout: requests in flight finish. A server that fails on its own is
 // an error.
+//
+// A connection that never sent a request (a client's spare connection, a
+// load balancer's pre-opened one) does not hold the drain: net/http's
+// Shutdown waits up to 5 s for a new connection's first request, so when
+// the timeout ends with only such connections left, or idle ones, they are
+// closed and the drain counts as clean, since no request was lost.
 func ServeHTTP(ctx context.Context, srv *http.Server, ln net.Listener, d Drain) error {
+	conns := trackConns(srv)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {
@@ -106,11 +113,61 @@ func ServeHTTP(ctx context.Context, srv *http.Server, ln net.Listener, d Drain) 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.Timeout)
 	defer cancel()
 	err := srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		if active, waiting := conns.count(); active == 0 {
+			srv.Close()
+			if d.Log != nil && waiting > 0 {
+				d.Log.Info("closed connections that sent no request", "connections", waiting)
+			}
+			err = nil
+		}
+	}
 	<-served
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutdown within %s: %w", d.Timeout, err)
 	}
 	return nil
+}
+
+// connStates follows a server's connections by state.
+type connStates struct {
+	mu    sync.Mutex
+	state map[net.Conn]http.ConnState
+}
+
+// trackConns follows srv's connections, keeping any ConnState hook it has.
+func trackConns(srv *http.Server) *connStates {
+	c := &connStates{state: map[net.Conn]http.ConnState{}}
+	next := srv.ConnState
+	srv.ConnState = func(conn net.Conn, st http.ConnState) {
+		c.mu.Lock()
+		switch st {
+		case http.StateClosed, http.StateHijacked:
+			delete(c.state, conn)
+		default:
+			c.state[conn] = st
+		}
+		c.mu.Unlock()
+		if next != nil {
+			next(conn, st)
+		}
+	}
+	return c
+}
+
+// count is how many connections have a request in progress (active), and
+// how many wait for one (new or idle).
+func (c *connStates) count() (active, waiting int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.state {
+		if st == http.StateActive {
+			active++
+		} else {
+			waiting++
+		}
+	}
+	return active, waiting
 }
 
 // Healthcheck is the `healthcheck` subcommand of both binaries: the

@@ -93,3 +93,66 @@ func TestServeHTTPDrains(t *testing.T) {
 		t.Errorf("ServeHTTP = %v, drain began %v", err, began.Load())
 	}
 }
+
+// TestServeHTTPDrainIgnoresSilentConnections: a connection that never sent
+// a request holds net/http's Shutdown for its first 5 s; at the drain's
+// timeout it is closed and the drain is clean, while a request still in
+// flight makes it an error.
+func TestServeHTTPDrainIgnoresSilentConnections(t *testing.T) {
+	for _, inFlight := range []bool{false, true} {
+		t.Run(map[bool]string{false: "silent connection", true: "request in flight"}[inFlight], func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			release := make(chan struct{})
+			defer close(release)
+			started := make(chan struct{})
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				close(started)
+				<-release
+			})}
+			var hooked atomic.Int32
+			srv.ConnState = func(net.Conn, http.ConnState) { hooked.Add(1) }
+			ctx, cancel := context.WithCancel(context.Background())
+			served := make(chan error, 1)
+			go func() { served <- ServeHTTP(ctx, srv, ln, Drain{Timeout: 300 * time.Millisecond}) }()
+			silent, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer silent.Close()
+			if inFlight {
+				go func() {
+					if resp, err := http.Get("http://" + ln.Addr().String()); err == nil {
+						resp.Body.Close()
+					}
+				}()
+				<-started
+			}
+			// The server has seen the silent connection once its state hook
+			// ran for it (and for the request's, when there is one).
+			for deadline := time.Now().Add(5 * time.Second); hooked.Load() < 1; {
+				if time.Now().After(deadline) {
+					t.Fatal("the server never saw the connection")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			cancel()
+			select {
+			case err := <-served:
+				if inFlight != (err != nil) {
+					t.Fatalf("ServeHTTP = %v with a request in flight %v", err, inFlight)
+				}
+			case <-time.After(4 * time.Second):
+				t.Fatal("the drain waited for the silent connection past its timeout")
+			}
+			if !inFlight {
+				silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, err := silent.Read(make([]byte, 1)); err == nil {
+					t.Error("the silent connection is still open")
+				}
+			}
+		})
+	}
+}
