@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -15,11 +14,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"herald/services/contract"
+	"herald/services/devstack/dynamolocal/dynamotest"
 	"herald/services/internal/herald"
 	"herald/services/internal/store"
 )
@@ -106,31 +104,13 @@ func BenchmarkKeyed(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var seq atomic.Int64
-	for _, keyed := range []bool{false, true} {
-		b.Run(fmt.Sprint("keyed=", keyed), func(b *testing.B) {
-			cfg := testConfig()
-			cfg.EnqueueTimeout = 5 * time.Second
-			s, err := newServer(cfg, deps{sqs: &fakeSQS{}, state: st, ids: ids}, herald.NewLogger(discard{}, "error", "bench", string(contract.API)), nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.close()
-			h := s.handler()
-			body := valid(nil)
-			var key func(*http.Request)
-			if keyed {
-				key = func(r *http.Request) { r.Header.Set("Idempotency-Key", fmt.Sprint("bench-", seq.Add(1))) }
-			}
-			before := dyn.Stats()
-			cpu0 := processCPU(b)
-			b.SetParallelism(16)
-			b.ResetTimer()
-			postParallel(b, h, body, key)
-			b.ReportMetric((processCPU(b)-cpu0).Seconds()*1e6/float64(b.N), "cpu-µs/op")
+	// 16 clients a core: the rate is dynalite's.
+	postKeyedModes(b, st, ids, 16, func() func(*testing.B) {
+		before := dyn.Stats()
+		return func(b *testing.B) {
 			b.ReportMetric(float64(dyn.Stats().Sub(before).Total())/float64(b.N), "dynamodb-requests/op")
-		})
-	}
+		}
+	})
 }
 
 // processCPU is the CPU time (user and system) this process has used.
@@ -179,25 +159,6 @@ func postParallel(b *testing.B, h http.Handler, body string, prepare func(*http.
 	}
 }
 
-// cannedDynamoDB answers every DynamoDB request with success, without a
-// network: a store on it costs the API only its own and the SDK's CPU.
-type cannedDynamoDB struct{}
-
-func (cannedDynamoDB) Do(r *http.Request) (*http.Response, error) {
-	io.Copy(io.Discard, r.Body)
-	r.Body.Close()
-	answer := "{}"
-	if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".BatchWriteItem") {
-		answer = `{"UnprocessedItems":{}}`
-	}
-	return &http.Response{
-		StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header:        http.Header{"Content-Type": {"application/x-amz-json-1.0"}},
-		Body:          io.NopCloser(strings.NewReader(answer)),
-		ContentLength: int64(len(answer)), Request: r,
-	}, nil
-}
-
 // BenchmarkKeyedMarginal is the API's CPU for a notification without and
 // with an Idempotency-Key when neither the queue nor the store costs
 // anything else: a Go fake for SQS, and for DynamoDB the SDK's client on an
@@ -213,14 +174,23 @@ func BenchmarkKeyedMarginal(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	db := dynamodb.New(dynamodb.Options{
-		Region: "us-east-1", BaseEndpoint: aws.String("http://dynamodb.invalid"), HTTPClient: cannedDynamoDB{},
-		Credentials: credentials.NewStaticCredentialsProvider("local", "local", ""),
-	})
+	db := dynamotest.CannedClient()
 	st, err := store.New(db, store.Config{Table: "herald-bench", IdempotencyTTL: 24 * time.Hour, StatusTTL: 30 * 24 * time.Hour, IDs: ids, Clock: time.Now})
 	if err != nil {
 		b.Fatal(err)
 	}
+	// 128 clients a core: a keyed request waits out three lingers (Begin,
+	// queue, Complete), so it takes this many to keep the CPU busy and the
+	// API, not its waits, the limit.
+	postKeyedModes(b, st, ids, 128, nil)
+}
+
+// postKeyedModes posts valid notifications to an API on st and a fake
+// queue from parallelism goroutines a core, without and with an
+// Idempotency-Key of its own on each, and reports the API's CPU per
+// notification. start, when set, runs before the timed part and gives what
+// reports more after it.
+func postKeyedModes(b *testing.B, st *store.Store, ids *store.IDs, parallelism int, start func() func(*testing.B)) {
 	var seq atomic.Int64
 	for _, keyed := range []bool{false, true} {
 		b.Run(fmt.Sprint("keyed=", keyed), func(b *testing.B) {
@@ -233,17 +203,21 @@ func BenchmarkKeyedMarginal(b *testing.B) {
 			defer s.close()
 			var key func(*http.Request)
 			if keyed {
-				key = func(r *http.Request) { r.Header.Set("Idempotency-Key", fmt.Sprint("marginal-", seq.Add(1))) }
+				key = func(r *http.Request) { r.Header.Set("Idempotency-Key", fmt.Sprint("bench-", seq.Add(1))) }
 			}
 			h := s.handler()
+			var report func(*testing.B)
+			if start != nil {
+				report = start()
+			}
 			cpu0 := processCPU(b)
-			// 128 clients a core: a keyed request waits out three lingers
-			// (Begin, queue, Complete), so it takes this many to keep the
-			// CPU busy and the API, not its waits, the limit.
-			b.SetParallelism(128)
+			b.SetParallelism(parallelism)
 			b.ResetTimer()
 			postParallel(b, h, valid(nil), key)
 			b.ReportMetric((processCPU(b)-cpu0).Seconds()*1e6/float64(b.N), "cpu-µs/op")
+			if report != nil {
+				report(b)
+			}
 		})
 	}
 }

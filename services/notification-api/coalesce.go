@@ -69,13 +69,7 @@ func (e *enqueuer) close() {
 type coalescer struct {
 	q       *queue
 	timeout time.Duration // for the SQS call when callers set no deadline
-	b       *batch.Batcher[*pendingSend]
-}
-
-type pendingSend struct {
-	ctx  context.Context
-	msg  message
-	done chan result // buffered: a caller that gave up never blocks the batch
+	b       *batch.Batcher[*pending[message, result]]
 }
 
 var errClosed = errors.New("the service is shutting down")
@@ -84,14 +78,14 @@ var errClosed = errors.New("the service is shutting down")
 // once: the connection cap, as each batch holds at least one request.
 func newCoalescer(q *queue, linger, timeout time.Duration, maxCalls int, after func(time.Duration) <-chan time.Time) (*coalescer, error) {
 	c := &coalescer{q: q, timeout: timeout}
-	b, err := batch.New(batch.Config[*pendingSend]{
+	b, err := batch.New(batch.Config[*pending[message, result]]{
 		Size:      sqsMaxBatch,
 		Linger:    linger,
-		Weight:    func(p *pendingSend) int { return len(p.msg.body) },
+		Weight:    func(p *pending[message, result]) int { return len(p.arg.body) },
 		MaxWeight: q.maxBatchBytes,
 		MaxCalls:  maxCalls,
 		Queue:     4 * sqsMaxBatch,
-		Flush:     c.sendBatch,
+		Flush:     func(b []*pending[message, result]) { callLive(b, c.timeout, c.q.sendBatch) },
 		After:     after,
 	})
 	if err != nil {
@@ -102,53 +96,13 @@ func newCoalescer(q *queue, linger, timeout time.Duration, maxCalls int, after f
 }
 
 func (c *coalescer) send(ctx context.Context, m message) result {
-	p := &pendingSend{ctx: ctx, msg: m, done: make(chan result, 1)}
-	if err := c.b.Add(ctx, p); errors.Is(err, batch.ErrClosed) {
-		return result{err: errUnavailable(errClosed)}
-	} else if err != nil {
+	return await(ctx, c.b, m,
 		// Not taken into a batch: nothing was sent.
-		return result{err: errUnavailable(err)}
-	}
-	select {
-	case r := <-p.done:
-		return r
-	case <-ctx.Done():
-		// The entry may still reach the queue: at-least-once, never a
-		// 202 for a message that is not there.
-		return result{err: classify(ctx.Err())}
-	}
+		func(err error) result { return result{err: errUnavailable(err)} },
+		// The entry may still reach the queue: at-least-once, never a 202
+		// for a message that is not there.
+		func(err error) result { return result{err: classify(err)} })
 }
 
 // close sends what was gathered and waits for the calls in flight.
 func (c *coalescer) close() { c.b.Close() }
-
-// sendBatch makes one SendMessageBatch for the callers still waiting, under
-// the earliest of their deadlines, and answers each with its own entry.
-func (c *coalescer) sendBatch(batch []*pendingSend) {
-	live := batch[:0:0]
-	var deadline time.Time
-	for _, p := range batch {
-		if p.ctx.Err() != nil {
-			continue // its caller has already been answered
-		}
-		live = append(live, p)
-		if d, ok := p.ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
-			deadline = d
-		}
-	}
-	if len(live) == 0 {
-		return
-	}
-	if deadline.IsZero() {
-		deadline = time.Now().Add(c.timeout)
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	msgs := make([]message, len(live))
-	for i, p := range live {
-		msgs[i] = p.msg
-	}
-	for i, r := range c.q.sendBatch(ctx, msgs) {
-		live[i].done <- r
-	}
-}

@@ -210,13 +210,6 @@ type keyWriter struct {
 	completes *batch.Batcher[*pending[store.Completion, error]]
 }
 
-// pending is one caller's request A waiting for its result R.
-type pending[A, R any] struct {
-	ctx  context.Context
-	arg  A
-	done chan R // buffered: a caller that gave up never blocks the call
-}
-
 // newKeyWriter gathers st's writes; nil st (no store) gives nil.
 func newKeyWriter(st stateStore, linger time.Duration, maxCalls int, after func(time.Duration) <-chan time.Time) (*keyWriter, error) {
 	if st == nil {
@@ -229,14 +222,14 @@ func newKeyWriter(st stateStore, linger time.Duration, maxCalls int, after func(
 	var err error
 	w.begins, err = batch.New(batch.Config[*pending[store.BeginRequest, store.BeginResult]]{
 		Size: store.MaxTransactItems, Linger: linger, MaxCalls: maxCalls, Queue: store.MaxTransactItems, After: after,
-		Flush: func(b []*pending[store.BeginRequest, store.BeginResult]) { callLive(b, w.beginMany) },
+		Flush: func(b []*pending[store.BeginRequest, store.BeginResult]) { callLive(b, storeTimeout, w.beginMany) },
 	})
 	if err != nil {
 		return nil, err
 	}
 	w.completes, err = batch.New(batch.Config[*pending[store.Completion, error]]{
 		Size: store.MaxBatchWrite, Linger: linger, MaxCalls: maxCalls, Queue: 4 * store.MaxBatchWrite, After: after,
-		Flush: func(b []*pending[store.Completion, error]) { callLive(b, w.st.CompleteMany) },
+		Flush: func(b []*pending[store.Completion, error]) { callLive(b, storeTimeout, w.st.CompleteMany) },
 	})
 	if err != nil {
 		w.begins.Close()
@@ -254,7 +247,8 @@ func (w *keyWriter) begin(ctx context.Context, req store.BeginRequest) store.Beg
 	if w.begins == nil {
 		return w.beginMany(ctx, []store.BeginRequest{req})[0]
 	}
-	return await(ctx, w.begins, req, func(err error) store.BeginResult { return store.BeginResult{Err: err} })
+	failed := func(err error) store.BeginResult { return store.BeginResult{Err: err} }
+	return await(ctx, w.begins, req, failed, failed)
 }
 
 // complete is one request's Complete, in a call shared with concurrent ones.
@@ -262,57 +256,8 @@ func (w *keyWriter) complete(ctx context.Context, c store.Completion) error {
 	if w.completes == nil {
 		return w.st.CompleteMany(ctx, []store.Completion{c})[0]
 	}
-	return await(ctx, w.completes, c, func(err error) error { return err })
-}
-
-// await hands arg to b and waits for its result, or for ctx. failed is the
-// result of an error: ctx's, or errClosed when b no longer takes requests
-// (nothing was written; a 503, and the client retries on another task).
-func await[A, R any](ctx context.Context, b *batch.Batcher[*pending[A, R]], arg A, failed func(error) R) R {
-	p := &pending[A, R]{ctx: ctx, arg: arg, done: make(chan R, 1)}
-	if err := b.Add(ctx, p); errors.Is(err, batch.ErrClosed) {
-		return failed(errClosed)
-	} else if err != nil {
-		return failed(err)
-	}
-	select {
-	case r := <-p.done:
-		return r
-	case <-ctx.Done():
-		return failed(ctx.Err())
-	}
-}
-
-// callLive makes one call for the callers of batch still waiting, under the
-// earliest of their deadlines (each has one: the store timeout), and hands
-// each its own result.
-func callLive[A, R any](batch []*pending[A, R], call func(context.Context, []A) []R) {
-	var live []*pending[A, R]
-	var deadline time.Time
-	for _, p := range batch {
-		if p.ctx.Err() != nil {
-			continue // its caller has already been answered
-		}
-		live = append(live, p)
-		if d, ok := p.ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
-			deadline = d
-		}
-	}
-	if len(live) == 0 {
-		return
-	}
-	if deadline.IsZero() {
-		deadline = time.Now().Add(storeTimeout)
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	args := make([]A, len(live))
-	for i, p := range live {
-		args[i] = p.arg
-	}
-	for i, r := range call(ctx, args) {
-		live[i].done <- r
-	}
+	failed := func(err error) error { return err }
+	return await(ctx, w.completes, c, failed, failed)
 }
 
 // close writes what was gathered and waits for the calls in flight. Call it

@@ -4,19 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"herald/services/devstack/dynamolocal/dynamotest"
 	"herald/services/internal/store"
 )
 
@@ -117,27 +114,6 @@ func BenchmarkStoreOnDynalite(b *testing.B) {
 	}
 }
 
-// cannedDynamoDB answers every DynamoDB request with success and no
-// network: what remains of a call is the SDK's and the store's CPU in the
-// caller's process (serialising, signing, parsing), which is what the API
-// pays per call wherever DynamoDB runs.
-type cannedDynamoDB struct{}
-
-func (cannedDynamoDB) Do(r *http.Request) (*http.Response, error) {
-	io.Copy(io.Discard, r.Body)
-	r.Body.Close()
-	answer := "{}"
-	if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".BatchWriteItem") {
-		answer = `{"UnprocessedItems":{}}`
-	}
-	return &http.Response{
-		StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header:        http.Header{"Content-Type": {"application/x-amz-json-1.0"}},
-		Body:          io.NopCloser(strings.NewReader(answer)),
-		ContentLength: int64(len(answer)), Request: r,
-	}, nil
-}
-
 // BenchmarkKeyedWritesSDK is the client-side CPU of a keyed notification's
 // store writes, without a network or an emulator: Begin and Complete one
 // request at a time (a PutItem and an UpdateItem each), against BeginMany
@@ -146,10 +122,7 @@ func (cannedDynamoDB) Do(r *http.Request) (*http.Response, error) {
 //
 //	go test -run='^$' -bench=KeyedWritesSDK -benchtime=20000x ./services/internal/store
 func BenchmarkKeyedWritesSDK(b *testing.B) {
-	client := dynamodb.New(dynamodb.Options{
-		Region: "us-east-1", BaseEndpoint: aws.String("http://dynamodb.invalid"), HTTPClient: cannedDynamoDB{},
-		Credentials: credentials.NewStaticCredentialsProvider("local", "local", ""),
-	})
+	client := dynamotest.CannedClient()
 	s, err := store.New(client, store.Config{Table: "herald-bench", IdempotencyTTL: idemTTL, StatusTTL: statusTTL, IDs: testIDs(b), Clock: time.Now})
 	if err != nil {
 		b.Fatal(err)
