@@ -47,7 +47,9 @@ ifneq ($(STACKS_MK),)
 endif
 
 # The end-to-end tests run verbosely, so their figures (sent, duplicates,
-# lost, elapsed) show in the output.
+# lost, elapsed) show in the output, and always (-count=1): they build the
+# services' binaries themselves, which Go's test cache does not see, so a
+# cached result could stand for services that have changed since.
 # The services' own packages run under the race detector: they are the
 # concurrent code (coalescer, consumer, key refresh). The stacks' synth tests
 # are among the rest (stacks.mk's test-stacks runs them alone).
@@ -55,7 +57,7 @@ RACE_PKGS := ./services/internal/... ./services/notification-api/... ./services/
 test-go: tools
 	$(GO) test -race -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
 	$(GO) test -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v -e '^herald/tests$$' -e '^herald/services/internal/' -e '^herald/services/notification-api' -e '^herald/services/email-sender')
-	$(GO) test -v -timeout $(TEST_TIMEOUT) ./tests
+	$(GO) test -v -count=1 -timeout $(TEST_TIMEOUT) ./tests
 
 # The request decoder's fuzz target, run briefly (its corpus lives in testdata/).
 fuzz:
