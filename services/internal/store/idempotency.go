@@ -266,7 +266,7 @@ func (s *Store) beginTx(ctx context.Context, take []*beginning, lease time.Durat
 		puts[i].ReturnValuesOnConditionCheckFailure = types.ReturnValuesOnConditionCheckFailureAllOld
 		items[i] = types.TransactWriteItem{Put: &puts[i]}
 	}
-	_, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
+	_, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items}, writeBodies)
 	if err == nil {
 		for i, b := range take {
 			b.started(recs[i])
@@ -548,7 +548,7 @@ func (s *Store) completeBatch(ctx context.Context, cs []Completion, chunk []int,
 				return
 			}
 		}
-		out, err := s.db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{s.table: reqs}})
+		out, err := s.db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{s.table: reqs}}, writeBodies)
 		if err != nil {
 			for _, r := range reqs {
 				i := byPK[item(r.PutRequest.Item).str(KeyAttribute)]
