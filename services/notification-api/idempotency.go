@@ -272,8 +272,13 @@ func (w *keyWriter) close() {
 
 // acceptedBody is the answer to a queued notification.
 func acceptedBody(id string) []byte {
-	b, _ := json.Marshal(map[string]string{"id": id, "status": "queued"})
+	b, _ := json.Marshal(accepted{ID: id, Status: "queued"})
 	return b
+}
+
+type accepted struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
 }
 
 // replayedID reads the id of a stored answer.

@@ -353,6 +353,18 @@ func TestBatchIdempotency(t *testing.T) {
 	if n := len(h.sqs.queued()); n != 4 {
 		t.Errorf("%d queued, want 4 (3, then the unkeyed one again)", n)
 	}
+	// Each queued envelope carries its item's answered id, keyed or not.
+	subjects := map[string]string{}
+	for _, b := range h.sqs.queued()[:3] {
+		var e struct{ ID, Subject string }
+		json.Unmarshal([]byte(b), &e)
+		subjects[e.ID] = e.Subject
+	}
+	for i, want := range []string{"one", "two", "three"} {
+		if got := subjects[r1[i].ID]; got != want {
+			t.Errorf("item %d (id %s): queued with subject %q, want %q", i, r1[i].ID, got, want)
+		}
+	}
 	// A key reused with another item: that item 422, the others go.
 	mixed := h.do(http.MethodPost, "/api/notifications/batch", nil, batch(item("a", "changed"), item("c", "four")))
 	if r := results(mixed); mixed.Code != 207 || r[0].Status != 422 || r[1].Status != 202 {
@@ -554,5 +566,15 @@ func TestKeyedWritesShareCalls(t *testing.T) {
 	}
 	if got := ops.String(); got != "BatchWriteItem=4 TransactWriteItems=1" {
 		t.Errorf("DynamoDB requests for a batch of %d keyed items: %s, want BatchWriteItem=4 TransactWriteItems=1", n, got)
+	}
+}
+
+func TestAcceptedBody(t *testing.T) {
+	id := "0190b3c4-5d6e-8f80-9a1b-2c3d4e5f6a7b"
+	if got, want := string(acceptedBody(id)), `{"id":"`+id+`","status":"queued"}`; got != want {
+		t.Errorf("acceptedBody = %s, want %s", got, want)
+	}
+	if got := replayedID(acceptedBody(id)); got != id {
+		t.Errorf("replayedID = %q", got)
 	}
 }

@@ -249,6 +249,7 @@ type prepared struct {
 	status int // 0 when valid, else 400 or 413
 	detail string
 	errs   herald.FieldErrors
+	env    herald.Envelope // valid, for withID
 }
 
 // prepare validates one decoded request and encodes its envelope with
@@ -287,6 +288,20 @@ func (s *server) prepare(req notificationRequest, keyID, id string, now time.Tim
 	if len(errs) > 0 {
 		return prepared{status: http.StatusBadRequest, detail: "the notification is not valid", errs: errs}
 	}
+	return s.encode(env, int32(delay))
+}
+
+// withID is a valid prepared notification with the id id instead (a keyed
+// one's, once Begin derived it): encoded again, not validated again, as
+// the id is not part of what is checked.
+func (s *server) withID(p prepared, id string) prepared {
+	env := p.env
+	env.ID = id
+	return s.encode(env, p.msg.delay)
+}
+
+// encode is a valid envelope as the queue's message.
+func (s *server) encode(env herald.Envelope, delay int32) prepared {
 	body, err := env.Marshal()
 	if err != nil {
 		return prepared{status: http.StatusBadRequest, detail: err.Error()}
@@ -296,7 +311,7 @@ func (s *server) prepare(req notificationRequest, keyID, id string, now time.Tim
 		return prepared{status: http.StatusRequestEntityTooLarge,
 			detail: fmt.Sprintf("the queued message would be %d bytes; at most %d", len(body), s.cfg.MaxMessageBytes)}
 	}
-	return prepared{id: env.ID, msg: message{body: string(body), delay: int32(delay)}}
+	return prepared{id: env.ID, msg: message{body: string(body), delay: delay}, env: env}
 }
 
 // sqsSafe escapes U+FFFE and U+FFFF, the only characters encoding/json writes
