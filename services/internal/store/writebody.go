@@ -82,7 +82,8 @@ func transactBody(in *dynamodb.TransactWriteItemsInput) ([]byte, bool) {
 	if len(in.TransactItems) == 0 || in.ClientRequestToken == nil || in.ReturnConsumedCapacity != "" || in.ReturnItemCollectionMetrics != "" {
 		return nil, false
 	}
-	w := jsonWriter{buf: make([]byte, 0, 128+640*len(in.TransactItems)), ok: true}
+	// Begin's Put is about 1000 bytes of JSON: one buffer, grown rarely.
+	w := jsonWriter{buf: make([]byte, 0, 128+1088*len(in.TransactItems)), ok: true}
 	w.raw(`{"TransactItems":[`)
 	for i, ti := range in.TransactItems {
 		p := ti.Put
@@ -137,7 +138,8 @@ func batchBody(in *dynamodb.BatchWriteItemInput) ([]byte, bool) {
 	for _, reqs := range in.RequestItems {
 		n += len(reqs)
 	}
-	w := jsonWriter{buf: make([]byte, 0, 64+512*n), ok: true}
+	// A done record with a 202's answer is about 470 bytes of JSON.
+	w := jsonWriter{buf: make([]byte, 0, 64+544*n), ok: true}
 	w.raw(`{"RequestItems":{`)
 	t := 0
 	for table, reqs := range in.RequestItems {
