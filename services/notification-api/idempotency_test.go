@@ -21,6 +21,7 @@ import (
 
 	"herald/services/devstack/dynamolocal"
 	"herald/services/devstack/secretslocal"
+	"herald/services/internal/herald"
 	"herald/services/internal/store"
 )
 
@@ -576,5 +577,43 @@ func TestAcceptedBody(t *testing.T) {
 	}
 	if got := replayedID(acceptedBody(id)); got != id {
 		t.Errorf("replayedID = %q", got)
+	}
+}
+
+// TestWithID: a prepared notification given a keyed request's derived id is
+// the message prepare makes with that id, whether the id is spliced in or
+// the envelope encoded again.
+func TestWithID(t *testing.T) {
+	s, err := newServer(testConfig(), deps{sqs: &fakeSQS{}}, herald.NewLogger(discard{}, "error", "test", "api"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	ids, err := store.NewIDs(bytes.Repeat([]byte("i"), store.MinSecretBytes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	derived, _ := ids.Derive(testKeyID, "k", sha256.Sum256([]byte("b")))
+	delay := int64(30)
+	now := time.Now()
+	for name, req := range map[string]notificationRequest{
+		"minimal": {To: []string{"alice@example.com"}, Subject: "s", Text: "t"},
+		"everything": {To: []string{"a@example.com"}, Cc: []string{"b@example.com"}, Bcc: []string{"c@example.com"},
+			ReplyTo: "r@example.com", Subject: `"id":"x" <&> é`, Text: "t", HTML: "<p>h</p>", DelaySeconds: &delay,
+			Metadata: map[string]string{"id": "0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b", "k": "v"}},
+		"escaped by sqsSafe": {To: []string{"alice@example.com"}, Subject: "s", Text: "a \uFFFE b \uFFFF"},
+	} {
+		for _, id := range []string{derived, "not-an-id-of-the-usual-length"} {
+			t.Run(name+" "+id, func(t *testing.T) {
+				p := s.prepare(req, testKeyID, s.newID(testKeyID), now)
+				if p.status != 0 {
+					t.Fatalf("prepare: %d %s %v", p.status, p.detail, p.errs)
+				}
+				got, want := s.withID(p, id), s.prepare(req, testKeyID, id, now)
+				if got.id != want.id || got.msg != want.msg || got.status != want.status {
+					t.Errorf("withID:\n%+v\nprepare:\n%+v", got.msg, want.msg)
+				}
+			})
+		}
 	}
 }

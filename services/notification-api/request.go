@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -292,12 +293,34 @@ func (s *server) prepare(req notificationRequest, keyID, id string, now time.Tim
 }
 
 // withID is a valid prepared notification with the id id instead (a keyed
-// one's, once Begin derived it): encoded again, not validated again, as
-// the id is not part of what is checked.
+// one's, once Begin derived it), not validated again: the id is not part of
+// what is checked. The encoded envelope begins with its version and id, so
+// an id of the same length and characters (hex and hyphens, as all ids are)
+// is spliced into it, with the bytes Marshal would write; any other is
+// encoded again.
 func (s *server) withID(p prepared, id string) prepared {
-	env := p.env
-	env.ID = id
-	return s.encode(env, p.msg.delay)
+	head := envelopeHead + p.id + `"`
+	if len(id) != len(p.id) || !plainID(id) || !strings.HasPrefix(p.msg.body, head) {
+		env := p.env
+		env.ID = id
+		return s.encode(env, p.msg.delay)
+	}
+	p.env.ID, p.id = id, id
+	p.msg.body = envelopeHead + id + p.msg.body[len(envelopeHead)+len(id):]
+	return p
+}
+
+// envelopeHead is how an encoded envelope begins, up to its id.
+var envelopeHead = `{"v":` + strconv.Itoa(herald.EnvelopeVersion) + `,"id":"`
+
+// plainID: only hex digits and hyphens, which JSON writes as they are.
+func plainID(id string) bool {
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // encode is a valid envelope as the queue's message.
