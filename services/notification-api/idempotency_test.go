@@ -580,9 +580,9 @@ func TestAcceptedBody(t *testing.T) {
 	}
 }
 
-// TestWithID: a prepared notification given a keyed request's derived id is
-// the message prepare makes with that id, whether the id is spliced in or
-// the envelope encoded again.
+// TestWithID: a keyed notification prepared with the placeholder and given
+// its derived id is the message prepare makes with that id, whether the id
+// is spliced in or the envelope encoded again.
 func TestWithID(t *testing.T) {
 	s, err := newServer(testConfig(), deps{sqs: &fakeSQS{}}, herald.NewLogger(discard{}, "error", "test", "api"), nil)
 	if err != nil {
@@ -594,6 +594,9 @@ func TestWithID(t *testing.T) {
 		t.Fatal(err)
 	}
 	derived, _ := ids.Derive(testKeyID, "k", sha256.Sum256([]byte("b")))
+	if len(derived) != len(keyedPlaceholder) || len(s.newID(testKeyID)) != len(keyedPlaceholder) {
+		t.Fatalf("ids %s and %s are not as long as the placeholder %s", derived, s.newID(testKeyID), keyedPlaceholder)
+	}
 	delay := int64(30)
 	now := time.Now()
 	for name, req := range map[string]notificationRequest{
@@ -605,7 +608,7 @@ func TestWithID(t *testing.T) {
 	} {
 		for _, id := range []string{derived, "not-an-id-of-the-usual-length"} {
 			t.Run(name+" "+id, func(t *testing.T) {
-				p := s.prepare(req, testKeyID, s.newID(testKeyID), now)
+				p := s.prepare(req, testKeyID, keyedPlaceholder, now)
 				if p.status != 0 {
 					t.Fatalf("prepare: %d %s %v", p.status, p.detail, p.errs)
 				}

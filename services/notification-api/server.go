@@ -179,7 +179,11 @@ func (s *server) postNotification(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.now()
-	p := s.prepare(req, keyID, s.newID(keyID), now)
+	id := keyedPlaceholder // a keyed notification's id comes from Begin
+	if !hasKey {
+		id = s.newID(keyID)
+	}
+	p := s.prepare(req, keyID, id, now)
 	if p.status != 0 {
 		s.refuse(w, p)
 		return
