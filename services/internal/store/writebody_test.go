@@ -1,13 +1,11 @@
-package store
+package store_test
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"net/http"
 	"reflect"
 	"slices"
 	"strings"
@@ -16,41 +14,40 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"herald/services/devstack/dynamolocal/dynamotest"
+	"herald/services/internal/store"
 )
 
-// sent is one request as the SDK put it on the wire.
+// sent is one request as the SDK put it on the wire, signed.
 type sent struct {
 	target, contentType, auth string
 	body                      []byte
 }
 
-// wire is an HTTP client that keeps each request and answers success.
+// wire keeps each request a client sends (dynamotest's canned client,
+// which answers success).
 type wire struct {
 	mu   sync.Mutex
 	reqs []sent
 }
 
-func (c *wire) Do(r *http.Request) (*http.Response, error) {
-	b, _ := io.ReadAll(r.Body)
-	r.Body.Close()
-	c.mu.Lock()
-	c.reqs = append(c.reqs, sent{r.Header.Get("X-Amz-Target"), r.Header.Get("Content-Type"), r.Header.Get("Authorization"), b})
-	c.mu.Unlock()
-	answer := "{}"
-	if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".BatchWriteItem") {
-		answer = `{"UnprocessedItems":{}}`
-	}
-	return &http.Response{
-		StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header:        http.Header{"Content-Type": {"application/x-amz-json-1.0"}},
-		Body:          io.NopCloser(strings.NewReader(answer)),
-		ContentLength: int64(len(answer)), Request: r,
-	}, nil
+func (c *wire) keep(stack *middleware.Stack) error {
+	return stack.Finalize.Add(middleware.FinalizeMiddlewareFunc("keep", func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+		req := in.Request.(*smithyhttp.Request)
+		b, _ := io.ReadAll(req.GetStream())
+		if err := req.RewindStream(); err != nil {
+			return middleware.FinalizeOutput{}, middleware.Metadata{}, err
+		}
+		c.mu.Lock()
+		c.reqs = append(c.reqs, sent{req.Header.Get("X-Amz-Target"), req.Header.Get("Content-Type"), req.Header.Get("Authorization"), b})
+		c.mu.Unlock()
+		return next.HandleFinalize(ctx, in)
+	}), middleware.After)
 }
 
 func (c *wire) last(t *testing.T) sent {
@@ -86,9 +83,8 @@ func (k *keptInputs) BatchWriteItem(ctx context.Context, in *dynamodb.BatchWrite
 }
 
 func wireClient(w *wire) *dynamodb.Client {
-	return dynamodb.New(dynamodb.Options{
-		Region: "us-east-1", BaseEndpoint: aws.String("http://dynamodb.invalid"), HTTPClient: w,
-		Credentials: credentials.NewStaticCredentialsProvider("local", "local", ""),
+	return dynamodb.New(dynamotest.CannedClient().Options(), func(o *dynamodb.Options) {
+		o.APIOptions = append(o.APIOptions, w.keep)
 	})
 }
 
@@ -122,32 +118,32 @@ func sameRequest(t *testing.T, ours, sdks sent) {
 func TestWriteBodiesAreTheSDKs(t *testing.T) {
 	w := &wire{}
 	db := &keptInputs{Client: wireClient(w)}
-	ids, err := NewIDs(bytes.Repeat([]byte("i"), MinSecretBytes))
+	ids, err := store.NewIDs(bytes.Repeat([]byte("i"), store.MinSecretBytes))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(db, Config{Table: "herald-test", IdempotencyTTL: 24 * time.Hour, StatusTTL: 30 * 24 * time.Hour, IDs: ids, Clock: time.Now})
+	s, err := store.New(db, store.Config{Table: "herald-test", IdempotencyTTL: 24 * time.Hour, StatusTTL: 30 * 24 * time.Hour, IDs: ids, Clock: time.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	var reqs []BeginRequest
+	var reqs []store.BeginRequest
 	for _, k := range []string{"k1", "a key with spaces", `quotes " and \ backslashes`, "0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b"} {
-		reqs = append(reqs, BeginRequest{Scope: "svc", Key: k, BodyHash: [32]byte{1, byte(len(k))}})
+		reqs = append(reqs, store.BeginRequest{Scope: "svc", Key: k, BodyHash: [32]byte{1, byte(len(k))}})
 	}
-	var cs []Completion
+	var cs []store.Completion
 	for i, r := range s.BeginMany(ctx, 30*time.Second, reqs) {
-		if r.Err != nil || r.Outcome != Started {
+		if r.Err != nil || r.Outcome != store.Started {
 			t.Fatalf("begin %d: %v %v", i, r.Outcome, r.Err)
 		}
-		cs = append(cs, Completion{Lease: r.Lease, Answer: Answer{Status: []int{202, 202, 500, 202}[i], Body: [][]byte{[]byte(`{"id":"x","status":"queued"}`), nil, {0, 0xff, '"'}, []byte("ok")}[i]}})
+		cs = append(cs, store.Completion{Lease: r.Lease, Answer: store.Answer{Status: []int{202, 202, 500, 202}[i], Body: [][]byte{[]byte(`{"id":"x","status":"queued"}`), nil, {0, 0xff, '"'}, []byte("ok")}[i]}})
 	}
 	ours := w.last(t)
 	if len(db.tx) != 1 {
 		t.Fatalf("%d transactions, want 1", len(db.tx))
 	}
-	// The SDK writes ClientRequestToken first.
+	// The SDK writes ClientRequestToken first: the option is in effect.
 	if !bytes.HasPrefix(ours.body, []byte(`{"TransactItems":[{"Put":{"TableName":`)) {
 		t.Fatalf("the transaction's body is not the one written here: %s", ours.body)
 	}
@@ -163,7 +159,7 @@ func TestWriteBodiesAreTheSDKs(t *testing.T) {
 	if len(db.batch) != 1 {
 		t.Fatalf("%d batch writes, want 1", len(db.batch))
 	}
-	if _, ok := writeBody(db.batch[0]); !ok {
+	if _, ok := store.WriteBody(db.batch[0]); !ok {
 		t.Fatal("writeBody did not take the batch")
 	}
 	if _, err := db.Client.BatchWriteItem(ctx, db.batch[0]); err != nil {
@@ -175,8 +171,11 @@ func TestWriteBodiesAreTheSDKs(t *testing.T) {
 // TestWriteBodiesLeaveTheRestToTheSDK: an input with anything these bodies
 // do not write is the SDK's to serialize, and is sent as the SDK sends it.
 func TestWriteBodiesLeaveTheRestToTheSDK(t *testing.T) {
+	str := func(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
+	key := func(pk string) map[string]types.AttributeValue { return map[string]types.AttributeValue{"pk": str(pk)} }
 	put := func(mod func(*types.Put)) *dynamodb.TransactWriteItemsInput {
-		p := &types.Put{TableName: aws.String("t"), Item: map[string]types.AttributeValue{"pk": str("a"), "n": num(1), "b": bin([]byte{1})}}
+		p := &types.Put{TableName: aws.String("t"), Item: map[string]types.AttributeValue{
+			"pk": str("a"), "n": &types.AttributeValueMemberN{Value: "1"}, "b": &types.AttributeValueMemberB{Value: []byte{1}}}}
 		if mod != nil {
 			mod(p)
 		}
@@ -203,7 +202,7 @@ func TestWriteBodiesLeaveTheRestToTheSDK(t *testing.T) {
 		"no requests": &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{"t": nil}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, ok := writeBody(in); ok {
+			if _, ok := store.WriteBody(in); ok {
 				t.Fatal("writeBody took it")
 			}
 			w := &wire{}
@@ -218,7 +217,7 @@ func TestWriteBodiesLeaveTheRestToTheSDK(t *testing.T) {
 				}
 				return w.last(t)
 			}
-			sameRequest(t, send(writeBodies), send())
+			sameRequest(t, send(store.WriteBodies), send())
 		})
 	}
 }
@@ -251,34 +250,4 @@ func TestWriteBodyShapes(t *testing.T) {
 			t.Errorf("%s has members %v, writebody.go knows %v", rt, got, tc.want)
 		}
 	}
-}
-
-// TestWriteBodiesOption: the option puts writeBodyProtocol in front of the
-// client's protocol, which then serializes what writeBody takes without the
-// SDK's serializer.
-func TestWriteBodiesOption(t *testing.T) {
-	o := wireClient(&wire{}).Options()
-	writeBodies(&o)
-	p, ok := o.Protocol.(writeBodyProtocol)
-	if !ok {
-		t.Fatalf("the protocol is %T", o.Protocol)
-	}
-	p.ClientProtocol = refuseSerialize{p.ClientProtocol}
-	in := &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{"t": {{PutRequest: &types.PutRequest{Item: key("a")}}}}}
-	req := smithyhttp.NewStackRequest().(*smithyhttp.Request)
-	op := smithy.NewOperationSchema(&smithy.Schema{}, nil, nil)
-	if err := p.SerializeRequest(context.Background(), op, in, req); err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(req.GetStream())
-	if want := `{"RequestItems":{"t":[{"PutRequest":{"Item":{"pk":{"S":"a"}}}}]}}`; string(got) != want {
-		t.Errorf("body %s, want %s", got, want)
-	}
-}
-
-// refuseSerialize is a protocol whose serializer must not be called.
-type refuseSerialize struct{ smithyhttp.ClientProtocol }
-
-func (refuseSerialize) SerializeRequest(context.Context, *smithy.OperationSchema, smithy.Serializable, *smithyhttp.Request) error {
-	return fmt.Errorf("the SDK's serializer was called")
 }
