@@ -168,8 +168,10 @@ func (b *Batcher[T]) loop() {
 
 // worker flushes first, then the batches the loop hands it, until it has
 // waited workerIdle for one or the loop has ended. It holds a slot of sem
-// only while it flushes, so MaxCalls bounds the calls at once, and a
-// worker is started only when none is idle, so there are at most MaxCalls.
+// only while it flushes, so MaxCalls bounds the calls at once. A worker is
+// started only when none is waiting for a batch, so there are about as
+// many as calls at once (one that has just flushed may not be waiting yet),
+// and the spare ones end after workerIdle.
 func (b *Batcher[T]) worker(first []T) {
 	b.cfg.Flush(first)
 	<-b.sem
