@@ -52,6 +52,11 @@ func (s *server) newID(keyID string) string {
 	return herald.NewID()
 }
 
+// keyedPlaceholder is the id a keyed notification is validated and encoded
+// with until Begin derives its own, which withID puts in its place: as long
+// as an id, so the size checked is the size sent.
+const keyedPlaceholder = "00000000-0000-0000-0000-000000000000"
+
 // idempotencyKeyOf reads the Idempotency-Key header: absent, or a key, or
 // why it is not one. The draft makes it a structured-field string
 // ("abc"); a bare token (abc) is taken as well, as most clients send it.
@@ -272,8 +277,13 @@ func (w *keyWriter) close() {
 
 // acceptedBody is the answer to a queued notification.
 func acceptedBody(id string) []byte {
-	b, _ := json.Marshal(map[string]string{"id": id, "status": "queued"})
+	b, _ := json.Marshal(accepted{ID: id, Status: "queued"})
 	return b
+}
+
+type accepted struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
 }
 
 // replayedID reads the id of a stored answer.

@@ -21,6 +21,7 @@ import (
 
 	"herald/services/devstack/dynamolocal"
 	"herald/services/devstack/secretslocal"
+	"herald/services/internal/herald"
 	"herald/services/internal/store"
 )
 
@@ -353,6 +354,18 @@ func TestBatchIdempotency(t *testing.T) {
 	if n := len(h.sqs.queued()); n != 4 {
 		t.Errorf("%d queued, want 4 (3, then the unkeyed one again)", n)
 	}
+	// Each queued envelope carries its item's answered id, keyed or not.
+	subjects := map[string]string{}
+	for _, b := range h.sqs.queued()[:3] {
+		var e struct{ ID, Subject string }
+		json.Unmarshal([]byte(b), &e)
+		subjects[e.ID] = e.Subject
+	}
+	for i, want := range []string{"one", "two", "three"} {
+		if got := subjects[r1[i].ID]; got != want {
+			t.Errorf("item %d (id %s): queued with subject %q, want %q", i, r1[i].ID, got, want)
+		}
+	}
 	// A key reused with another item: that item 422, the others go.
 	mixed := h.do(http.MethodPost, "/api/notifications/batch", nil, batch(item("a", "changed"), item("c", "four")))
 	if r := results(mixed); mixed.Code != 207 || r[0].Status != 422 || r[1].Status != 202 {
@@ -554,5 +567,56 @@ func TestKeyedWritesShareCalls(t *testing.T) {
 	}
 	if got := ops.String(); got != "BatchWriteItem=4 TransactWriteItems=1" {
 		t.Errorf("DynamoDB requests for a batch of %d keyed items: %s, want BatchWriteItem=4 TransactWriteItems=1", n, got)
+	}
+}
+
+func TestAcceptedBody(t *testing.T) {
+	id := "0190b3c4-5d6e-8f80-9a1b-2c3d4e5f6a7b"
+	if got, want := string(acceptedBody(id)), `{"id":"`+id+`","status":"queued"}`; got != want {
+		t.Errorf("acceptedBody = %s, want %s", got, want)
+	}
+	if got := replayedID(acceptedBody(id)); got != id {
+		t.Errorf("replayedID = %q", got)
+	}
+}
+
+// TestWithID: a keyed notification prepared with the placeholder and given
+// its derived id is the message prepare makes with that id, whether the id
+// is spliced in or the envelope encoded again.
+func TestWithID(t *testing.T) {
+	s, err := newServer(testConfig(), deps{sqs: &fakeSQS{}}, herald.NewLogger(discard{}, "error", "test", "api"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	ids, err := store.NewIDs(bytes.Repeat([]byte("i"), store.MinSecretBytes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	derived, _ := ids.Derive(testKeyID, "k", sha256.Sum256([]byte("b")))
+	if len(derived) != len(keyedPlaceholder) || len(s.newID(testKeyID)) != len(keyedPlaceholder) {
+		t.Fatalf("ids %s and %s are not as long as the placeholder %s", derived, s.newID(testKeyID), keyedPlaceholder)
+	}
+	delay := int64(30)
+	now := time.Now()
+	for name, req := range map[string]notificationRequest{
+		"minimal": {To: []string{"alice@example.com"}, Subject: "s", Text: "t"},
+		"everything": {To: []string{"a@example.com"}, Cc: []string{"b@example.com"}, Bcc: []string{"c@example.com"},
+			ReplyTo: "r@example.com", Subject: `"id":"x" <&> é`, Text: "t", HTML: "<p>h</p>", DelaySeconds: &delay,
+			Metadata: map[string]string{"id": "0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b", "k": "v"}},
+		"escaped by sqsSafe": {To: []string{"alice@example.com"}, Subject: "s", Text: "a \uFFFE b \uFFFF"},
+	} {
+		for _, id := range []string{derived, "not-an-id-of-the-usual-length"} {
+			t.Run(name+" "+id, func(t *testing.T) {
+				p := s.prepare(req, testKeyID, keyedPlaceholder, now)
+				if p.status != 0 {
+					t.Fatalf("prepare: %d %s %v", p.status, p.detail, p.errs)
+				}
+				got, want := s.withID(p, id), s.prepare(req, testKeyID, id, now)
+				if got.id != want.id || got.msg != want.msg || got.status != want.status {
+					t.Errorf("withID:\n%+v\nprepare:\n%+v", got.msg, want.msg)
+				}
+			})
+		}
 	}
 }

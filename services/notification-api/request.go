@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -249,6 +250,7 @@ type prepared struct {
 	status int // 0 when valid, else 400 or 413
 	detail string
 	errs   herald.FieldErrors
+	env    herald.Envelope // valid, for withID
 }
 
 // prepare validates one decoded request and encodes its envelope with
@@ -287,6 +289,42 @@ func (s *server) prepare(req notificationRequest, keyID, id string, now time.Tim
 	if len(errs) > 0 {
 		return prepared{status: http.StatusBadRequest, detail: "the notification is not valid", errs: errs}
 	}
+	return s.encode(env, int32(delay))
+}
+
+// withID is a valid prepared notification with the id id instead (a keyed
+// one's, once Begin derived it), not validated again: the id is not part of
+// what is checked. The encoded envelope begins with its version and id, so
+// an id of the same length and characters (hex and hyphens, as all ids are)
+// is spliced into it, with the bytes Marshal would write; any other is
+// encoded again.
+func (s *server) withID(p prepared, id string) prepared {
+	head := envelopeHead + p.id + `"`
+	if len(id) != len(p.id) || !plainID(id) || !strings.HasPrefix(p.msg.body, head) {
+		env := p.env
+		env.ID = id
+		return s.encode(env, p.msg.delay)
+	}
+	p.env.ID, p.id = id, id
+	p.msg.body = envelopeHead + id + p.msg.body[len(envelopeHead)+len(id):]
+	return p
+}
+
+// envelopeHead is how an encoded envelope begins, up to its id.
+var envelopeHead = `{"v":` + strconv.Itoa(herald.EnvelopeVersion) + `,"id":"`
+
+// plainID: only hex digits and hyphens, which JSON writes as they are.
+func plainID(id string) bool {
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// encode is a valid envelope as the queue's message.
+func (s *server) encode(env herald.Envelope, delay int32) prepared {
 	body, err := env.Marshal()
 	if err != nil {
 		return prepared{status: http.StatusBadRequest, detail: err.Error()}
@@ -296,7 +334,7 @@ func (s *server) prepare(req notificationRequest, keyID, id string, now time.Tim
 		return prepared{status: http.StatusRequestEntityTooLarge,
 			detail: fmt.Sprintf("the queued message would be %d bytes; at most %d", len(body), s.cfg.MaxMessageBytes)}
 	}
-	return prepared{id: env.ID, msg: message{body: string(body), delay: int32(delay)}}
+	return prepared{id: env.ID, msg: message{body: string(body), delay: delay}, env: env}
 }
 
 // sqsSafe escapes U+FFFE and U+FFFF, the only characters encoding/json writes

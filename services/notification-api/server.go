@@ -179,7 +179,11 @@ func (s *server) postNotification(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.now()
-	p := s.prepare(req, keyID, s.newID(keyID), now)
+	id := keyedPlaceholder // a keyed notification's id comes from Begin
+	if !hasKey {
+		id = s.newID(keyID)
+	}
+	p := s.prepare(req, keyID, id, now)
 	if p.status != 0 {
 		s.refuse(w, p)
 		return
@@ -193,7 +197,7 @@ func (s *server) postNotification(w http.ResponseWriter, r *http.Request) {
 			s.answerRefusal(w, r, ref)
 			return
 		}
-		p = s.prepare(req, keyID, k.begun.ID, now)
+		p = s.withID(p, k.begun.ID)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.EnqueueTimeout)
 	defer cancel()
@@ -357,6 +361,7 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 	byItem := map[int]*keyed{}
 	var batchHash *[32]byte
 	reqs := make([]notificationRequest, n)
+	preps := make([]prepared, n) // of the keyed items, for their derived ids
 	now := s.now()
 	for i, raw := range req.Notifications {
 		items[i].Index = i
@@ -381,6 +386,7 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 			items[i].Status, items[i].Detail, items[i].Errors = p.status, p.detail, p.errs
 			continue
 		}
+		preps[i] = p
 		if one.IdempotencyKey != nil {
 			if s.state == nil {
 				s.reject("validation", 1)
@@ -428,7 +434,7 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 			it.Status, it.Detail = ref.status, ref.detail
 			continue
 		}
-		p := s.prepare(reqs[i], keyID, k.begun.ID, now)
+		p := s.withID(preps[i], k.begun.ID)
 		items[i].ID = p.id
 		msgs = append(msgs, p.msg)
 		at = append(at, i)

@@ -34,7 +34,8 @@ type Config[T any] struct {
 	MaxCalls int
 	// Queue is how many items Add hands over without waiting for the loop.
 	Queue int
-	// Flush makes the call for one batch; each runs in its own goroutine.
+	// Flush makes the call for one batch, in a goroutine other than Add's
+	// and the loop's (a worker, see workerIdle).
 	Flush func(batch []T)
 	// After is time.After, or a fake clock in tests.
 	After func(time.Duration) <-chan time.Time
@@ -50,9 +51,17 @@ type Batcher[T any] struct {
 	closed bool
 
 	sem   chan struct{}
+	work  chan []T // to an idle worker
 	calls sync.WaitGroup
 	done  chan struct{}
 }
+
+// workerIdle is how long a worker waits for its next batch before it
+// ends. A worker makes call after call while they keep coming: a new
+// goroutine per batch would grow its stack afresh through the SDK's deep
+// call chain each time (runtime.copystack was 5% of the API's CPU per keyed
+// notification), and an idle one costs its stack only.
+const workerIdle = time.Second
 
 // New starts a batcher.
 func New[T any](cfg Config[T]) (*Batcher[T], error) {
@@ -73,6 +82,7 @@ func New[T any](cfg Config[T]) (*Batcher[T], error) {
 		cfg:  cfg,
 		in:   make(chan T, cfg.Queue),
 		sem:  make(chan struct{}, cfg.MaxCalls),
+		work: make(chan []T),
 		done: make(chan struct{}),
 	}
 	go b.loop()
@@ -117,11 +127,12 @@ func (b *Batcher[T]) loop() {
 	flush := func() {
 		if len(batch) > 0 {
 			out := batch
-			b.sem <- struct{}{}
-			b.calls.Go(func() {
-				defer func() { <-b.sem }()
-				b.cfg.Flush(out)
-			})
+			b.sem <- struct{}{} // released by the worker when Flush returns
+			select {
+			case b.work <- out:
+			default: // no worker is idle
+				b.calls.Go(func() { b.worker(out) })
+			}
 		}
 		batch, weight, timer = nil, 0, nil
 	}
@@ -130,6 +141,7 @@ func (b *Batcher[T]) loop() {
 		case item, ok := <-b.in:
 			if !ok {
 				flush()
+				close(b.work)
 				b.calls.Wait()
 				return
 			}
@@ -150,6 +162,32 @@ func (b *Batcher[T]) loop() {
 			}
 		case <-timer:
 			flush()
+		}
+	}
+}
+
+// worker flushes first, then the batches the loop hands it, until it has
+// waited workerIdle for one or the loop has ended. It holds a slot of sem
+// only while it flushes, so MaxCalls bounds the calls at once. A worker is
+// started only when none is waiting for a batch, so there are about as
+// many as calls at once (one that has just flushed may not be waiting yet),
+// and the spare ones end after workerIdle.
+func (b *Batcher[T]) worker(first []T) {
+	b.cfg.Flush(first)
+	<-b.sem
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		select {
+		case out, ok := <-b.work:
+			if !ok {
+				return
+			}
+			b.cfg.Flush(out)
+			<-b.sem
+			idle.Reset(workerIdle)
+		case <-idle.C:
+			return
 		}
 	}
 }

@@ -77,11 +77,14 @@ func (l KeyLease) ID() string { return l.rec.id }
 // keyRecord is what a Started request wrote into its record and what stays
 // in it when it is completed.
 type keyRecord struct {
-	id         string
+	id, pk     string
 	bodyHash   [32]byte
 	createdMs  int64
 	expires    int64 // epoch s
 	leaseUntil time.Time
+	// item is the record Begin wrote: the done record takes the values it
+	// keeps from it (the SDK only reads them), not new copies.
+	item map[string]types.AttributeValue
 }
 
 // Idempotency record states.
@@ -101,8 +104,15 @@ func keyItemPK(scope, idempotencyKey string) string {
 const beginCond = "attribute_not_exists(#pk) OR #exp <= :nows OR (#state = :inflight AND #lease <= :nowms AND #bh = :bh AND #id = :id)"
 
 // beginNames are beginCond's names, made once: every Put of a transaction
-// carries them, and the SDK only reads them.
-var beginNames = names(beginCond)
+// carries them, and the SDK only reads them; so are the values that are
+// the same in every record.
+var (
+	beginNames    = names(beginCond)
+	beginCondExpr = aws.String(beginCond)
+	inFlightValue = str(stateInFlight)
+	doneValue     = str(stateDone)
+	zeroValue     = num(0)
+)
 
 // Begin starts a request with an Idempotency-Key for the API key scope:
 // one conditional PutItem. The record binds the key to bodyHash (the
@@ -219,7 +229,7 @@ func distinctKeys(todo []*beginning, max int) (take, rest []*beginning) {
 // may have queued and this one are the same.
 func (s *Store) beginOne(ctx context.Context, b *beginning, lease time.Duration) {
 	for range 2 {
-		put, rec := s.beginPut(s.cfg.Clock(), b, lease)
+		put, rec := s.beginPut(s.beginValuesAt(s.cfg.Clock(), lease), b)
 		_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
 			TableName:                           put.TableName,
 			Item:                                put.Item,
@@ -247,16 +257,16 @@ func (s *Store) beginOne(ctx context.Context, b *beginning, lease time.Duration)
 // beginTx makes one TransactWriteItems of the requests' Puts and returns
 // the requests it did not decide.
 func (s *Store) beginTx(ctx context.Context, take []*beginning, lease time.Duration) (again []*beginning) {
-	now := s.cfg.Clock()
+	at := s.beginValuesAt(s.cfg.Clock(), lease)
 	items := make([]types.TransactWriteItem, len(take))
+	puts := make([]types.Put, len(take))
 	recs := make([]keyRecord, len(take))
 	for i, b := range take {
-		var put *types.Put
-		put, recs[i] = s.beginPut(now, b, lease)
-		put.ReturnValuesOnConditionCheckFailure = types.ReturnValuesOnConditionCheckFailureAllOld
-		items[i] = types.TransactWriteItem{Put: put}
+		puts[i], recs[i] = s.beginPut(at, b)
+		puts[i].ReturnValuesOnConditionCheckFailure = types.ReturnValuesOnConditionCheckFailureAllOld
+		items[i] = types.TransactWriteItem{Put: &puts[i]}
 	}
-	_, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
+	_, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items}, writeBodies)
 	if err == nil {
 		for i, b := range take {
 			b.started(recs[i])
@@ -288,30 +298,50 @@ func (s *Store) beginTx(ctx context.Context, take []*beginning, lease time.Durat
 	return again
 }
 
+// beginValues are the values of Begin's Puts that depend on the time of
+// the write only: made once for all the Puts of a transaction.
+type beginValues struct {
+	now                          time.Time
+	leaseUntil                   time.Time
+	expires                      int64
+	table                        *string
+	nows, nowms, until, expiring types.AttributeValue
+}
+
+func (s *Store) beginValuesAt(now time.Time, lease time.Duration) *beginValues {
+	v := &beginValues{
+		now: now, leaseUntil: now.Add(lease), expires: now.Add(s.cfg.IdempotencyTTL).Unix(),
+		table: aws.String(s.table), nows: num(now.Unix()), nowms: num(now.UnixMilli()),
+	}
+	v.until, v.expiring = num(v.leaseUntil.UnixMilli()), num(v.expires)
+	return v
+}
+
 // beginPut is Begin's conditional Put of the request's record, and what it
 // writes.
-func (s *Store) beginPut(now time.Time, b *beginning, lease time.Duration) (*types.Put, keyRecord) {
+func (s *Store) beginPut(at *beginValues, b *beginning) (types.Put, keyRecord) {
 	rec := keyRecord{
-		id: b.id, bodyHash: b.req.BodyHash, createdMs: now.UnixMilli(),
-		expires: now.Add(s.cfg.IdempotencyTTL).Unix(), leaseUntil: now.Add(lease),
+		id: b.id, pk: b.pk, bodyHash: b.req.BodyHash, createdMs: at.now.UnixMilli(),
+		expires: at.expires, leaseUntil: at.leaseUntil,
 	}
-	return &types.Put{
-		TableName: aws.String(s.table),
-		Item: map[string]types.AttributeValue{
-			KeyAttribute:   str(b.pk),
-			attrID:         str(b.id),
-			attrBodyHash:   bin(rec.bodyHash[:]),
-			attrState:      str(stateInFlight),
-			attrLeaseToken: str(b.token),
-			attrLeaseUntil: num(rec.leaseUntil.UnixMilli()),
-			attrCreatedAt:  num(rec.createdMs),
-			TTLAttribute:   num(rec.expires),
-		},
-		ConditionExpression:      aws.String(beginCond),
+	id, bh := str(b.id), bin(b.req.BodyHash[:])
+	rec.item = map[string]types.AttributeValue{
+		KeyAttribute:   str(b.pk),
+		attrID:         id,
+		attrBodyHash:   bh,
+		attrState:      inFlightValue,
+		attrLeaseToken: str(b.token),
+		attrLeaseUntil: at.until,
+		attrCreatedAt:  at.nowms, // the write's time
+		TTLAttribute:   at.expiring,
+	}
+	return types.Put{
+		TableName:                at.table,
+		Item:                     rec.item,
+		ConditionExpression:      beginCondExpr,
 		ExpressionAttributeNames: beginNames,
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":nows": num(now.Unix()), ":nowms": num(now.UnixMilli()),
-			":inflight": str(stateInFlight), ":bh": bin(b.req.BodyHash[:]), ":id": str(b.id),
+			":nows": at.nows, ":nowms": at.nowms, ":inflight": inFlightValue, ":bh": bh, ":id": id,
 		},
 	}, rec
 }
@@ -465,11 +495,11 @@ func (s *Store) CompleteMany(ctx context.Context, cs []Completion) []error {
 	}
 	var wg sync.WaitGroup
 	for len(live) > 0 {
-		var chunk []int
-		seen := map[string]bool{}
+		chunk := make([]int, 0, min(len(live), MaxBatchWrite))
+		seen := make(map[string]bool, cap(chunk))
 		rest := live[:0:0]
 		for _, i := range live {
-			pk := keyItemPK(cs[i].Lease.Scope, cs[i].Lease.Key)
+			pk := cs[i].Lease.rec.pk
 			if len(chunk) < MaxBatchWrite && !seen[pk] {
 				seen[pk] = true
 				chunk = append(chunk, i)
@@ -477,8 +507,12 @@ func (s *Store) CompleteMany(ctx context.Context, cs []Completion) []error {
 			}
 			rest = append(rest, i)
 		}
-		wg.Go(func() { s.completeBatch(ctx, cs, chunk, errs) })
 		live = rest
+		if len(live) == 0 {
+			s.completeBatch(ctx, cs, chunk, errs) // the last, or only, batch in this goroutine
+			break
+		}
+		wg.Go(func() { s.completeBatch(ctx, cs, chunk, errs) })
 	}
 	wg.Wait()
 	return errs
@@ -487,12 +521,13 @@ func (s *Store) CompleteMany(ctx context.Context, cs []Completion) []error {
 // completeBatch writes the done records of cs[chunk] in one BatchWriteItem
 // and its retries of unprocessed items, and sets errs of those not written.
 func (s *Store) completeBatch(ctx context.Context, cs []Completion, chunk []int, errs []error) {
-	byPK := map[string]int{}
+	byPK := make(map[string]int, len(chunk))
 	reqs := make([]types.WriteRequest, len(chunk))
+	puts := make([]types.PutRequest, len(chunk))
 	for j, i := range chunk {
-		pk := keyItemPK(cs[i].Lease.Scope, cs[i].Lease.Key)
-		byPK[pk] = i
-		reqs[j] = types.WriteRequest{PutRequest: &types.PutRequest{Item: doneItem(pk, cs[i])}}
+		byPK[cs[i].Lease.rec.pk] = i
+		puts[j].Item = doneItem(cs[i])
+		reqs[j] = types.WriteRequest{PutRequest: &puts[j]}
 	}
 	for try := 0; len(reqs) > 0; try++ {
 		if try == maxUnprocessedTries {
@@ -513,7 +548,7 @@ func (s *Store) completeBatch(ctx context.Context, cs []Completion, chunk []int,
 				return
 			}
 		}
-		out, err := s.db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{s.table: reqs}})
+		out, err := s.db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{s.table: reqs}}, writeBodies)
 		if err != nil {
 			for _, r := range reqs {
 				i := byPK[item(r.PutRequest.Item).str(KeyAttribute)]
@@ -526,23 +561,32 @@ func (s *Store) completeBatch(ctx context.Context, cs []Completion, chunk []int,
 }
 
 // doneItem is the whole record of a completed request: Complete's result.
-func doneItem(pk string, c Completion) map[string]types.AttributeValue {
-	r := c.Lease.rec
-	it := map[string]types.AttributeValue{
-		KeyAttribute:   str(pk),
-		attrID:         str(r.id),
-		attrBodyHash:   bin(r.bodyHash[:]),
-		attrState:      str(stateDone),
-		attrLeaseToken: str(c.Lease.Token),
-		attrLeaseUntil: num(0),
-		attrAnswerCode: num(int64(c.Answer.Status)),
-		attrCreatedAt:  num(r.createdMs),
-		TTLAttribute:   num(r.expires),
+// The key, id, body hash, lease token, creation and expiry are the values
+// Begin wrote (the same token as c.Lease's).
+func doneItem(c Completion) map[string]types.AttributeValue {
+	begun := c.Lease.rec.item
+	it := make(map[string]types.AttributeValue, 10)
+	for _, name := range [...]string{KeyAttribute, attrID, attrBodyHash, attrLeaseToken, attrCreatedAt, TTLAttribute} {
+		it[name] = begun[name]
 	}
+	it[attrState] = doneValue
+	it[attrLeaseUntil] = zeroValue
+	it[attrAnswerCode] = statusValue(c.Answer.Status)
 	if len(c.Answer.Body) > 0 {
 		it[attrAnswerBody] = bin(c.Answer.Body) // DynamoDB refuses an empty binary value
 	}
 	return it
+}
+
+// acceptedValue is the answer status of a queued notification, the one
+// nearly every done record holds, made once.
+var acceptedValue = num(202)
+
+func statusValue(status int) types.AttributeValue {
+	if status == 202 {
+		return acceptedValue
+	}
+	return num(int64(status))
 }
 
 // Release ends the caller's lease at once and keeps the key bound to its

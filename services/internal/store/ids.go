@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"strconv"
+	"sync"
 	"time"
 
 	"herald/services/internal/herald"
@@ -38,6 +41,31 @@ const (
 // IDs mints and checks notification ids with the server's id secrets.
 type IDs struct {
 	secrets [][]byte
+	macs    []sync.Pool // of *idMAC, one pool per secret
+}
+
+// idMAC is a keyed HMAC-SHA256 and a buffer for its input, reused: a new
+// HMAC and the formatting of its input cost two dozen allocations per id.
+type idMAC struct {
+	h   hash.Hash
+	buf []byte
+}
+
+// mac gives a reset HMAC keyed with secret i; hand it back with
+// x.macs[i].Put.
+func (x *IDs) mac(i int) *idMAC {
+	if m, ok := x.macs[i].Get().(*idMAC); ok {
+		m.h.Reset()
+		return m
+	}
+	return &idMAC{h: hmac.New(sha256.New, x.secrets[i]), buf: make([]byte, 0, 128)}
+}
+
+// sum is the HMAC of m.buf.
+func (m *idMAC) sum() []byte {
+	m.h.Write(m.buf)
+	m.buf = m.h.Sum(m.buf[:0])
+	return m.buf
 }
 
 // NewIDs takes the id secrets, each at least MinSecretBytes long: the first
@@ -54,6 +82,7 @@ func NewIDs(secrets ...[]byte) (*IDs, error) {
 		}
 		ids.secrets = append(ids.secrets, append([]byte(nil), s...))
 	}
+	ids.macs = make([]sync.Pool, len(ids.secrets))
 	return ids, nil
 }
 
@@ -67,7 +96,7 @@ func (x *IDs) New(scope string) (string, error) {
 	if !ok {
 		return "", errors.New("store: herald.NewID made an id that is not a UUIDv7")
 	}
-	x.sign(&b, x.secrets[0], scope)
+	x.sign(&b, scope)
 	return format(b), nil
 }
 
@@ -83,14 +112,16 @@ func (x *IDs) Derive(scope, idempotencyKey string, bodyHash [32]byte) (string, e
 	if bodyHash == ([32]byte{}) {
 		return "", errors.New("store: the body hash is zero")
 	}
-	mac := hmac.New(sha256.New, x.secrets[0])
-	fmt.Fprintf(mac, "herald/notification-id/v1\x00%s\x00%d:%s\x00", scope, len(idempotencyKey), idempotencyKey)
-	mac.Write(bodyHash[:])
+	m := x.mac(0)
+	m.buf = append(append(append(m.buf[:0], "herald/notification-id/v1\x00"...), scope...), 0)
+	m.buf = append(strconv.AppendInt(m.buf, int64(len(idempotencyKey)), 10), ':')
+	m.buf = append(append(append(m.buf, idempotencyKey...), 0), bodyHash[:]...)
 	var b [16]byte
-	copy(b[:], mac.Sum(nil))
+	copy(b[:], m.sum())
+	x.macs[0].Put(m)
 	b[6] = 0x80 | b[6]&0x0f
 	b[8] = 0x80 | b[8]&0x3f
-	x.sign(&b, x.secrets[0], scope)
+	x.sign(&b, scope)
 	return format(b), nil
 }
 
@@ -100,8 +131,8 @@ func (x *IDs) Owns(scope, id string) bool {
 	if !ok {
 		return false
 	}
-	for _, s := range x.secrets {
-		if hmac.Equal(b[16-tagBytes:], tag(b, s, scope)) {
+	for i := range x.secrets {
+		if t := x.tag(b, i, scope); hmac.Equal(b[16-tagBytes:], t[:]) {
 			return true
 		}
 	}
@@ -119,20 +150,32 @@ func IssuedAt(id string) (time.Time, bool) {
 	return time.UnixMilli(ms).UTC(), true
 }
 
-func (x *IDs) sign(b *[16]byte, secret []byte, scope string) {
-	copy(b[16-tagBytes:], tag(*b, secret, scope))
+// sign sets the tag of b under the minting secret.
+func (x *IDs) sign(b *[16]byte, scope string) {
+	t := x.tag(*b, 0, scope)
+	copy(b[16-tagBytes:], t[:])
 }
 
-// tag is the HMAC of the API key id and the id's first 13 bytes.
-func tag(b [16]byte, secret []byte, scope string) []byte {
-	mac := hmac.New(sha256.New, secret)
-	fmt.Fprintf(mac, "herald/notification-tag/v1\x00%s\x00", scope)
-	mac.Write(b[:16-tagBytes])
-	return mac.Sum(nil)[:tagBytes]
+// tag is the HMAC, under secret i, of the API key id and the id's first 13
+// bytes.
+func (x *IDs) tag(b [16]byte, i int, scope string) [tagBytes]byte {
+	m := x.mac(i)
+	defer x.macs[i].Put(m)
+	m.buf = append(append(append(m.buf[:0], "herald/notification-tag/v1\x00"...), scope...), 0)
+	m.buf = append(m.buf, b[:16-tagBytes]...)
+	return [tagBytes]byte(m.sum())
 }
 
+// format writes b as a lowercase hyphenated UUID.
 func format(b [16]byte) string {
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	hex.Encode(s[9:13], b[4:6])
+	hex.Encode(s[14:18], b[6:8])
+	hex.Encode(s[19:23], b[8:10])
+	hex.Encode(s[24:36], b[10:16])
+	s[8], s[13], s[18], s[23] = '-', '-', '-', '-'
+	return string(s[:])
 }
 
 // parse reads an id as this package writes it: lowercase, hyphenated,
