@@ -68,11 +68,12 @@ fuzz:
 		echo "fuzz: services/notification-api has no FuzzDecode yet"; \
 	fi
 
-# The pipeline benchmark of BENCHMARKS.md: batching on and off, each on a
+# The pipeline benchmark of BENCHMARKS.md: batching on and off, keyed, and
+# keyed with the API's writes answered at once (its own ceiling), each on a
 # fresh pipeline, its figures, ratios and targets. Flags through BENCH_FLAGS,
 # e.g. make bench BENCH_FLAGS='-n 5000 -modes on'.
 BENCH_FLAGS ?=
-bench: tools ## the pipeline benchmark (BENCHMARKS.md): throughput, latency, SQS requests, CPU and RSS, batching on vs off; the shared rate limit's DynamoDB requests
+bench: tools ## the pipeline benchmark (BENCHMARKS.md): throughput, latency, SQS requests, CPU and RSS, batching on vs off, keys vs none; the shared rate limit's DynamoDB requests
 	$(GO) run ./tests/bench $(BENCH_FLAGS)
 	$(GO) test -run='^$$' -bench=SharedRateLimit ./services/notification-api
 

@@ -10,6 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
 	"herald/services/devstack/sesgate"
 )
 
@@ -72,8 +77,9 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(o.modes) != 3 || o.modes[0].name != "batching on" || o.modes[1].name != "batching off" || !o.modes[2].keyed || o.modes[0].keyed {
-		t.Errorf("default modes = %v, want on, off, then keyed", o.modes)
+	if len(o.modes) != 4 || o.modes[0].name != "batching on" || o.modes[1].name != "batching off" || !o.modes[2].keyed || o.modes[0].keyed ||
+		o.modes[2].writesOK || !o.modes[3].keyed || !o.modes[3].writesOK {
+		t.Errorf("default modes = %v, want on, off, keyed, then keyed-ceiling", o.modes)
 	}
 	if o.deliverWait != 70*time.Second {
 		t.Errorf("default deliver wait = %s, want 2 x 30s + 10s", o.deliverWait)
@@ -171,9 +177,55 @@ func TestBenchSmallRun(t *testing.T) {
 		"accepted requests/s", "API latency p99", "end-to-end p99", "SQS requests per delivered notification",
 		"SendMessageBatch", "DeleteMessageBatch", "peak RSS email-sender", "CPU s per 1000 notifications, notification-api",
 		"400 / 400 / 400", "100 / 100 / 100", "lost / duplicated", "targets (BENCHMARKS.md):",
+		"accepted requests/s keyed / without keys", "accepted requests/s keyed ceiling / without keys",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output has no %q", want)
 		}
+	}
+}
+
+// The writes-ok endpoint answers the API's keyed writes through the SDK as
+// DynamoDB does when their conditions hold, refuses reads with a message
+// that names it, and counts both.
+func TestWritesOK(t *testing.T) {
+	w, err := startWritesOK()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	db := dynamodb.New(dynamodb.Options{
+		Region: "us-east-1", BaseEndpoint: aws.String(w.URL), RetryMaxAttempts: 1,
+		Credentials: credentials.NewStaticCredentialsProvider("local", "local", ""),
+	})
+	ctx := context.Background()
+	item := map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "k#a"}}
+	put := &types.Put{TableName: aws.String("t"), Item: item, ConditionExpression: aws.String("attribute_not_exists(#pk)"),
+		ExpressionAttributeNames: map[string]string{"#pk": "pk"}}
+	if _, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: put.TableName, Item: item, ConditionExpression: put.ConditionExpression, ExpressionAttributeNames: put.ExpressionAttributeNames}); err != nil {
+		t.Errorf("PutItem: %v", err)
+	}
+	if _, err := db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{{Put: put}, {Put: put}}}); err != nil {
+		t.Errorf("TransactWriteItems: %v", err)
+	}
+	out, err := db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{"t": {{PutRequest: &types.PutRequest{Item: item}}}}})
+	if err != nil || len(out.UnprocessedItems) != 0 {
+		t.Errorf("BatchWriteItem: %v, unprocessed %v", err, out)
+	}
+	_, err = db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String("t"), Key: item})
+	if err == nil || !strings.Contains(err.Error(), "ValidationException") || !strings.Contains(err.Error(), "GetItem is not served") {
+		t.Errorf("GetItem: %v, want a ValidationException naming it", err)
+	}
+	st := w.Stats()
+	for op, want := range map[string]int64{"PutItem": 1, "TransactWriteItems": 1, "BatchWriteItem": 1, "GetItem": 1} {
+		if got := st.Operations[op].Requests; got != want {
+			t.Errorf("%s requests = %d, want %d", op, got, want)
+		}
+	}
+	if e := st.Operations["GetItem"].Errors; e != 1 || st.Operations["PutItem"].Errors != 0 {
+		t.Errorf("errors: GetItem %d (want 1), PutItem %d (want 0)", e, st.Operations["PutItem"].Errors)
+	}
+	if st.Total() != 4 {
+		t.Errorf("total = %d, want 4", st.Total())
 	}
 }

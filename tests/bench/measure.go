@@ -35,7 +35,9 @@ type usage struct {
 	self time.Duration // this process: load generator and SES gate
 }
 
-func sample(ctx context.Context, s *devstack.Stack) (usage, error) {
+// sample reads the use so far; w, when not nil, is the API's writes-ok
+// DynamoDB, whose requests count with the emulator's.
+func sample(ctx context.Context, s *devstack.Stack, w *writesOK) (usage, error) {
 	u := usage{at: time.Now(), pids: map[devstack.Component]int{}, cpu: map[devstack.Component]time.Duration{}, self: selfCPU()}
 	for _, c := range measured {
 		pid, ok := s.Running(c)
@@ -53,8 +55,12 @@ func sample(ctx context.Context, s *devstack.Stack) (usage, error) {
 		return u, err
 	}
 	u.sqs = st
+	u.dyn = dynamolocal.Stats{Operations: map[string]dynamolocal.OpStats{}}
 	if d := s.Dynamo(); d != nil {
 		u.dyn = d.Stats()
+	}
+	if w != nil {
+		u.dyn = addDynamo(u.dyn, w.Stats())
 	}
 	return u, nil
 }
@@ -85,15 +91,7 @@ func since(a, b usage) span {
 func (sp span) plus(o span) span {
 	out := span{elapsed: sp.elapsed + o.elapsed, sqs: map[string]sqslocal.ActionStats{}, dyn: dynamolocal.Stats{Operations: map[string]dynamolocal.OpStats{}},
 		cpu: map[devstack.Component]time.Duration{}, self: sp.self + o.self}
-	for _, s := range []dynamolocal.Stats{sp.dyn, o.dyn} {
-		for op, x := range s.Operations {
-			y := out.dyn.Operations[op]
-			y.Requests += x.Requests
-			y.Errors += x.Errors
-			y.ConditionalFailures += x.ConditionalFailures
-			out.dyn.Operations[op] = y
-		}
-	}
+	out.dyn = addDynamo(sp.dyn, o.dyn)
 	for _, m := range []map[string]sqslocal.ActionStats{sp.sqs, o.sqs} {
 		for name, a := range m {
 			x := out.sqs[name]
@@ -109,6 +107,21 @@ func (sp span) plus(o span) span {
 	for _, m := range []map[devstack.Component]time.Duration{sp.cpu, o.cpu} {
 		for c, t := range m {
 			out.cpu[c] += t
+		}
+	}
+	return out
+}
+
+// addDynamo is the sum of two counts of DynamoDB requests.
+func addDynamo(a, b dynamolocal.Stats) dynamolocal.Stats {
+	out := dynamolocal.Stats{Operations: map[string]dynamolocal.OpStats{}}
+	for _, s := range []dynamolocal.Stats{a, b} {
+		for op, x := range s.Operations {
+			y := out.Operations[op]
+			y.Requests += x.Requests
+			y.Errors += x.Errors
+			y.ConditionalFailures += x.ConditionalFailures
+			out.Operations[op] = y
 		}
 	}
 	return out
@@ -159,6 +172,14 @@ func runMode(ctx context.Context, o options, md mode, root, logDir string, progr
 	for k, v := range md.apiVariables {
 		apiVariables[k] = v
 	}
+	var w *writesOK
+	if md.writesOK {
+		if w, err = startWritesOK(); err != nil {
+			return nil, err
+		}
+		defer w.Close()
+		apiVariables[contract.EndpointDynamoDB.Name] = w.URL
+	}
 	cfg := devstack.Config{
 		Root:   root,
 		BinDir: o.binDir,
@@ -199,7 +220,7 @@ func runMode(ctx context.Context, o options, md mode, root, logDir string, progr
 	if err := s.Stop(devstack.Sender); err != nil {
 		return nil, err
 	}
-	before, err := sample(ctx, s)
+	before, err := sample(ctx, s, w)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +228,7 @@ func runMode(ctx context.Context, o options, md mode, root, logDir string, progr
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	accepted, err := sample(ctx, s)
+	accepted, err := sample(ctx, s, w)
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +240,7 @@ func runMode(ctx context.Context, o options, md mode, root, logDir string, progr
 	if err != nil {
 		return nil, err
 	}
-	drained, err := sample(ctx, s)
+	drained, err := sample(ctx, s, w)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +250,7 @@ func runMode(ctx context.Context, o options, md mode, root, logDir string, progr
 	// Steady: the whole pipeline at a fixed rate.
 	if o.steady > 0 {
 		fmt.Fprintf(progress, "%s: steady, %d notifications at %g/s ...\n", md.name, o.steady, o.rate)
-		before, err := sample(ctx, s)
+		before, err := sample(ctx, s, w)
 		if err != nil {
 			return nil, err
 		}
@@ -241,7 +262,7 @@ func runMode(ctx context.Context, o options, md mode, root, logDir string, progr
 		if err != nil {
 			return nil, err
 		}
-		after, err := sample(ctx, s)
+		after, err := sample(ctx, s, w)
 		if err != nil {
 			return nil, err
 		}

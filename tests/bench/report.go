@@ -165,6 +165,7 @@ type table struct {
 	tw             *tabwriter.Writer
 	results        []*result
 	on, off, keyed *result
+	ceiling        *result // keyed-ceiling
 }
 
 // labelWidth pads labels: the table aligns right, and labels of one width
@@ -181,6 +182,8 @@ func newTable(w io.Writer, results []*result) *table {
 			t.off = r
 		case modes["keyed"].name:
 			t.keyed = r
+		case modes["keyed-ceiling"].name:
+			t.ceiling = r
 		}
 	}
 	return t
@@ -331,7 +334,7 @@ func printResults(w io.Writer, o options, results []*result) {
 	t.tw.Flush()
 
 	fmt.Fprintln(w, "\ntargets (BENCHMARKS.md):")
-	for _, tg := range targets(t.on, t.off, t.keyed, results, o) {
+	for _, tg := range targets(t.on, t.off, t.keyed, t.ceiling, results, o) {
 		mark := "met    "
 		if !tg.met {
 			mark = "NOT MET"
@@ -355,15 +358,25 @@ type target struct {
 
 const rssLimit = 64 << 20
 
-func targets(on, off, keyed *result, results []*result, o options) []target {
+func targets(on, off, keyed, ceiling *result, results []*result, o options) []target {
 	var out []target
-	if on != nil && keyed != nil {
+	for _, k := range []struct {
+		r    *result
+		note string
+	}{
+		{keyed, "locally the DynamoDB emulator's ceiling, BENCHMARKS.md"},
+		{ceiling, "the API's DynamoDB writes answered at once: the API's own ceiling, as on AWS"},
+	} {
+		if on == nil || k.r == nil {
+			continue
+		}
+		keyed, label := k.r, k.r.mode.name
 		a, b := rate(keyed.burst.accepted, keyed.burst.loadTime), rate(on.burst.accepted, on.burst.loadTime)
-		out = append(out, target{a >= 0.7*b, fmt.Sprintf("accepted requests/s with keys / without, burst: %.0f / %.0f = %.2fx (at least 0.70x; locally the DynamoDB emulator's ceiling, BENCHMARKS.md)", a, b, a/b)})
+		out = append(out, target{a >= 0.7*b, fmt.Sprintf("accepted requests/s %s / without keys, burst: %.0f / %.0f = %.2fx (at least 0.70x; %s)", label, a, b, a/b, k.note)})
 		kc, uc := apiCPUPer1000(keyed), apiCPUPer1000(on)
-		out = append(out, target{kc > 0 && uc >= 0.7*kc, fmt.Sprintf("the API's notifications per CPU second with keys / without, burst: %.3f / %.3f CPU s per 1000 = %.2fx (at least 0.70x; what holds on AWS, where the API's CPU is the ceiling, not DynamoDB)", kc, uc, uc/kc)})
-		k, u := per(keyed.accept.dyn.Total(), keyed.burst.accepted), per(on.accept.dyn.Total(), on.burst.accepted)
-		out = append(out, target{u == 0 && k <= 2, fmt.Sprintf("the API's DynamoDB requests per accepted notification, burst: with keys %.3f (at most 2: Begin and Complete), without %.3f (0: unkeyed posts do not touch the store)", k, u)})
+		out = append(out, target{kc > 0 && uc >= 0.7*kc, fmt.Sprintf("the API's notifications per CPU second %s / without keys, burst: %.3f / %.3f CPU s per 1000 = %.2fx (at least 0.70x; on AWS the API's CPU is the ceiling, not DynamoDB)", label, kc, uc, uc/kc)})
+		kd, ud := per(keyed.accept.dyn.Total(), keyed.burst.accepted), per(on.accept.dyn.Total(), on.burst.accepted)
+		out = append(out, target{ud == 0 && kd <= 2, fmt.Sprintf("the API's DynamoDB requests per accepted notification, burst: %s %.3f (at most 2: Begin and Complete), without keys %.3f (0: unkeyed posts do not touch the store)", label, kd, ud)})
 	}
 	if on != nil {
 		v := per(sqsTotal(on.burst.use), on.burst.delivered)
