@@ -119,7 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.rate, "rate", 300, "notifications per second of the steady run")
 	fs.StringVar(&modeList, "modes", "on,off,keyed,keyed-ceiling", "comma list of modes to run, in order: on (batching), off (one SQS call per message), keyed (on, each post with an Idempotency-Key), keyed-ceiling (keyed, the API's DynamoDB writes answered at once: its own ceiling)")
 	fs.DurationVar(&o.visibility, "visibility", 30*time.Second, "the queue's visibility timeout (whole seconds)")
-	fs.DurationVar(&o.deliverWait, "deliver-wait", 0, "how long to wait for every accepted notification to reach SES after the load ends (default: twice the visibility timeout plus 10s)")
+	fs.DurationVar(&o.deliverWait, "deliver-wait", 0, "how long the wait for every accepted notification to reach SES after the load ends may go without a new delivery (default: twice the visibility timeout plus 10s)")
 	fs.StringVar(&o.logDir, "logs", "", "keep the components' logs here, one folder per mode (default: a temporary folder, removed)")
 	fs.StringVar(&o.binDir, "bin", "", "use the binaries in this folder instead of building them")
 	if err := fs.Parse(args); err != nil {

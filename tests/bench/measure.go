@@ -296,8 +296,11 @@ type delivery struct {
 }
 
 // settle waits until SES accepted every accepted post of posts and the queue
-// holds no message any more, or until wait has passed. It returns the
-// gate's record per subject of posts.
+// holds no message any more, or until wait has passed without a new
+// delivery (a slow drain, such as the keyed modes' sender on the DynamoDB
+// emulator, is waited for as long as it moves; each extension takes a
+// delivery, so the wait is bounded). It returns the gate's record per
+// subject of posts.
 func settle(ctx context.Context, s *devstack.Stack, posts []post, wait time.Duration) (map[string]delivery, error) {
 	want := map[string]bool{}
 	for i := range posts {
@@ -314,7 +317,11 @@ func settle(ctx context.Context, s *devstack.Stack, posts []post, wait time.Dura
 		// Reading every send is only worth it when the count moved.
 		if n := gate.Stats().Accepted; n != lastAccepted {
 			lastAccepted = n
+			before := len(got)
 			got = deliveries(gate.Sends(), want)
+			if len(got) > before {
+				deadline = time.Now().Add(wait)
+			}
 		}
 		if len(got) == len(want) {
 			st, err := s.SQSStats(ctx)
