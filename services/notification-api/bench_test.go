@@ -50,7 +50,7 @@ func BenchmarkEnqueue(b *testing.B) {
 		b.Run("linger="+linger.String(), func(b *testing.B) {
 			emu := startEmulator(b, "127.0.0.1:0")
 			defer emu.Close()
-			awsCfg, err := herald.LoadAWSConfig(context.Background(), "us-east-1", herald.AWSOptions{MaxAttempts: 3, MaxBackoff: 200 * time.Millisecond})
+			awsCfg, err := herald.LoadAWSConfig(context.Background(), "us-east-1", awsOptions)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -90,7 +90,7 @@ func BenchmarkKeyed(b *testing.B) {
 	localAWSEnv(b)
 	dyn, table := dynamo.Table(b)
 	ctx := context.Background()
-	awsCfg, err := herald.LoadAWSConfig(ctx, "us-east-1", herald.AWSOptions{MaxAttempts: 3, MaxBackoff: 200 * time.Millisecond})
+	awsCfg, err := herald.LoadAWSConfig(ctx, "us-east-1", awsOptions)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -19,6 +19,11 @@ type AWSOptions struct {
 	MaxAttempts int
 	// MaxBackoff between SDK retries; 0 means the SDK default (20 s).
 	MaxBackoff time.Duration
+	// WriteBufferSize is the HTTP client's write buffer per connection; 0
+	// means net/http's default (4 KiB). A call's headers and body leave in
+	// one write to the socket when they fit; a larger body takes two
+	// writes and a copy buffer per call.
+	WriteBufferSize int
 }
 
 // LoadAWSConfig builds the SDK configuration both services use: the default
@@ -30,6 +35,7 @@ func LoadAWSConfig(ctx context.Context, region string, opts AWSOptions) (aws.Con
 		t.MaxIdleConns = 256
 		t.MaxIdleConnsPerHost = 128
 		t.IdleConnTimeout = 90 * time.Second
+		t.WriteBufferSize = opts.WriteBufferSize
 	}).WithDialerOptions(func(d *net.Dialer) {
 		d.Timeout = 5 * time.Second
 	})

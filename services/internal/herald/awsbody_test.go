@@ -8,13 +8,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
 // capturingClient answers every call with a canned SQS answer and keeps the
@@ -191,4 +194,70 @@ func TestOneWritePerCall(t *testing.T) {
 		t.Errorf("%d writes per call through the guard, want 1", n)
 	}
 	t.Logf("without the guard: %d writes per call", writesPerCall(func(c aws.HTTPClient) aws.HTTPClient { return c }))
+}
+
+// TestWriteBufferSize: with LoadAWSConfig's HTTP client and a write buffer
+// of 64 KiB, a call whose body is well over net/http's default 4 KiB (a
+// full SendMessageBatch, the API's keyed TransactWriteItems) goes out in
+// one write, headers and body together; with the default, in two.
+func TestWriteBufferSize(t *testing.T) {
+	for _, tc := range []struct {
+		size, writes int64
+	}{{size: 64 << 10, writes: 1}, {size: 0, writes: 2}} {
+		t.Run(strconv.FormatInt(tc.size, 10), func(t *testing.T) {
+			if n := writesPerLargeCall(t, int(tc.size)); n != tc.writes {
+				t.Errorf("%d writes per call of a 30 KB body, want %d", n, tc.writes)
+			}
+		})
+	}
+}
+
+// writesPerLargeCall is the writes to the socket per SendMessageBatch of
+// about 30 KB through LoadAWSConfig's client with the given write buffer.
+func writesPerLargeCall(t *testing.T, writeBufferSize int) int64 {
+	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		io.WriteString(w, `{"Successful":[],"Failed":[]}`)
+	}))
+	defer srv.Close()
+	cfg, err := LoadAWSConfig(context.Background(), "us-east-1", AWSOptions{WriteBufferSize: writeBufferSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	built, ok := cfg.HTTPClient.(bodyGuard).next.(*awshttp.BuildableClient)
+	if !ok {
+		t.Fatalf("HTTP client %T is not the SDK's buildable client", cfg.HTTPClient.(bodyGuard).next)
+	}
+	var writes atomic.Int64
+	var d net.Dialer
+	counted := built.WithTransportOptions(func(tr *http.Transport) {
+		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			return countingConn{Conn: c, writes: &writes}, err
+		}
+	})
+	client := counted.Freeze().(*http.Client)
+	defer client.CloseIdleConnections()
+	c := sqs.New(sqs.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(srv.URL),
+		Credentials:  credentials.NewStaticCredentialsProvider("k", "s", ""),
+		HTTPClient:   GuardRequestBodies(client),
+	})
+	in := &sqs.SendMessageBatchInput{QueueUrl: aws.String(srv.URL + "/000000000000/q")}
+	for i := range 10 {
+		in.Entries = append(in.Entries, sqstypes.SendMessageBatchRequestEntry{
+			Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(strings.Repeat("m", 3000)),
+		})
+	}
+	const calls = 3
+	for range calls {
+		if _, err := c.SendMessageBatch(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return writes.Load() / calls
 }

@@ -1,10 +1,19 @@
 package store_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
+	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -14,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"herald/services/devstack/dynamolocal/dynamotest"
+	"herald/services/internal/herald"
 	"herald/services/internal/store"
 )
 
@@ -127,33 +137,150 @@ func BenchmarkKeyedWritesSDK(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx := context.Background()
-	answer := store.Answer{Status: 202, Body: []byte(`{"id":"0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b","status":"queued"}`)}
-	var seq atomic.Int64
 	for _, shared := range []int{1, 10, 25} {
-		b.Run(fmt.Sprint("shared-by-", shared), func(b *testing.B) {
-			cpu0 := processCPU(b)
-			for done := 0; done < b.N; done += shared {
-				reqs := make([]store.BeginRequest, shared)
-				for i := range reqs {
-					reqs[i] = store.BeginRequest{Scope: "svc", Key: fmt.Sprint("k-", seq.Add(1)), BodyHash: body("a")}
-				}
-				cs := make([]store.Completion, shared)
-				for i, r := range s.BeginMany(ctx, 30*time.Second, reqs) {
-					if r.Err != nil {
-						b.Fatal(r.Err)
-					}
-					cs[i] = store.Completion{Lease: r.Lease, Answer: answer}
-				}
-				cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-				if err := errors.Join(s.CompleteMany(cctx, cs)...); err != nil {
-					b.Fatal(err)
-				}
-				cancel()
+		b.Run(fmt.Sprint("shared-by-", shared), func(b *testing.B) { keyedWrites(b, s, shared, 1) })
+	}
+}
+
+// BenchmarkKeyedWritesLoopback is what the network path adds to the
+// keyed writes' client CPU: the store on herald.LoadAWSConfig's client
+// against an endpoint in another process (this test binary, see
+// writesOKChild) that answers every write at once, as the pipeline bench's
+// keyed-ceiling mode does, next to the same calls on the canned client;
+// four callers at once, as the API makes its calls, and the calls shared
+// as in the bench's burst (about 27 Begins a TransactWriteItems) or as
+// full as they go. The client's CPU only: the endpoint's is its own.
+//
+//	go test -run='^$' -bench=KeyedWritesLoopback -benchtime=20000x ./services/internal/store
+func BenchmarkKeyedWritesLoopback(b *testing.B) {
+	b.Setenv("AWS_ACCESS_KEY_ID", "local")
+	b.Setenv("AWS_SECRET_ACCESS_KEY", "local")
+	url := startWritesOK(b)
+	clients := []struct {
+		name   string
+		client store.Client
+	}{{"canned", dynamotest.CannedClient()}}
+	// net/http's default write buffer (4 KiB), and the API's.
+	for _, wb := range []int{4 << 10, 64 << 10} {
+		cfg, err := herald.LoadAWSConfig(context.Background(), "us-east-1", herald.AWSOptions{MaxAttempts: 3, WriteBufferSize: wb})
+		if err != nil {
+			b.Fatal(err)
+		}
+		clients = append(clients, struct {
+			name   string
+			client store.Client
+		}{fmt.Sprintf("loopback-%dKiB", wb>>10), store.NewDynamoDB(cfg, url)})
+	}
+	for _, c := range clients {
+		s, err := store.New(c.client, store.Config{Table: "herald-bench", IdempotencyTTL: idemTTL, StatusTTL: statusTTL, IDs: testIDs(b), Clock: time.Now})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, shared := range []int{27, store.MaxTransactItems} {
+			b.Run(fmt.Sprintf("%s/shared-by-%d", c.name, shared), func(b *testing.B) { keyedWrites(b, s, shared, 4) })
+		}
+	}
+}
+
+// keyedWrites begins and completes b.N keys on s from callers
+// goroutines, in calls shared by shared keys, and reports the process's
+// CPU per notification.
+func keyedWrites(b *testing.B, s *store.Store, shared, callers int) {
+	answer := store.Answer{Status: 202, Body: []byte(`{"id":"0190b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b","status":"queued"}`)}
+	round := func() error {
+		reqs := make([]store.BeginRequest, shared)
+		for i := range reqs {
+			reqs[i] = store.BeginRequest{Scope: "svc", Key: fmt.Sprint("k-", keySeq.Add(1)), BodyHash: body("a")}
+		}
+		cs := make([]store.Completion, shared)
+		for i, r := range s.BeginMany(context.Background(), 30*time.Second, reqs) {
+			if r.Err != nil {
+				return r.Err
 			}
-			b.ReportMetric((processCPU(b)-cpu0).Seconds()*1e6/float64(b.N), "cpu-µs/notification")
+			cs[i] = store.Completion{Lease: r.Lease, Answer: answer}
+		}
+		// As the API makes them: calls of at most MaxBatchWrite.
+		for len(cs) > 0 {
+			n := min(len(cs), store.MaxBatchWrite)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			err := errors.Join(s.CompleteMany(ctx, cs[:n])...)
+			cancel()
+			if err != nil {
+				return err
+			}
+			cs = cs[n:]
+		}
+		return nil
+	}
+	rounds := (b.N + shared - 1) / shared
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	cpu0 := processCPU(b)
+	for range callers {
+		wg.Go(func() {
+			for next.Add(1) <= int64(rounds) {
+				if err := round(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
 		})
 	}
+	wg.Wait()
+	b.ReportMetric((processCPU(b)-cpu0).Seconds()*1e6/float64(rounds*shared), "cpu-µs/notification")
+}
+
+var keySeq atomic.Int64
+
+// writesOKVariable makes the test binary a writes-ok DynamoDB endpoint
+// (writesOKChild) instead of running tests.
+const writesOKVariable = "HERALD_STORE_BENCH_WRITES_OK"
+
+// startWritesOK runs this test binary as a writes-ok endpoint until the
+// benchmark ends, and gives its URL.
+func startWritesOK(b *testing.B) string {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), writesOKVariable+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		b.Fatalf("writes-ok endpoint: %v", err)
+	}
+	return strings.TrimSpace(line)
+}
+
+// writesOKChild serves, when writesOKVariable is set, every write with
+// success at once (with DynamoDB's X-Amz-Crc32 of the answer, which the
+// SDK checks) on a free loopback port it prints, until it is killed; it
+// reports whether it did.
+func writesOKChild() bool {
+	if os.Getenv(writesOKVariable) == "" {
+		return false
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("http://%s\n", ln.Addr())
+	http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		answer := "{}"
+		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".BatchWriteItem") {
+			answer = `{"UnprocessedItems":{}}`
+		}
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.Header().Set("X-Amz-Crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE([]byte(answer))), 10))
+		io.WriteString(w, answer)
+	}))
+	return true
 }
 
 // processCPU is the CPU time (user and system) this process has used.
