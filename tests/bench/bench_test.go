@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -199,6 +201,16 @@ func TestWritesOK(t *testing.T) {
 		Credentials: credentials.NewStaticCredentialsProvider("local", "local", ""),
 	})
 	ctx := context.Background()
+	// The SDK checks the answers' CRC32 and logs a warning when it is missing.
+	resp, err := http.Post(w.URL, "application/x-amz-json-1.0", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got, want := resp.Header.Get("X-Amz-Crc32"), fmt.Sprint(crc32.ChecksumIEEE(body)); got != want {
+		t.Errorf("X-Amz-Crc32 = %q, want %q", got, want)
+	}
 	item := map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "k#a"}}
 	put := &types.Put{TableName: aws.String("t"), Item: item, ConditionExpression: aws.String("attribute_not_exists(#pk)"),
 		ExpressionAttributeNames: map[string]string{"#pk": "pk"}}
@@ -217,7 +229,7 @@ func TestWritesOK(t *testing.T) {
 		t.Errorf("GetItem: %v, want a ValidationException naming it", err)
 	}
 	st := w.Stats()
-	for op, want := range map[string]int64{"PutItem": 1, "TransactWriteItems": 1, "BatchWriteItem": 1, "GetItem": 1} {
+	for op, want := range map[string]int64{"PutItem": 1, "TransactWriteItems": 1, "BatchWriteItem": 1, "GetItem": 1, "": 1} {
 		if got := st.Operations[op].Requests; got != want {
 			t.Errorf("%s requests = %d, want %d", op, got, want)
 		}
@@ -225,7 +237,7 @@ func TestWritesOK(t *testing.T) {
 	if e := st.Operations["GetItem"].Errors; e != 1 || st.Operations["PutItem"].Errors != 0 {
 		t.Errorf("errors: GetItem %d (want 1), PutItem %d (want 0)", e, st.Operations["PutItem"].Errors)
 	}
-	if st.Total() != 4 {
-		t.Errorf("total = %d, want 4", st.Total())
+	if st.Total() != 5 {
+		t.Errorf("total = %d, want 5", st.Total())
 	}
 }

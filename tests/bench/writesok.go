@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 	"net/http"
@@ -91,7 +92,6 @@ func (w *writesOK) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	w.ops[op] = o
 	w.mu.Unlock()
-	rw.Header().Set("Content-Type", "application/x-amz-json-1.0")
 	switch {
 	case r.Method != http.MethodPost || !isOp:
 		writeDynamoError(rw, "UnknownOperationException", "not a DynamoDB request")
@@ -100,12 +100,20 @@ func (w *writesOK) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	case !known:
 		writeDynamoError(rw, "ValidationException", op+" is not served by the bench's writes-ok endpoint (keyed-ceiling mode): it answers the API's writes only")
 	default:
-		io.WriteString(rw, answer)
+		writeDynamo(rw, http.StatusOK, []byte(answer))
 	}
 }
 
+// writeDynamo answers as DynamoDB does, with the body's CRC32 (the SDK
+// checks it, and warns when it is missing).
+func writeDynamo(rw http.ResponseWriter, status int, body []byte) {
+	rw.Header().Set("Content-Type", "application/x-amz-json-1.0")
+	rw.Header().Set("X-Amz-Crc32", fmt.Sprint(crc32.ChecksumIEEE(body)))
+	rw.WriteHeader(status)
+	rw.Write(body)
+}
+
 func writeDynamoError(rw http.ResponseWriter, code, msg string) {
-	rw.WriteHeader(http.StatusBadRequest)
 	b, _ := json.Marshal(map[string]string{"__type": "com.amazonaws.dynamodb.v20120810#" + code, "message": msg})
-	rw.Write(b)
+	writeDynamo(rw, http.StatusBadRequest, b)
 }
