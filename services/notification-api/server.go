@@ -360,18 +360,21 @@ func (s *server) postBatch(w http.ResponseWriter, r *http.Request) {
 	var toBegin []int // items with a key, to record
 	byItem := map[int]*keyed{}
 	var batchHash *[32]byte
-	reqs := make([]notificationRequest, n)
 	preps := make([]prepared, n) // of the keyed items, for their derived ids
 	now := s.now()
 	for i, raw := range req.Notifications {
 		items[i].Index = i
-		one := &reqs[i]
+		one := &notificationRequest{}
 		if de := decodeStrict(raw, one); de != nil {
 			s.reject(de.reason(), 1)
 			items[i].Status, items[i].Detail, items[i].Errors = http.StatusBadRequest, "the notification is not valid", herald.FieldErrors{de.field}
 			continue
 		}
-		p := s.prepare(*one, keyID, s.newID(keyID), now)
+		id := keyedPlaceholder // a keyed item's id comes from Begin
+		if !batchKeyed && one.IdempotencyKey == nil {
+			id = s.newID(keyID)
+		}
+		p := s.prepare(*one, keyID, id, now)
 		if one.IdempotencyKey != nil {
 			if batchKeyed {
 				p.status, p.detail = http.StatusBadRequest, "the notification is not valid"

@@ -60,7 +60,7 @@ func sample(ctx context.Context, s *devstack.Stack, w *writesOK) (usage, error) 
 		u.dyn = d.Stats()
 	}
 	if w != nil {
-		u.dyn = addDynamo(u.dyn, w.Stats())
+		u.dyn = u.dyn.Add(w.Stats())
 	}
 	return u, nil
 }
@@ -91,7 +91,7 @@ func since(a, b usage) span {
 func (sp span) plus(o span) span {
 	out := span{elapsed: sp.elapsed + o.elapsed, sqs: map[string]sqslocal.ActionStats{}, dyn: dynamolocal.Stats{Operations: map[string]dynamolocal.OpStats{}},
 		cpu: map[devstack.Component]time.Duration{}, self: sp.self + o.self}
-	out.dyn = addDynamo(sp.dyn, o.dyn)
+	out.dyn = sp.dyn.Add(o.dyn)
 	for _, m := range []map[string]sqslocal.ActionStats{sp.sqs, o.sqs} {
 		for name, a := range m {
 			x := out.sqs[name]
@@ -107,21 +107,6 @@ func (sp span) plus(o span) span {
 	for _, m := range []map[devstack.Component]time.Duration{sp.cpu, o.cpu} {
 		for c, t := range m {
 			out.cpu[c] += t
-		}
-	}
-	return out
-}
-
-// addDynamo is the sum of two counts of DynamoDB requests.
-func addDynamo(a, b dynamolocal.Stats) dynamolocal.Stats {
-	out := dynamolocal.Stats{Operations: map[string]dynamolocal.OpStats{}}
-	for _, s := range []dynamolocal.Stats{a, b} {
-		for op, x := range s.Operations {
-			y := out.Operations[op]
-			y.Requests += x.Requests
-			y.Errors += x.Errors
-			y.ConditionalFailures += x.ConditionalFailures
-			out.Operations[op] = y
 		}
 	}
 	return out

@@ -70,6 +70,21 @@ func (s Stats) Sub(earlier Stats) Stats {
 	return d
 }
 
+// Add is s and o together (two endpoints' counts).
+func (s Stats) Add(o Stats) Stats {
+	sum := Stats{Operations: make(map[string]OpStats, len(s.Operations)+len(o.Operations))}
+	for _, x := range []Stats{s, o} {
+		for op, c := range x.Operations {
+			t := sum.Operations[op]
+			t.Requests += c.Requests
+			t.Errors += c.Errors
+			t.ConditionalFailures += c.ConditionalFailures
+			sum.Operations[op] = t
+		}
+	}
+	return sum
+}
+
 // String is "PutItem=2 UpdateItem=3", by operation name.
 func (s Stats) String() string {
 	ops := make([]string, 0, len(s.Operations))
@@ -217,7 +232,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	op, isOp := strings.CutPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
 	if r.Method != http.MethodPost || !isOp {
 		// Health checks and the like: dynalite answers them itself.
-		p.write(w, p.forward(r.Context(), r, body))
+		writeAnswer(w, p.forward(r.Context(), r, body))
 		return
 	}
 	p.count(op, func(o *OpStats) { o.Requests++ })
@@ -233,7 +248,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		})
 	}
-	p.write(w, a)
+	writeAnswer(w, a)
 }
 
 func (p *proxy) serveOp(r *http.Request, op string, body []byte) answer {
@@ -588,7 +603,7 @@ func (p *proxy) do(req *http.Request) answer {
 	return answer{status: resp.StatusCode, header: resp.Header, body: b}
 }
 
-func (p *proxy) write(w http.ResponseWriter, a answer) {
+func writeAnswer(w http.ResponseWriter, a answer) {
 	for k, vs := range a.header {
 		if k == "Content-Length" || k == "Connection" || k == "Transfer-Encoding" {
 			continue

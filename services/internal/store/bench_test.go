@@ -5,13 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/crc32"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +19,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"herald/services/devstack/dynamolocal"
 	"herald/services/devstack/dynamolocal/dynamotest"
 	"herald/services/internal/herald"
 	"herald/services/internal/store"
@@ -257,9 +255,8 @@ func startWritesOK(b *testing.B) string {
 }
 
 // writesOKChild serves, when writesOKVariable is set, every write with
-// success at once (with DynamoDB's X-Amz-Crc32 of the answer, which the
-// SDK checks) on a free loopback port it prints, until it is killed; it
-// reports whether it did.
+// success at once (dynamolocal.WritesOK) on a free loopback port it prints,
+// until it is killed; it reports whether it did.
 func writesOKChild() bool {
 	if os.Getenv(writesOKVariable) == "" {
 		return false
@@ -270,16 +267,7 @@ func writesOKChild() bool {
 		os.Exit(1)
 	}
 	fmt.Printf("http://%s\n", ln.Addr())
-	http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		answer := "{}"
-		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".BatchWriteItem") {
-			answer = `{"UnprocessedItems":{}}`
-		}
-		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
-		w.Header().Set("X-Amz-Crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE([]byte(answer))), 10))
-		io.WriteString(w, answer)
-	}))
+	http.Serve(ln, dynamolocal.NewWritesOK())
 	return true
 }
 

@@ -8,6 +8,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"herald/services/devstack/dynamolocal"
 )
 
 // CannedClient is a DynamoDB client whose every call succeeds at once,
@@ -21,16 +23,17 @@ func CannedClient() *dynamodb.Client {
 	})
 }
 
-// canned answers every request with success: {} (and no unprocessed
-// items for BatchWriteItem).
+// canned answers every request with success: a write as
+// dynamolocal.WriteAnswer, anything else {}.
 type canned struct{}
 
 func (canned) Do(r *http.Request) (*http.Response, error) {
 	io.Copy(io.Discard, r.Body)
 	r.Body.Close()
-	answer := "{}"
-	if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".BatchWriteItem") {
-		answer = `{"UnprocessedItems":{}}`
+	_, op, _ := strings.Cut(r.Header.Get("X-Amz-Target"), ".")
+	answer, ok := dynamolocal.WriteAnswer(op)
+	if !ok {
+		answer = "{}"
 	}
 	return &http.Response{
 		StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
